@@ -1,0 +1,50 @@
+"""PyTorch backend: the artifact as a TorchScript file, run with pinned threads.
+
+TorchScript is what this backend deploys because it is one self-contained file that
+loads without torchvision and without executing Python code from disk, and it holds FX
+int8 models as well as float and channel-pruned ones. Both torch.jit and FX
+quantization are deprecated upstream (torch 2.15 warns); their warnings are silenced here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bench.backends import Backend, Deployed, ExportEnv
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
+        import torch
+
+        path = Path(out_dir) / "model.torchscript.pt"
+        example = torch.zeros(1, 3, env.image_size, env.image_size)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.trace(artifact.module.eval(), example, check_trace=False)
+            torch.jit.save(scripted, str(path))
+        return Deployed([path], artifact.precision)
+
+    def load(self, files, threads, device="cpu", options=None):
+        import torch
+
+        torch.set_num_threads(threads)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("--device cuda: torch sees no CUDA device")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(files[0]), map_location=device).eval()
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                out = module(torch.from_numpy(x).to(device))
+                if device == "cuda":
+                    torch.cuda.synchronize()  # time the work, not its launch
+                return out.float().cpu().numpy()
+
+        return predict

@@ -1,0 +1,70 @@
+"""Batch-1 latency: cold start timed apart, warm-up discarded, then a timed loop that
+runs until both a minimum count and a minimum time are reached. Raw samples are kept."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyPlan:
+    warmup_n: int = 10
+    warmup_s: float = 0.3
+    min_n: int = 100
+    min_s: float = 1.0
+    max_s: float = 20.0  # a very slow model stops here, with whatever count it reached
+
+
+def measure(predict: Callable[[np.ndarray], object], example: np.ndarray, plan: LatencyPlan) -> dict:
+    """Time `predict(example)`; returns cold_ms and the raw warm samples in ms."""
+    cold_ms = time_once(predict, example)
+    warm_up(predict, example, plan)
+    return {"cold_ms": cold_ms, "samples_ms": timed_loop(predict, example, plan)}
+
+
+def time_once(predict, example) -> float:
+    """Milliseconds of one call: the cold start when it is the first after loading."""
+    t = time.perf_counter()
+    predict(example)
+    return (time.perf_counter() - t) * 1e3
+
+
+def warm_up(predict, example, plan: LatencyPlan) -> None:
+    """Discarded calls until both warmup_n and warmup_s are reached."""
+    start, n = time.perf_counter(), 0
+    while n < plan.warmup_n or time.perf_counter() - start < plan.warmup_s:
+        predict(example)
+        n += 1
+
+
+def timed_loop(predict, example, plan: LatencyPlan) -> list[float]:
+    """Raw per-call milliseconds until both min_n and min_s are reached (or max_s)."""
+    clock = time.perf_counter
+    samples = []
+    start = clock()
+    while True:
+        t = clock()
+        predict(example)
+        done = clock()
+        samples.append((done - t) * 1e3)
+        elapsed = done - start
+        if (len(samples) >= plan.min_n and elapsed >= plan.min_s) or elapsed >= plan.max_s:
+            break
+    return samples
+
+
+def summarize(samples_ms) -> dict:
+    """Median, p90 (only with n >= 64, where it is supported by 6+ tail samples), mean, std."""
+    s = np.asarray(samples_ms, dtype=np.float64)
+    n = len(s)
+    return {
+        "latency_n": n,
+        "latency_ms_p50": float(np.median(s)) if n else None,
+        "latency_ms_p90": float(np.percentile(s, 90)) if n >= 64 else None,
+        "latency_ms_mean": float(s.mean()) if n else None,
+        "latency_ms_std": float(s.std(ddof=1)) if n > 1 else None,
+    }

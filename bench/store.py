@@ -1,0 +1,98 @@
+"""The run directory: manifest, rows (written as they come, atomically), predictions
+and artifacts. Layout:
+
+    RUN/manifest.json
+    RUN/results.csv, RUN/results.json
+    RUN/predictions/<model>__<backend>.npz   (y_true, y_score, logits)
+    RUN/artifacts/<model>/<backend>/...
+    RUN/report.html
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from bench.result import SCHEMA_VERSION, Result
+
+
+def safe_name(model: str) -> str:
+    """A model name as a path component (':' ',' and the like become '_')."""
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", model)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "predictions").mkdir(exist_ok=True)
+        (self.root / "artifacts").mkdir(exist_ok=True)
+        self.rows: list[Result] = []
+
+    def write_manifest(self, manifest: dict) -> None:
+        _atomic_write(self.root / "manifest.json", json.dumps(manifest, indent=2, default=str))
+
+    def update_manifest(self, **entries) -> None:
+        path = self.root / "manifest.json"
+        manifest = json.loads(path.read_text()) if path.exists() else {}
+        manifest.update(entries)
+        self.write_manifest(manifest)
+
+    def artifact_dir(self, model: str, backend: str) -> Path:
+        path = self.root / "artifacts" / safe_name(model) / backend
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def predictions_path(self, model: str, backend: str) -> Path:
+        return self.root / "predictions" / f"{safe_name(model)}__{backend}.npz"
+
+    def save_predictions(self, model: str, backend: str, y_true, y_score, logits) -> Path:
+        path = self.predictions_path(model, backend)
+        buf = io.BytesIO()
+        np.savez(buf, y_true=y_true, y_score=y_score, logits=logits)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+        return path
+
+    def add(self, row: Result) -> None:
+        """Append a row and rewrite both tables at once, so a kill loses nothing."""
+        self.rows = [r for r in self.rows if (r.model, r.backend) != (row.model, row.backend)]
+        self.rows.append(row)
+        self.flush()
+
+    def flush(self) -> None:
+        dicts = [r.to_dict() for r in self.rows]
+        names = [c["name"] for c in Result.columns()]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        for d in dicts:
+            writer.writerow({k: "" if v is None else v for k, v in d.items()})
+        _atomic_write(self.root / "results.csv", buf.getvalue())
+        doc = {"schema_version": SCHEMA_VERSION, "columns": Result.columns(), "rows": dicts}
+        _atomic_write(self.root / "results.json", json.dumps(doc, indent=1))
+
+
+def load_rows(run_dir: Path) -> list[Result]:
+    path = Path(run_dir) / "results.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no results here (is this a run directory?)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    known = {c["name"] for c in Result.columns()}
+    return [Result(**{k: v for k, v in row.items() if k in known}) for row in doc.get("rows", [])]

@@ -1,0 +1,77 @@
+"""Task types (binary, multiclass, multilabel): losses, probabilities and KD losses.
+
+Everything that differs between task types lives here, so training, distillation and
+metrics stay task-agnostic. Binary tasks use two softmax outputs (as the reference
+COVID-19 and malaria papers do); the positive-class probability is their score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+TASK_KINDS = ("binary", "multiclass", "multilabel")
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str
+    class_names: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"unknown task kind {self.kind!r}; expected one of {TASK_KINDS}")
+        if self.kind == "binary" and len(self.class_names) != 2:
+            raise ValueError("a binary task has exactly two class names (negative, positive)")
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.class_names)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Hard-label loss. Multilabel targets may hold NaN for 'ignore' (masked out)."""
+        if self.kind == "multilabel":
+            mask = ~torch.isnan(y)
+            per = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), reduction="none")
+            return (per * mask).sum() / mask.sum().clamp(min=1)
+        return F.cross_entropy(logits, y.long())
+
+    def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Hinton's soft-target loss, scaled by T^2 so its gradients match the hard loss.
+
+        Softmax KL with reduction='batchmean' (STACK-NOTES: 'mean' has the wrong scale);
+        for multilabel, a per-label Bernoulli KL of sigmoid(t/T) against sigmoid(s/T).
+        """
+        t = temperature
+        if self.kind == "multilabel":
+            p_t = torch.sigmoid(teacher / t)
+            log_s = F.logsigmoid(student / t)
+            log_1s = F.logsigmoid(-student / t)
+            log_t = F.logsigmoid(teacher / t)
+            log_1t = F.logsigmoid(-teacher / t)
+            kl = p_t * (log_t - log_s) + (1 - p_t) * (log_1t - log_1s)
+            return kl.mean() * t * t
+        return F.kl_div(
+            F.log_softmax(student / t, dim=1),
+            F.log_softmax(teacher / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        ) * t * t
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.kind == "multilabel":
+            return torch.sigmoid(logits)
+        return torch.softmax(logits, dim=1)
+
+    def scores(self, probs):
+        """The array metrics take: P(positive) for binary, the full matrix otherwise."""
+        return probs[:, 1] if self.kind == "binary" else probs
+
+    def predicted_labels(self, probs, threshold: float = 0.5):
+        if self.kind == "multilabel":
+            return (probs >= threshold).astype("int64")
+        if self.kind == "binary":
+            return (probs[:, 1] >= threshold).astype("int64")
+        return probs.argmax(axis=1)

@@ -1,0 +1,71 @@
+"""The shared teacher: trained once by the bench and cached, or the user's checkpoint.
+
+The cache key hashes everything that determines the trained weights (architecture, data
+fingerprint, recipe, seed, torch version), so changing any of them retrains, and the
+same settings reuse it. The teacher's logits on the training split are cached beside
+it: every distillation in the run reads them instead of re-running the teacher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench import cache
+from bench.data import DataBundle
+from bench.models import build, load_checkpoint
+from bench.progress import log
+from bench.training import TrainSettings, predict_logits, train
+
+RECIPE_VERSION = 1  # bump when training code changes what a cached teacher would be
+
+
+@dataclass
+class Teacher:
+    module: nn.Module
+    train_logits: torch.Tensor
+    arch: str
+    source: str  # "trained", "cache", or "checkpoint"
+    info: dict
+
+
+def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
+                checkpoint: str | None = None, use_cache: bool = True) -> Teacher:
+    if checkpoint:
+        module = load_checkpoint(arch, data.task.num_outputs, checkpoint).eval()
+        digest = hashlib.sha256(open(checkpoint, "rb").read()).hexdigest()[:16]
+        log(f"teacher: loaded {arch} from {checkpoint} (sha256 {digest})")
+        return Teacher(module, predict_logits(module, data.train.images), arch, "checkpoint",
+                       {"checkpoint": str(checkpoint), "sha256": digest})
+    settings = TrainSettings(epochs=epochs, seed=seed)
+    info = {"arch": arch, "data": data.fingerprint, "settings": settings.__dict__,
+            "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]}
+    k = cache.key(info)
+    path = cache.cache_dir() / "teachers" / f"{arch}-{k}.pt"
+    if use_cache and path.exists():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        module = build(arch, data.task.num_outputs)
+        module.load_state_dict(blob["state_dict"])
+        log(f"teacher: reusing cached {arch} ({path})")
+        return Teacher(module.eval(), blob["train_logits"], arch, "cache",
+                       {**info, "key": k, "path": str(path), **json.loads(blob["meta"])})
+    log(f"teacher: training {arch} for {epochs} epochs on {len(data.train)} images")
+    start = time.perf_counter()
+    module = train(build(arch, data.task.num_outputs), data.train.images, data.train.labels,
+                   data.task, settings, "teacher")
+    seconds = time.perf_counter() - start
+    logits = predict_logits(module, data.train.images)
+    meta = {"train_seconds": round(seconds, 1)}
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        torch.save({"state_dict": module.state_dict(), "train_logits": logits,
+                    "meta": json.dumps(meta)}, buf)
+        cache.atomic_write_bytes(path, buf.getvalue())
+    return Teacher(module, logits, arch, "trained", {**info, "key": k, "path": str(path), **meta})

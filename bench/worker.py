@@ -1,0 +1,79 @@
+"""The measuring process: `python -m bench.worker JOB.json`.
+
+The bench starts one fresh process per (model, backend), so neither another runtime's
+thread pools nor another model's state can slow the one measured. For each model it loads the deployed file(s), predicts the test split,
+times batch-1 latency, estimates energy and reads its own peak memory, then prints one
+`@@RESULT {json}` line that the bench turns into a row at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+RESULT_PREFIX = "@@RESULT "
+
+
+def _pin_threads(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def main(job_path: str) -> int:
+    with open(job_path) as fh:
+        job = json.load(fh)
+    threads = int(job["threads"])
+    _pin_threads(threads)
+    import numpy as np
+
+    from bench import backends
+    from bench.measure import energy, latency, memory
+
+    if job["backend"] == "torch":
+        import torch
+
+        torch.set_num_interop_threads(1)
+        torch.set_num_threads(threads)
+    backend = backends.get(job["backend"])
+    test = np.load(job["test_images"])
+    example = np.ascontiguousarray(test[:1])
+    plan = latency.LatencyPlan(**job["latency"])
+    energy_probe = energy.prepare_in_background()
+    for item in job["items"]:
+        started = time.perf_counter()
+        out = {"model": item["model"]}
+        try:
+            per_model_peak = memory.reset_peak()
+            rss_before = memory.rss_mib()
+            predict = backend.load(item["files"], threads, job.get("device", "cpu"),
+                                   item.get("options") or {})
+            rss_loaded = memory.rss_mib()
+            out["latency_cold_ms"] = latency.time_once(predict, example)
+            logits = np.concatenate([np.asarray(predict(np.ascontiguousarray(test[i:i + 64])))
+                                     for i in range(0, len(test), 64)])
+            np.save(item["logits_out"], logits.astype(np.float32))
+            energy_probe.join()
+            latency.warm_up(predict, example, plan)
+            window = energy.EnergyWindow(plan.min_s)
+            with window:  # energy over exactly the timed loop
+                samples = latency.timed_loop(predict, example, plan)
+            np.save(item["samples_out"], np.asarray(samples, dtype=np.float64))
+            out.update(latency.summarize(samples))
+            out.update(window.result(len(samples)))
+            out["peak_rss_mib"] = memory.peak_rss_mib()
+            out["peak_is_per_model"] = per_model_peak
+            if rss_before is not None and rss_loaded is not None:
+                out["load_rss_mib"] = rss_loaded - rss_before
+        except Exception as exc:  # one model's failure must not lose the others
+            out["error"] = f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+            out["traceback"] = traceback.format_exc(limit=5)
+        out["seconds"] = time.perf_counter() - started
+        print(RESULT_PREFIX + json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

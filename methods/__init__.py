@@ -1,0 +1,114 @@
+"""Compression methods, one module per family, behind one registry.
+
+`expand("kd,prune,kd+quant.static:calibration_size=128")` turns the command line into
+chains of Steps: family names expand to their members (`prune` -> magnitude and
+structured), `+` chains steps left to right, `name:key=value,key=value` sets parameters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from methods.base import Artifact, Context, Method, Param, Step
+
+_REGISTRY: dict[str, type[Method]] = {}
+
+__all__ = ["Artifact", "Context", "Method", "Param", "Step", "register", "get", "all_methods",
+           "families", "expand", "chain_name"]
+
+
+def register(cls: type[Method]) -> type[Method]:
+    if cls.name in _REGISTRY:
+        raise ValueError(f"method {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    if not _REGISTRY:
+        from methods import kd, prune, quant  # noqa: F401  (they register themselves)
+
+
+def all_methods() -> dict[str, type[Method]]:
+    _load_builtin()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> type[Method]:
+    methods = all_methods()
+    if name not in methods:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(methods)} "
+                         f"(families: {', '.join(families())})")
+    return methods[name]
+
+
+def families() -> dict[str, list[str]]:
+    fam: dict[str, list[str]] = {}
+    for name in all_methods():
+        if "." in name:
+            fam.setdefault(name.split(".")[0], []).append(name)
+    return fam
+
+
+_KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
+
+
+def _split_items(spec: str) -> list[str]:
+    """Split on commas, except those that separate key=value pairs of one method."""
+    items: list[str] = []
+    for token in spec.split(","):
+        token = token.strip()
+        if not token:
+            continue
+        if _KEY_VALUE.match(token) and items:
+            items[-1] += "," + token
+        else:
+            items.append(token)
+    return items
+
+
+def _parse_step(text: str) -> list[Step]:
+    name, _, arg_text = text.partition(":")
+    name = name.strip()
+    given: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in arg_text.split(","))):
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"{text!r}: parameters are written key=value, got {pair!r}")
+        given[key.strip()] = value.strip()
+    members = families().get(name, [name])
+    steps = []
+    for member in members:
+        cls = get(member)
+        known = {p.name for p in cls.params}
+        unknown = set(given) - known
+        if unknown and (len(members) == 1 or not set(given) & known):
+            cls.param(sorted(unknown)[0])  # raises with the list of known parameters
+        values = {p.name: p.default for p in cls.params}
+        for key in set(given) & known:
+            values[key] = cls.param(key).parse(given[key])
+        overrides = tuple(sorted(k for k in set(given) & known if values[k] != cls.param(k).default))
+        steps.append(Step(member, tuple(values.items()), overrides))
+    return steps
+
+
+def expand(spec: str) -> list[tuple[Step, ...]]:
+    """Every chain a --methods value names, in order, without duplicates."""
+    chains: list[tuple[Step, ...]] = []
+    for item in _split_items(spec):
+        options = [_parse_step(part) for part in item.split("+")]
+        for chain in itertools.product(*options):
+            for step in chain[:-1]:
+                if get(step.method).terminal:
+                    raise ValueError(f"{item!r}: {step.method} must be the last step of a chain "
+                                     f"(an int8 model is not trained further)")
+            if chain not in chains:
+                chains.append(chain)
+    if not chains:
+        raise ValueError("--methods is empty")
+    return chains
+
+
+def chain_name(steps: tuple[Step, ...]) -> str:
+    return "+".join(s.label for s in steps)

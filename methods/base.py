@@ -1,0 +1,124 @@
+"""The method plugin interface: typed parameters, an Artifact, and one entry point.
+
+A method takes a parent Artifact (the teacher, or the output of the previous step of a
+chain) and returns a new Artifact. It never mutates the parent: it works on a clone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from bench.tasks import Task
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed method parameter, shown by `bench list` and parsed from `name:key=value`."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+
+    def parse(self, text: str):
+        try:
+            value = self.type(text) if self.type is not bool else text.lower() in ("1", "true", "yes")
+        except ValueError:
+            raise ValueError(f"parameter {self.name}: {text!r} is not a {self.type.__name__}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"parameter {self.name}: {value!r} is not one of {self.choices}")
+        return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a chain: a method name and its fully resolved parameters."""
+
+    method: str
+    params: tuple[tuple[str, Any], ...]
+    overrides: tuple[str, ...] = ()  # which params the user set (shown in the model name)
+
+    @property
+    def label(self) -> str:
+        given = [f"{k}={v}" for k, v in self.params if k in self.overrides]
+        return self.method + (":" + ",".join(given) if given else "")
+
+
+@dataclass
+class Artifact:
+    """What a method produced, with the provenance needed to reproduce it.
+
+    `module` runs on PyTorch (float, pruned or int8); `float_module` is the fp32 model it
+    derives from, used for MACs and by backends that quantize natively from fp32.
+    """
+
+    name: str
+    arch: str
+    module: nn.Module
+    float_module: nn.Module
+    steps: tuple[Step, ...] = ()
+    precision: str = "fp32"
+    quantization: str | None = None  # "static" / "dynamic" when the last step quantized
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0  # wall time spent producing it (this step and its parents)
+
+    @property
+    def method(self) -> str:
+        return self.steps[-1].method if self.steps else "baseline"
+
+    def provenance(self) -> dict:
+        return {
+            "model": self.name,
+            "arch": self.arch,
+            "steps": [{"method": s.method, "params": dict(s.params)} for s in self.steps],
+            "precision": self.precision,
+            "quantization": self.quantization,
+            "notes": list(self.notes),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass
+class Context:
+    """Everything a method may use besides its parent: data, the teacher, budgets."""
+
+    task: Task
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    calibration_images: np.ndarray
+    teacher: nn.Module
+    teacher_logits: torch.Tensor  # teacher's logits on train_images, for offline KD
+    student_arch: str
+    image_size: int
+    student_epochs: float
+    finetune_epochs: float
+    seed: int = 0
+    extras: dict = field(default_factory=dict)
+
+
+class Method:
+    """Base class. Subclasses set name/summary/params and implement `apply`."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    params: ClassVar[tuple[Param, ...]] = ()
+    #: True for steps after which nothing can follow (int8 models are not re-trained).
+    terminal: ClassVar[bool] = False
+
+    def apply(self, parent: Artifact, ctx: Context, **params) -> Artifact:
+        raise NotImplementedError
+
+    @classmethod
+    def param(cls, name: str) -> Param:
+        for p in cls.params:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in cls.params) or "none"
+        raise ValueError(f"{cls.name} has no parameter {name!r} (it takes: {known})")

@@ -1,0 +1,1 @@
+"""Report rendering: the run directory's rows and predictions into HTML (and plots)."""

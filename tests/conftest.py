@@ -1,0 +1,71 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+# Tests never touch the user's cache.
+os.environ.setdefault("MEDBENCH_CACHE", os.path.join(os.path.dirname(__file__), "..", ".bench-cache", "tests"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+class TinyNet(nn.Module):
+    """Conv-BN-ReLU x2, pool, Linear: enough structure for every method, runs in ms."""
+
+    def __init__(self, num_outputs=2, width=16):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width * 2, 3, padding=1, stride=2), nn.BatchNorm2d(width * 2), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.classifier = nn.Linear(width * 2, num_outputs)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@pytest.fixture
+def tiny_data():
+    from bench.data import SyntheticSizes, synthetic_bundle
+
+    return synthetic_bundle(16, 0, "binary", 2, SyntheticSizes(train=96, val=32, test=64, calibration=32))
+
+
+@pytest.fixture
+def tiny_context(tiny_data):
+    import methods
+    from bench.training import predict_logits
+
+    torch.manual_seed(0)
+    teacher = TinyNet().eval()
+    return methods.Context(
+        task=tiny_data.task, train_images=tiny_data.train.images, train_labels=tiny_data.train.labels,
+        calibration_images=tiny_data.calibration, teacher=teacher,
+        teacher_logits=predict_logits(teacher, tiny_data.train.images),
+        student_arch="mobilenet_v3_small", image_size=16, student_epochs=0.34, finetune_epochs=0.34,
+    )
+
+
+@pytest.fixture
+def tiny_teacher(tiny_context):
+    import methods
+
+    t = tiny_context.teacher
+    return methods.Artifact(name="teacher", arch="tiny", module=t, float_module=t)
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+
+
+def assert_unchanged(module, before):
+    after = module.state_dict()
+    assert before.keys() == {k for k, v in after.items() if isinstance(v, torch.Tensor)}
+    for k, v in before.items():
+        assert torch.equal(v, after[k]), f"{k} was mutated"
+
+
+def rng():
+    return np.random.default_rng(0)

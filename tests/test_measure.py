@@ -1,0 +1,40 @@
+import time
+
+import numpy as np
+
+from bench.measure import memory
+from bench.measure.latency import LatencyPlan, measure, summarize
+
+
+def test_latency_loop_recovers_a_known_sleep():
+    def fake(_):
+        time.sleep(0.004)
+
+    got = measure(fake, np.zeros(1), LatencyPlan(warmup_n=3, warmup_s=0.0, min_n=60, min_s=0.2))
+    stats = summarize(got["samples_ms"])
+    assert stats["latency_n"] >= 60
+    assert abs(stats["latency_ms_p50"] - 4.0) / 4.0 < 0.05 + 0.1 / 4  # sleep overshoots slightly
+    assert got["cold_ms"] >= 4.0
+
+
+def test_loop_needs_both_count_and_time():
+    got = measure(lambda _: None, np.zeros(1), LatencyPlan(warmup_n=1, warmup_s=0, min_n=5, min_s=0.05))
+    assert len(got["samples_ms"]) > 5  # the time floor kept it going
+
+
+def test_p90_only_with_enough_samples():
+    assert summarize(list(range(63)))["latency_ms_p90"] is None
+    s = summarize(list(range(1, 101)))
+    assert s["latency_ms_p90"] == np.percentile(np.arange(1, 101), 90)
+    assert s["latency_ms_p50"] == 50.5
+
+
+def test_peak_memory_is_reset_per_model():
+    assert memory.reset_peak()
+    base = memory.peak_rss_mib()
+    block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB touched
+    grown = memory.peak_rss_mib()
+    del block
+    memory.reset_peak()
+    assert grown - base > 60
+    assert memory.peak_rss_mib() < grown - 30

@@ -1,0 +1,57 @@
+import pytest
+
+import methods
+
+
+def names(spec):
+    return [methods.chain_name(c) for c in methods.expand(spec)]
+
+
+def test_every_builtin_method_is_registered():
+    assert set(methods.all_methods()) == {"kd", "prune.magnitude", "prune.structured",
+                                          "quant.dynamic", "quant.static"}
+    assert methods.families() == {"prune": ["prune.magnitude", "prune.structured"],
+                                  "quant": ["quant.dynamic", "quant.static"]}
+
+
+def test_families_expand_in_order():
+    assert names("kd,prune,quant") == ["kd", "prune.magnitude", "prune.structured",
+                                       "quant.dynamic", "quant.static"]
+
+
+def test_chains_and_family_products():
+    assert names("kd+prune.structured+quant.static") == ["kd+prune.structured+quant.static"]
+    assert names("kd+quant") == ["kd+quant.dynamic", "kd+quant.static"]
+
+
+def test_parameters_parse_typed_and_show_in_name():
+    (chain,) = methods.expand("prune.structured:ratio=0.3,round_to=4")
+    params = dict(chain[0].params)
+    assert params["ratio"] == 0.3 and params["round_to"] == 4 and isinstance(params["round_to"], int)
+    assert methods.chain_name(chain) == "prune.structured:ratio=0.3,round_to=4"
+
+
+def test_default_valued_parameter_keeps_plain_name():
+    assert names("prune.structured:ratio=0.5") == ["prune.structured"]
+
+
+def test_parameters_inside_a_chain_and_a_list():
+    got = names("kd:temperature=2,alpha=0.5+prune.structured:ratio=0.25,quant.static")
+    assert got == ["kd:temperature=2.0,alpha=0.5+prune.structured:ratio=0.25", "quant.static"]
+
+
+def test_duplicates_are_dropped():
+    assert names("quant.static,quant") == ["quant.static", "quant.dynamic"]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("distill", "unknown method 'distill'"),
+    ("prune.structured:ratoi=0.5", "has no parameter 'ratoi'"),
+    ("prune.structured:ratio=half", "is not a float"),
+    ("quant.static+prune.magnitude", "must be the last step"),
+    ("kd:temperature", "key=value"),
+    ("", "empty"),
+])
+def test_bad_specs_say_what_is_wrong(spec, message):
+    with pytest.raises(ValueError, match=message):
+        methods.expand(spec)

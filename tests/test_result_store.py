@@ -1,0 +1,72 @@
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.result import Result
+from bench.store import RunStore, load_rows, safe_name
+
+REQUIRED = ["model", "method", "backend", "params", "params_nonzero", "weights_mib", "file_mib",
+            "file_gz_mib", "compression_ratio", "macs", "latency_ms_p50", "latency_ms_p90",
+            "latency_n", "speedup", "peak_rss_mib", "energy_mj_per_inference", "energy_source",
+            "auc_roc", "accuracy", "status", "error"]
+
+
+def test_every_required_column_exists_and_declares_unit_and_direction():
+    cols = {c["name"]: c for c in Result.columns()}
+    for name in REQUIRED:
+        assert name in cols
+        assert {"unit", "better", "doc"} <= cols[name].keys()
+        assert cols[name]["better"] in (None, "higher", "lower")
+    assert cols["auc_roc"]["better"] == "higher" and cols["file_mib"]["unit"] == "MiB"
+
+
+def test_result_is_frozen_and_nan_becomes_null():
+    r = Result(model="m", method="x", backend="torch", arch="a", precision="fp32", auc_roc=float("nan"))
+    with pytest.raises(AttributeError):
+        r.model = "other"
+    assert r.to_dict()["auc_roc"] is None
+
+
+def test_store_writes_rows_at_once_and_round_trips(tmp_path):
+    store = RunStore(tmp_path)
+    a = Result(model="teacher", method="baseline", backend="torch", arch="d", precision="fp32",
+               params=10, file_mib=2.5, auc_roc=0.9)
+    store.add(a)
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 1  # on disk before the next row
+    store.add(Result(model="kd+quant.static", method="quant.static", backend="torch", arch="m",
+                     precision="int8", status="failed", error="boom, with a comma"))
+    store.add(a.with_(auc_roc=0.91))  # same (model, backend) replaces
+    df = pd.read_csv(tmp_path / "results.csv")
+    assert list(df.columns) == [c["name"] for c in Result.columns()]
+    assert len(df) == 2 and df["error"].iloc[0] == "boom, with a comma"
+    assert df["params"].dtype.kind in "if" and df["auc_roc"].iloc[1] == 0.91
+    rows = load_rows(tmp_path)
+    assert rows[1] == a.with_(auc_roc=0.91)
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["schema_version"] == 1 and len(doc["columns"]) == len(Result.columns())
+
+
+def test_predictions_file_holds_arrays(tmp_path):
+    store = RunStore(tmp_path)
+    path = store.save_predictions("kd+prune.structured:ratio=0.3", "torch", np.array([0, 1]),
+                                  np.array([0.2, 0.8]), np.zeros((2, 2)))
+    assert path.name == "kd+prune.structured_ratio=0.3__torch.npz"
+    with np.load(path) as z:
+        assert set(z.files) == {"y_true", "y_score", "logits"}
+
+
+def test_load_rows_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="results.json: no results"):
+        load_rows(tmp_path)
+    (tmp_path / "results.json").write_text("{bad")
+    with pytest.raises(ValueError, match="results.json: not valid JSON"):
+        load_rows(tmp_path)
+
+
+def test_safe_name_keeps_chain_readable():
+    assert safe_name("kd+quant.static") == "kd+quant.static"
+    assert not math.isnan(len(safe_name("a:b,c")))
+    assert safe_name("a:b,c/d") == "a_b_c_d"
