@@ -26,12 +26,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--teacher-checkpoint", default=None,
                    help="the user's own teacher weights (a state_dict; loaded weights-only)")
     r.add_argument("--student", default="mobilenet_v2", help="torchvision architecture of the KD student")
-    r.add_argument("--teacher-epochs", type=float, default=None, help="teacher training epochs (default 2)")
-    r.add_argument("--student-epochs", type=float, default=None, help="student / kd epochs (default 2)")
+    r.add_argument("--teacher-epochs", type=float, default=None, help="teacher training epochs (default 1.25; --quick 2 at 32 px)")
+    r.add_argument("--student-epochs", type=float, default=None, help="student / kd epochs (default 1.25)")
     r.add_argument("--finetune-epochs", type=float, default=None,
-                   help="fine-tuning epochs after pruning (default 0.3)")
+                   help="fine-tuning epochs after pruning (default 0.2)")
     r.add_argument("--backends", default=None, help="comma-separated backends (default: every installed one)")
     r.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    r.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
+                        "provider when installed; OpenVINO rows are n/a (default cpu)")
     r.add_argument("--seed", type=int, default=0, help="seed for data, training and splits (default 0)")
     r.add_argument("--quick", action="store_true",
                    help="smoke test: smaller data and images, fewer epochs and iterations")
@@ -64,7 +67,8 @@ def _run(args) -> int:
 
     cfg = RunConfig(methods=args.methods, dataset=args.dataset, task=args.task, seed=args.seed,
                     teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
-                    student=args.student, out=args.out, use_cache=not args.no_cache)
+                    student=args.student, out=args.out, use_cache=not args.no_cache,
+                    device=args.device)
     if args.num_classes is not None:
         cfg.num_classes = args.num_classes
     elif args.task == "multiclass":
@@ -104,6 +108,9 @@ def _list(args) -> int:
     print("baselines measured in every run: teacher, student (the kd student without distillation)")
     inst = set(backends.installed())
     print("backends: " + ", ".join(f"{b}{'' if b in inst else ' (not installed)'}" for b in backends.names()))
+    for name in backends.names():
+        if name in inst:
+            print(f"  {name}: deploys {backends.get(name).deploys}")
     print("datasets: synthetic (generated, binary / multiclass / multilabel)")
     if args.archs:
         from bench.models import available_architectures

@@ -29,9 +29,9 @@ class RunConfig:
     teacher: str = "densenet121"
     teacher_checkpoint: str | None = None
     student: str = "mobilenet_v2"
-    teacher_epochs: float = 2.0
-    student_epochs: float = 2.0
-    finetune_epochs: float = 0.3
+    teacher_epochs: float = 1.25
+    student_epochs: float = 1.25
+    finetune_epochs: float = 0.2
     backends: list[str] = field(default_factory=lambda: ["torch"])
     threads: int = field(default_factory=physical_cores)
     device: str = "cpu"
@@ -52,8 +52,8 @@ def quick_profile(cfg: RunConfig, image_size_given: bool) -> RunConfig:
     if not image_size_given:
         cfg.image_size = 32
     cfg.sizes = SyntheticSizes(train=640, val=200, test=400, calibration=64)
-    cfg.teacher_epochs = min(cfg.teacher_epochs, 2.0)
-    cfg.student_epochs = min(cfg.student_epochs, 1.5)
+    cfg.teacher_epochs = 2.0
+    cfg.student_epochs = min(cfg.student_epochs, 1.25)
     cfg.finetune_epochs = min(cfg.finetune_epochs, 0.2)
     cfg.latency = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.2, max_s=2.0)
     return cfg

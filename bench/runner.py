@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,12 +78,18 @@ def run(cfg: RunConfig) -> int:
     test_path = work / "test_images.npy"
     test = data.test.images
     np.save(test_path, np.repeat(test, 3, axis=1) if test.shape[1] == 1 else test)
-    statics = {name: _static_stats(a, cfg.image_size) for name, a in artifacts.items()
+    statics = {name: _static_stats(a, cfg.image_size, data.test.images) for name, a in artifacts.items()
                if isinstance(a, methods.Artifact)}
     env = backends.ExportEnv(image_size=cfg.image_size, calibration=data.calibration,
                              work_dir=work, device=cfg.device)
+    # Every export first, gzip sizes on a thread pool meanwhile (zlib releases the GIL);
+    # then measurement, with nothing else running on the machine.
+    with ThreadPoolExecutor(max_workers=2) as gzip_pool:
+        exported = {e.name: _export_backend(e, cfg, artifacts, statics, store, env, gzip_pool)
+                    for e in engines}
+    store.update_manifest(backends={e.name: e.describe(cfg.threads) for e in engines})
     for engine in engines:
-        _measure_backend(engine, cfg, artifacts, statics, data, store, test_path, env)
+        _measure_backend(engine.name, exported[engine.name], cfg, data, store, test_path, statics)
     shutil.rmtree(work, ignore_errors=True)
 
     from reports.html import write_report
@@ -196,7 +203,8 @@ def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact |
     return out
 
 
-def _static_stats(artifact: methods.Artifact, image_size: int) -> dict:
+def _static_stats(artifact: methods.Artifact, image_size: int, test_images: np.ndarray) -> dict:
+    """Backend-independent figures, and the PyTorch fp32 logits that parity compares to."""
     from bench.models import count_macs, count_params, state_bytes
 
     params, nonzero = count_params(artifact.module)
@@ -204,8 +212,11 @@ def _static_stats(artifact: methods.Artifact, image_size: int) -> dict:
         macs = count_macs(artifact.float_module, image_size)
     except Exception:  # noqa: BLE001 - an uncountable graph leaves the cell empty
         macs = None
+    from bench.training import predict_logits
+
     return {"params": params, "params_nonzero": nonzero,
-            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs}
+            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs,
+            "reference": predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()}
 
 
 def _file_sizes(files) -> tuple[float, float]:
@@ -217,71 +228,96 @@ def _file_sizes(files) -> tuple[float, float]:
     return total / MIB, gz / MIB
 
 
-def _measure_backend(engine, cfg, artifacts, statics, data, store, test_path, env) -> None:
+def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> list:
+    """Deploy every model to one backend: [(row, worker item or None)] in model order."""
     name = engine.name
-    items, base = [], {}
+    log(f"{name}: exporting {len(artifacts)} models")
+    outcomes = []
     for model, art in artifacts.items():
         row = Result(model=model, method=_method_of(model, art), backend=name,
                      arch=getattr(art, "arch", ""), precision=getattr(art, "precision", ""),
                      threads=cfg.threads)
         if isinstance(art, Exception):
-            store.add(row.with_(status=STATUS_FAILED, error=_one_line(art)))
+            outcomes.append((row.with_(status=STATUS_FAILED, error=_one_line(art)), None))
             continue
-        row = row.with_(notes="; ".join(art.notes), **statics[model])
+        row = row.with_(notes="; ".join(art.notes),
+                        **{k: v for k, v in statics[model].items() if k != "reference"})
         try:
             deployed = engine.export(art, store.artifact_dir(model, name), env)
         except backends.NotApplicable as exc:
-            store.add(row.with_(status=STATUS_NA, error=str(exc)))
+            outcomes.append((row.with_(status=STATUS_NA, error=str(exc)), None))
             continue
         except Exception as exc:  # noqa: BLE001
-            store.add(row.with_(status=STATUS_FAILED, error=f"export: {_one_line(exc)}"))
+            outcomes.append((row.with_(status=STATUS_FAILED, error=f"export: {_one_line(exc)}"), None))
             continue
-        file_mib, gz_mib = _file_sizes(deployed.files)
-        base[model] = row.with_(precision=deployed.precision, file_mib=file_mib, file_gz_mib=gz_mib,
-                                notes="; ".join([*art.notes, *deployed.notes]))
-        items.append({"model": model, "files": [str(f) for f in deployed.files],
-                      "options": deployed.options,
-                      "logits_out": str(store.root / ".work" / f"{safe_name(model)}__{name}.logits.npy"),
-                      "samples_out": str(_samples_path(store, model, name))})
-    if not items:
-        return
-    log(f"{name}: measuring {len(items)} models, each in a fresh process ({cfg.threads} threads)")
+        row = row.with_(precision=deployed.precision, notes="; ".join([*art.notes, *deployed.notes]))
+        outcomes.append((row, {
+            "model": model, "files": [str(f) for f in deployed.files], "options": deployed.options,
+            "sizes": gzip_pool.submit(_file_sizes, deployed.files),
+            "logits_out": str(store.root / ".work" / f"{safe_name(model)}__{name}.logits.npy"),
+            "samples_out": str(_samples_path(store, model, name))}))
+    return outcomes
+
+
+def _measure_backend(name, outcomes, cfg, data, store, test_path, statics) -> None:
+    """Measure one backend's models; each row is written when done."""
+    log(f"{name}: measuring {sum(item is not None for _, item in outcomes)} models ("
+        + ("one process for all: --quick" if cfg.quick else "a fresh process each")
+        + f", {cfg.threads} threads)")
+    groups = [outcomes] if cfg.quick else [[o] for o in outcomes]
     teacher_row = None
-    for item in items:
-        model = item["model"]
-        res = _run_worker(name, cfg, test_path, item, store.root / ".work")
-        row = _finish_row(base[model], res, store, data, item["logits_out"])
-        if model == "teacher":
-            teacher_row = row
-        row = _relative_to_teacher(row, teacher_row)
-        store.add(row)
-        log(f"{name}: {model}: p50 {_fmt(row.latency_ms_p50)} ms, AUC {_fmt(row.auc_roc, 3)}"
-            + (f", FAILED: {row.error}" if not row.ok else ""))
+    for group in groups:
+        items = [item for _, item in group if item is not None]
+        results = _run_worker(name, cfg, test_path, items, store.root / ".work") if items else {}
+        for row, item in group:
+            if item is not None:
+                file_mib, gz_mib = item["sizes"].result()
+                row = _finish_row(row.with_(file_mib=file_mib, file_gz_mib=gz_mib),
+                                  results[row.model], store, data, item["logits_out"],
+                                  statics[row.model]["reference"])
+                log(f"{name}: {row.model}: p50 {_fmt(row.latency_ms_p50)} ms, "
+                    f"AUC {_fmt(row.auc_roc, 3)}" + ("" if row.ok else f", FAILED: {row.error}"))
+            if row.model == "teacher":
+                teacher_row = row
+            store.add(_relative_to_teacher(row, teacher_row))
 
 
-def _run_worker(backend: str, cfg, test_path: Path, item: dict, work: Path) -> dict:
-    """Measure one model in a fresh process.
+def _run_worker(backend: str, cfg, test_path: Path, items: list[dict], work: Path) -> dict:
+    """Measure models in a fresh process; returns {model: worker result}.
 
-    One process per model, not per backend: measured here, fp32 DenseNet-121 ran at
-    10.5 ms/inference in a fresh process but 17.3 ms in a process that had first run two
-    MobileNetV2 models, so models measured in one process do not get equal conditions.
+    Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
+    inference in a fresh process but 17.3 ms in a process that had first run two
+    MobileNetV2 models, so models sharing a process do not get equal conditions.
+    --quick shares one process per backend to stay fast: a smoke test, not a measurement.
     """
     job = {"backend": backend, "threads": cfg.threads, "device": cfg.device,
-           "test_images": str(test_path),
-           "latency": cfg.latency.__dict__, "items": [item]}
+           "test_images": str(test_path), "latency": cfg.latency.__dict__,
+           "items": [{k: v for k, v in item.items() if k != "sizes"} for item in items]}
     job_path = work / f"job-{backend}.json"
     job_path.write_text(json.dumps(job))
-    # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
-    env = {**os.environ, "OMP_NUM_THREADS": str(cfg.threads), "PYTHONWARNINGS": "ignore",
-           "TORCH_CPP_LOG_LEVEL": "ERROR"}
     proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
-                          stdout=subprocess.PIPE, text=True, env=env)
+                          stdout=subprocess.PIPE, text=True, env=worker_env(cfg.threads))
+    results = {}
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-        sys.stderr.write(line + "\n")
-    return {"model": item["model"],
-            "error": f"measuring process exited with code {proc.returncode} before reporting"}
+            res = json.loads(line[len(RESULT_PREFIX):])
+            results[res["model"]] = res
+        else:
+            sys.stderr.write(line + "\n")
+    for item in items:
+        results.setdefault(item["model"], {
+            "model": item["model"],
+            "error": f"measuring process exited with code {proc.returncode} before reporting"})
+    return results
+
+
+def worker_env(threads: int) -> dict:
+    """The measuring process's environment: pinned threads, no telemetry, no noise."""
+    from bench.backends import telemetry
+
+    # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
+    return telemetry.subprocess_env({**os.environ, "OMP_NUM_THREADS": str(threads),
+                                     "PYTHONWARNINGS": "ignore", "TORCH_CPP_LOG_LEVEL": "ERROR"})
 
 
 def _samples_path(store, model, backend) -> Path:
@@ -290,13 +326,27 @@ def _samples_path(store, model, backend) -> Path:
     return path
 
 
-def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str) -> Result:
+PARITY_BATCH = 64
+#: fp32 rows whose logits differ from PyTorch fp32 by more than this fail (exports and
+#: runtimes measured here agree within 4e-6 for ONNX Runtime; lower precisions do not fail).
+PARITY_TOLERANCE_FP32 = 1e-3
+
+
+def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
+                reference: np.ndarray) -> Result:
     from bench import metrics
 
     if "error" in res:
         return row.with_(status=STATUS_FAILED, error=res["error"])
     logits = np.load(logits_path)
     import torch
+
+    def labels(z):
+        return data.task.predicted_labels(data.task.probabilities(torch.from_numpy(z)).numpy())
+
+    diff = float(np.abs(logits[:PARITY_BATCH] - reference).max())
+    agree = float((labels(logits[:PARITY_BATCH]) == labels(reference)).mean())
+    row = row.with_(parity_max_abs=diff, parity_agree=agree)
 
     probs = data.task.probabilities(torch.from_numpy(logits)).numpy()
     y_score = data.task.scores(probs)
@@ -306,7 +356,12 @@ def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str)
                                       "latency_ms_std", "latency_cold_ms", "latency_n",
                                       "peak_rss_mib", "energy_mj_per_inference")}
     notes = row.notes + ("; " + "; ".join(reasons) if reasons else "")
-    return row.with_(status=STATUS_OK, auc_roc=auc, accuracy=metrics.accuracy(data.task, data.test.labels, probs),
+    status, error = STATUS_OK, ""
+    if row.precision == "fp32" and diff > PARITY_TOLERANCE_FP32:
+        status = STATUS_FAILED
+        error = (f"parity: logits differ from PyTorch fp32 by {diff:.2e} > {PARITY_TOLERANCE_FP32:g}: "
+                 "a broken export, not a result")
+    return row.with_(status=status, error=error, auc_roc=auc, accuracy=metrics.accuracy(data.task, data.test.labels, probs),
                      energy_source=res.get("energy_source", ""), notes=notes, **fields)
 
 

@@ -50,7 +50,7 @@ class StaticQuant(Method):
     name = "quant.static"
     summary = ("int8 static post-training quantization calibrated on a training subset "
                "(PyTorch: FX graph mode, x86 qconfig)")
-    params = (Param("calibration_size", int, 256, "training images used for calibration"),)
+    params = (Param("calibration_size", int, 128, "training images used for calibration"),)
     terminal = True
 
     def apply(self, parent: Artifact, ctx: Context, calibration_size: int) -> Artifact:

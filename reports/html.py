@@ -90,6 +90,12 @@ def _table(rows, meta) -> str:
 
 
 def _plot(rows) -> str:
+    import os
+
+    from bench.cache import cache_dir
+
+    # matplotlib writes a font cache under $HOME unless told where: keep it in ours.
+    os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,22 +18,40 @@ MODELS = ["teacher", "student", "kd", "prune.magnitude", "prune.structured", "qu
           "quant.static"]
 
 
+BACKENDS = ["torch", "onnxruntime", "openvino"]
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """One --quick run on every backend, with HOME pointed at an empty folder."""
     root = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "MEDBENCH_CACHE": str(root / "cache")}
+    (root / "home").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "MPLCONFIGDIR")}
+    env.update(MEDBENCH_CACHE=str(root / "cache"), HOME=str(root / "home"))
+    env.pop("XDG_CACHE_HOME", None)
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "kd,prune,quant",
-                           "--quick", "--backends", "torch", "--out", str(root / "run")],
-                          capture_output=True, text=True, env=env, timeout=600)
+                           "--quick", "--out", str(root / "run")],
+                          capture_output=True, text=True, env=env, timeout=900)
     return root, proc
+
+
+def torch_rows(root):
+    df = pd.read_csv(root / "run" / "results.csv")
+    return df[df["backend"] == "torch"].reset_index(drop=True)
 
 
 def test_quick_run_succeeds_with_every_row_and_column(quick_run):
     root, proc = quick_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    df = pd.read_csv(root / "run" / "results.csv")
+    every = pd.read_csv(root / "run" / "results.csv")
+    assert list(every["backend"].unique()) == BACKENDS
+    assert len(every) == len(MODELS) * len(BACKENDS)
+    na = every[every["status"] == "n/a"]
+    assert list(zip(na["model"], na["backend"], strict=True)) == [("quant.dynamic", "openvino")]
+    assert "no dynamic int8" in na["error"].iloc[0]
+    df = torch_rows(root)
     assert list(df["model"]) == MODELS
-    assert set(df["backend"]) == {"torch"} and set(df["status"]) == {"ok"}
+    assert set(df["status"]) == {"ok"}
     for col in REQUIRED:
         assert col in df.columns
     numeric = ["params", "params_nonzero", "weights_mib", "file_mib", "file_gz_mib",
@@ -45,24 +62,37 @@ def test_quick_run_succeeds_with_every_row_and_column(quick_run):
     assert (df["threads"] > 0).all() and (df["latency_n"] >= 20).all()
 
 
-def test_rows_agree_with_independent_computations(quick_run):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_agree_with_independent_computations(quick_run, backend):
     root, _ = quick_run
     run = root / "run"
-    df = pd.read_csv(run / "results.csv").set_index("model")
+    df = pd.read_csv(run / "results.csv")
+    df = df[(df["backend"] == backend) & (df["status"] == "ok")].set_index("model")
+    suffixes = {"torch": [".pt"], "onnxruntime": [".onnx"], "openvino": [".xml", ".bin"]}[backend]
     for model, row in df.iterrows():
-        files = list((run / "artifacts" / model / "torch").iterdir())
+        files = sorted((run / "artifacts" / model / backend).iterdir())
+        assert [f.suffix for f in files] == sorted(suffixes)
         on_disk = sum(f.stat().st_size for f in files) / 2**20
         assert row["file_mib"] == pytest.approx(on_disk, rel=1e-9)
-        with np.load(run / "predictions" / f"{model}__torch.npz") as z:
+        with np.load(run / "predictions" / f"{model}__{backend}.npz") as z:
             assert roc_auc_score(z["y_true"], z["y_score"]) == pytest.approx(row["auc_roc"], abs=1e-9)
         assert row["compression_ratio"] == pytest.approx(df.loc["teacher", "file_mib"] / row["file_mib"])
         assert row["speedup"] == pytest.approx(df.loc["teacher", "latency_ms_p50"] / row["latency_ms_p50"])
-        assert (run / "latency" / f"{model}__torch.npy").exists()
+        assert (run / "latency" / f"{model}__{backend}.npy").exists()
+        if row["precision"] == "fp32":
+            assert row["parity_max_abs"] < 1e-3 and row["parity_agree"] == 1.0
+        else:
+            assert row["parity_agree"] > 0.8  # int8: reported, not failed
+
+
+def test_nothing_is_written_to_home(quick_run):
+    root, _ = quick_run
+    assert list((root / "home").rglob("*")) == []
 
 
 def test_methods_change_what_they_should(quick_run):
     root, _ = quick_run
-    df = pd.read_csv(root / "run" / "results.csv").set_index("model")
+    df = torch_rows(root).set_index("model")
     t = df.loc["teacher"]
     assert df.loc["prune.magnitude", "params"] == t["params"]
     assert df.loc["prune.magnitude", "params_nonzero"] < 0.6 * t["params_nonzero"]
@@ -82,6 +112,8 @@ def test_run_directory_layout_and_manifest(quick_run):
     assert manifest["image_size"] == 32 and manifest["num_classes"] == 2
     assert manifest["config"]["quick"] is True and manifest["versions"]["torch"]
     assert set(manifest["models"]) == set(MODELS)
+    assert manifest["backends"]["openvino"]["converted_from"] == "onnx"
+    assert set(manifest["backends"]) == set(BACKENDS)
     assert manifest["teacher"]["source"] == "trained"
     html = (run / "report.html").read_text()
     assert "data:image/png;base64," in html and all(m in html for m in MODELS)
@@ -112,5 +144,23 @@ def test_second_run_reuses_teacher_and_a_failing_method_does_not_stop_the_run(qu
     assert df.loc["quant.dynamic", "status"] == "ok" and df.loc["teacher", "status"] == "ok"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["teacher"]["source"] == "cache"
-    first = pd.read_csv(Path(root / "run" / "results.csv")).set_index("model")
+    first = torch_rows(root).set_index("model")
     assert df.loc["teacher", "auc_roc"] == pytest.approx(first.loc["teacher", "auc_roc"], abs=1e-6)
+
+
+def test_bench_latency_agrees_with_benchmark_app(quick_run):
+    """The bench's own loop and OpenVINO's benchmark_app, same IR, threads, batch 1, one
+    stream, f32: their medians must agree within 15%."""
+    from bench.crosscheck import bench_median, benchmark_app_median
+
+    root, _ = quick_run
+    ir = root / "run" / "artifacts" / "teacher" / "openvino"
+    threads = int(pd.read_csv(root / "run" / "results.csv")["threads"].iloc[0])
+    # Processes on this machine differ by up to ~40% (README), so each tool runs three
+    # times, alternating, and their medians are compared.
+    ours, theirs = [], []
+    for _ in range(3):
+        ours.append(bench_median([ir / "model.xml", ir / "model.bin"], threads, 32, seconds=3))
+        theirs.append(benchmark_app_median(ir / "model.xml", threads, 32, seconds=3))
+    ours, theirs = float(np.median(ours)), float(np.median(theirs))
+    assert abs(ours - theirs) / theirs < 0.15, (ours, theirs)

@@ -11,7 +11,8 @@ from bench.store import RunStore, load_rows, safe_name
 REQUIRED = ["model", "method", "backend", "params", "params_nonzero", "weights_mib", "file_mib",
             "file_gz_mib", "compression_ratio", "macs", "latency_ms_p50", "latency_ms_p90",
             "latency_n", "speedup", "peak_rss_mib", "energy_mj_per_inference", "energy_source",
-            "auc_roc", "accuracy", "status", "error"]
+            "auc_roc", "accuracy", "status", "error", "precision", "parity_max_abs", "parity_agree",
+            "threads"]
 
 
 def test_every_required_column_exists_and_declares_unit_and_direction():

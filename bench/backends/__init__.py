@@ -26,6 +26,8 @@ import numpy as np
 
 _BACKENDS = {
     "torch": ("bench.backends.torch_backend", "TorchBackend", "torch"),
+    "onnxruntime": ("bench.backends.onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime"),
+    "openvino": ("bench.backends.openvino_backend", "OpenVinoBackend", "openvino"),
 }
 
 
@@ -73,6 +75,12 @@ class ExportEnv:
 
 class Backend:
     name: ClassVar[str]
+    #: what file this backend deploys and how it runs it (recorded in the manifest)
+    deploys: ClassVar[str] = ""
+    settings: ClassVar[str] = ""
+
+    def describe(self, threads: int) -> dict:
+        return {"deploys": self.deploys, "settings": self.settings.format(threads=threads)}
 
     def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
         raise NotImplementedError

@@ -18,6 +18,8 @@ from bench.backends import Backend, Deployed, ExportEnv
 
 class TorchBackend(Backend):
     name = "torch"
+    deploys = "TorchScript (torch.jit.trace of the artifact, fp32 or FX int8)"
+    settings = "torch.set_num_threads({threads}), 1 inter-op thread, no_grad"
 
     def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
         import torch

@@ -42,8 +42,8 @@ class DataBundle:
 class SyntheticSizes:
     train: int = 2000
     val: int = 500
-    test: int = 1000
-    calibration: int = 256
+    test: int = 800
+    calibration: int = 128
 
 
 def load_dataset(spec: str, image_size: int, seed: int, task: str = "binary",

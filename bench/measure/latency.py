@@ -13,9 +13,9 @@ import numpy as np
 @dataclass(frozen=True)
 class LatencyPlan:
     warmup_n: int = 10
-    warmup_s: float = 0.3
+    warmup_s: float = 0.2
     min_n: int = 100
-    min_s: float = 1.0
+    min_s: float = 0.6
     max_s: float = 20.0  # a very slow model stops here, with whatever count it reached
 
 

@@ -1,0 +1,84 @@
+"""OpenVINO backend: the fp32 ONNX export converted to IR, or NNCF int8 of it.
+
+Traps measured on this CPU (STACK-NOTES): OpenVINO's default inference precision here is
+bf16 (fp32 outputs differed from PyTorch by 3.6e-2), so fp32 and int8 rows set
+INFERENCE_PRECISION_HINT to f32; `save_model` compresses weights to fp16 by default, so
+the saved IR keeps fp32 weights (compress_to_fp16=False) and the deployed file is what
+runs; a compiled model's output buffer is reused by the next call, so it is copied.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, telemetry
+
+SOURCE = "onnx"  # converted from the shared fp32 ONNX export (recorded in the manifest)
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    deploys = "OpenVINO IR (.xml + .bin, fp32 weights) converted from the ONNX export; int8 by NNCF"
+    settings = ("CPU, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1, INFERENCE_NUM_THREADS={threads}, "
+                "INFERENCE_PRECISION_HINT=f32")
+
+    def describe(self, threads: int) -> dict:
+        return {**super().describe(threads), "converted_from": SOURCE}
+
+    def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
+        if env.device == "cuda":
+            raise NotApplicable("--device cuda: OpenVINO runs on Intel CPUs/GPUs/NPUs, not CUDA")
+        telemetry.switch_off()
+        import openvino as ov
+
+        model = ov.convert_model(str(env.float_onnx(artifact.float_module)))
+        notes, precision = [], "fp32"
+        if artifact.quantization == "static":
+            import logging
+
+            # nncf imports torch.utils.cpp_extension, which warns about CUDA_HOME on CPU.
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+            import nncf
+
+            nncf.set_log_level(40)  # ERROR: no progress bars in the user's terminal
+            data = nncf.Dataset(list(env.calibration_batches(1)))
+            model = nncf.quantize(model, data, subset_size=len(env.calibration))
+            precision = "int8"
+            notes.append(f"NNCF post-training int8 (default preset) calibrated on "
+                         f"{len(env.calibration)} training images")
+        elif artifact.quantization == "dynamic":
+            raise NotApplicable("OpenVINO has no dynamic int8 for conv nets (its dynamic "
+                                "quantization is a runtime option for LLM fully connected layers); "
+                                "use quant.static")
+        elif artifact.quantization is not None:
+            raise NotApplicable(f"no OpenVINO realisation of {artifact.quantization!r} quantization")
+        xml = Path(out_dir) / "model.xml"
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        return Deployed([xml, xml.with_suffix(".bin")], precision, notes,
+                        options={"inference_precision": "f32"})
+
+    def load(self, files, threads, device="cpu", options=None):
+        telemetry.switch_off()
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        if device != "cpu":
+            raise RuntimeError(f"--device {device}: the OpenVINO backend runs on the CPU only")
+        options = options or {}
+        config = {
+            hints.performance_mode: hints.PerformanceMode.LATENCY,
+            props.num_streams: 1,
+            props.inference_num_threads: threads,
+            hints.inference_precision: options.get("inference_precision", "f32"),
+        }
+        compiled = ov.Core().compile_model(str(files[0]), "CPU", config)
+        request = compiled.create_infer_request()
+        output = compiled.output(0)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return request.infer({0: x})[output].copy()  # the buffer is reused next call
+
+        return predict

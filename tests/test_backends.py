@@ -1,0 +1,122 @@
+"""Contract tests per backend, on a tiny model: export, load, agree with PyTorch."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import methods
+from bench import backends
+from bench.backends import ExportEnv, NotApplicable
+from tests.conftest import TinyNet
+
+
+@pytest.fixture
+def env(tmp_path, tiny_data):
+    return ExportEnv(image_size=16, calibration=tiny_data.calibration, work_dir=tmp_path / "work")
+
+
+@pytest.fixture
+def float_artifact():
+    torch.manual_seed(0)
+    m = TinyNet().eval()
+    return methods.Artifact(name="teacher", arch="tiny", module=m, float_module=m)
+
+
+def quantized(parent, ctx, method):
+    (chain,) = methods.expand(method)
+    return methods.get(method)().apply(parent, ctx, **dict(chain[0].params))
+
+
+def x_batch(n=8):
+    return np.random.default_rng(0).standard_normal((n, 3, 16, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["torch", "onnxruntime", "openvino"])
+def test_fp32_export_runs_and_matches_pytorch(name, env, float_artifact, tmp_path):
+    backend = backends.get(name)
+    out = tmp_path / name
+    out.mkdir()
+    deployed = backend.export(float_artifact, out, env)
+    assert deployed.precision == "fp32" and all(f.exists() for f in deployed.files)
+    predict = backend.load([str(f) for f in deployed.files], 1, "cpu", deployed.options)
+    x = x_batch()
+    with torch.no_grad():
+        ref = float_artifact.module(torch.from_numpy(x)).numpy()
+    got = predict(x)
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() < 1e-4  # f32 really is f32 (bf16 would be ~1e-2)
+    assert np.array_equal(predict(x[:1]), predict(x[:1]))
+
+
+def test_openvino_saves_fp32_weights(env, float_artifact, tmp_path):
+    deployed = backends.get("openvino").export(float_artifact, tmp_path, env)
+    # BatchNorm folds into the convolutions; conv and linear weights remain, 4 bytes each
+    n_weights = sum(m.weight.numel() for m in float_artifact.module.modules()
+                    if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert deployed.files[1].suffix == ".bin"
+    assert deployed.files[1].stat().st_size >= 4 * n_weights  # fp16 would be half
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+def test_static_int8_is_native_smaller_and_close(name, env, float_artifact, tiny_context, tmp_path):
+    art = quantized(float_artifact, tiny_context, "quant.static")
+    backend = backends.get(name)
+    fp32 = backend.export(float_artifact, tmp_path, env)
+    out = tmp_path / "q"
+    out.mkdir()
+    deployed = backend.export(art, out, env)
+    assert deployed.precision == "int8" and deployed.notes
+    # the weights file: ONNX's only file, OpenVINO's .bin (its .xml graph dominates a tiny net)
+    assert deployed.files[-1].stat().st_size < 0.6 * fp32.files[-1].stat().st_size
+    predict = backend.load([str(f) for f in deployed.files], 1, "cpu", deployed.options)
+    x = tiny_context.calibration_images[:16].repeat(3, axis=1)
+    with torch.no_grad():
+        ref = float_artifact.module(torch.from_numpy(x)).numpy()
+    assert np.abs(predict(x) - ref).max() < 0.2 * np.abs(ref).max() + 0.05
+
+
+def test_onnxruntime_dynamic_says_it_only_quantizes_matmul(env, float_artifact, tiny_context, tmp_path):
+    import onnx
+
+    art = quantized(float_artifact, tiny_context, "quant.dynamic")
+    deployed = backends.get("onnxruntime").export(art, tmp_path, env)
+    ops = {n.op_type for n in onnx.load(str(deployed.files[0])).graph.node}
+    assert "Conv" in ops and "ConvInteger" not in ops
+    assert ops & {"MatMulInteger", "DynamicQuantizeLinear"}
+    assert "MatMul/Gemm" in deployed.notes[0]
+
+
+def test_openvino_dynamic_is_not_applicable_with_reason(env, float_artifact, tiny_context, tmp_path):
+    art = quantized(float_artifact, tiny_context, "quant.dynamic")
+    with pytest.raises(NotApplicable, match="no dynamic int8"):
+        backends.get("openvino").export(art, tmp_path, env)
+
+
+def test_cuda_without_provider_is_not_applicable(env, float_artifact, tmp_path):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    env.device = "cuda"
+    with pytest.raises(NotApplicable, match="no CUDA provider"):
+        backends.get("onnxruntime").export(float_artifact, tmp_path, env)
+
+
+def test_one_onnx_export_per_float_model(env, float_artifact):
+    assert env.float_onnx(float_artifact.module) == env.float_onnx(float_artifact.module)
+    assert len(list((env.work_dir / "onnx").iterdir())) == 1
+
+
+def test_telemetry_is_switched_off_by_the_bench():
+    code = ("from bench.backends import telemetry; telemetry.switch_off(); "
+            "import nncf, openvino, sys; from nncf.telemetry import telemetry as t; "
+            "from unittest.mock import MagicMock; "
+            "import openvino.tools.ovc.convert_impl as ci; "
+            "ok = isinstance(t, MagicMock) and sys.modules['openvino_telemetry'] is None "
+            "and ci.tm.__name__.endswith('telemetry_stub'); sys.exit(0 if ok else 1)")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("CI", "NNCF_CI")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
