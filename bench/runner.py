@@ -41,9 +41,11 @@ def default_out_dir() -> Path:
 def run(cfg: RunConfig) -> int:
     import torch
 
+    from bench.backends import telemetry
     from bench.data import load_dataset
     from bench.teacher import get_teacher
 
+    telemetry.switch_off()  # before any runtime is imported
     t_start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -30,7 +30,10 @@ def main(job_path: str) -> int:
     import numpy as np
 
     from bench import backends
+    from bench.backends import telemetry
     from bench.measure import energy, latency, memory
+
+    telemetry.switch_off()
 
     if job["backend"] == "torch":
         import torch

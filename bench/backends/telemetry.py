@@ -1,7 +1,11 @@
-"""Switch off the usage telemetry of OpenVINO, NNCF and their tools, from inside the bench.
+"""Switch off the usage telemetry of ONNX Runtime, OpenVINO, NNCF and their tools, from
+inside the bench.
 
 Called before those runtimes are imported, in the bench process and in every worker, so
 it does not depend on the user's environment:
+  * ONNX Runtime writes a device id and an event database under
+    ~/.cache/Microsoft/DeveloperTools/.onnxruntime unless ORT_DISABLE_TELEMETRY is set
+    (seen here with onnxruntime 1.31; a test runs the bench with an empty HOME).
   * NNCF replaces its telemetry with a stub when NNCF_CI is set (nncf/definitions.py).
   * OpenVINO's converter falls back to its bundled telemetry stub when the
     `openvino_telemetry` package cannot be imported; marking it absent in sys.modules
@@ -18,6 +22,7 @@ import sys
 
 
 def switch_off() -> None:
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     os.environ["NNCF_CI"] = "1"
     if "openvino_telemetry" not in sys.modules:
         sys.modules["openvino_telemetry"] = None  # import now raises ImportError -> stubs
@@ -25,5 +30,5 @@ def switch_off() -> None:
 
 def subprocess_env(base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
-    env.update({"NNCF_CI": "1", "CI": "true"})
+    env.update({"ORT_DISABLE_TELEMETRY": "1", "NNCF_CI": "1", "CI": "true"})
     return env
