@@ -51,9 +51,9 @@ def quick_profile(cfg: RunConfig, image_size_given: bool) -> RunConfig:
     cfg.quick = True
     if not image_size_given:
         cfg.image_size = 32
-    cfg.sizes = SyntheticSizes(train=512, val=128, test=200, calibration=32)
+    cfg.sizes = SyntheticSizes(train=256, val=64, test=128, calibration=32)
     cfg.teacher_epochs = 1.0
     cfg.student_epochs = min(cfg.student_epochs, 1.0)
     cfg.finetune_epochs = min(cfg.finetune_epochs, 0.1)
-    cfg.latency = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.2, max_s=2.0)
+    cfg.latency = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.1, max_s=2.0)
     return cfg

@@ -29,7 +29,7 @@ class Result:
     backend: str = col(doc="runtime that ran it")
     arch: str = col(doc="architecture the model derives from")
     precision: str = col(doc="numeric format it runs in: fp32, bf16, fp16, int8")
-    status: str = col(doc="ok, failed, or n/a; qualifiers follow after ';'", default=STATUS_OK)
+    status: str = col(doc="ok, failed, or n/a; qualifiers follow after ';' (quick: a --quick smoke-test row, not a measurement)", default=STATUS_OK)
     error: str = col(doc="why a row failed or is n/a", default="")
     params: int | None = col("count", "lower", "parameters in the model's state (quantized weights included)")
     params_nonzero: int | None = col("count", "lower", "parameters that are not zero")

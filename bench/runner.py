@@ -89,9 +89,9 @@ def run(cfg: RunConfig) -> int:
     with ThreadPoolExecutor(max_workers=2) as gzip_pool:
         exported = {e.name: _export_backend(e, cfg, artifacts, statics, store, env, gzip_pool)
                     for e in engines}
-    store.update_manifest(backends={e.name: e.describe(cfg.threads) for e in engines})
     for engine in engines:
         _measure_backend(engine.name, exported[engine.name], cfg, data, store, test_path, statics)
+    store.update_manifest(backends={e.name: e.describe(cfg.threads) for e in engines})
     shutil.rmtree(work, ignore_errors=True)
 
     from reports.html import write_report
@@ -264,7 +264,7 @@ def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> l
 def _measure_backend(name, outcomes, cfg, data, store, test_path, statics) -> None:
     """Measure one backend's models; each row is written when done."""
     log(f"{name}: measuring {sum(item is not None for _, item in outcomes)} models ("
-        + ("one process for all: --quick" if cfg.quick else "a fresh process each")
+        + ("one shared process: --quick" if cfg.quick else "a fresh process each")
         + f", {cfg.threads} threads)")
     groups = [outcomes] if cfg.quick else [[o] for o in outcomes]
     teacher_row = None
@@ -276,7 +276,7 @@ def _measure_backend(name, outcomes, cfg, data, store, test_path, statics) -> No
                 file_mib, gz_mib = item["sizes"].result()
                 row = _finish_row(row.with_(file_mib=file_mib, file_gz_mib=gz_mib),
                                   results[row.model], store, data, item["logits_out"],
-                                  statics[row.model]["reference"])
+                                  statics[row.model]["reference"], cfg.quick)
                 log(f"{name}: {row.model}: p50 {_fmt(row.latency_ms_p50)} ms, "
                     f"AUC {_fmt(row.auc_roc, 3)}" + ("" if row.ok else f", FAILED: {row.error}"))
             if row.model == "teacher":
@@ -335,7 +335,7 @@ PARITY_TOLERANCE_FP32 = 1e-3
 
 
 def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
-                reference: np.ndarray) -> Result:
+                reference: np.ndarray, quick: bool = False) -> Result:
     from bench import metrics
 
     if "error" in res:
@@ -358,7 +358,7 @@ def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
                                       "latency_ms_std", "latency_cold_ms", "latency_n",
                                       "peak_rss_mib", "energy_mj_per_inference")}
     notes = row.notes + ("; " + "; ".join(reasons) if reasons else "")
-    status, error = STATUS_OK, ""
+    status, error = STATUS_OK + (";quick" if quick else ""), ""
     if row.precision == "fp32" and diff > PARITY_TOLERANCE_FP32:
         status = STATUS_FAILED
         error = (f"parity: logits differ from PyTorch fp32 by {diff:.2e} > {PARITY_TOLERANCE_FP32:g}: "
