@@ -49,7 +49,7 @@ class Result:
     peak_rss_mib: float | None = col("MiB", "lower", "peak resident memory of the measuring process (VmHWM)")
     energy_mj_per_inference: float | None = col("mJ", "lower", "energy per batch-1 inference")
     energy_source: str = col(doc="rapl, nvml, or estimate:... with its assumptions", default="")
-    parity_max_abs: float | None = col("logit", "lower", "max |logit difference| from PyTorch fp32 of the same model, fixed test batch")
+    parity_max_abs: float | None = col("probability", "lower", "max |class-probability difference| from PyTorch fp32 of the same model, fixed test batch")
     parity_agree: float | None = col("", "higher", "share of that batch whose predicted label equals PyTorch fp32's")
     auc_roc: float | None = col("", "higher", "test AUC-ROC (binary; macro one-vs-rest or per-label otherwise)")
     accuracy: float | None = col("", "higher", "test accuracy at threshold 0.5 / argmax")

@@ -329,8 +329,8 @@ def _samples_path(store, model, backend) -> Path:
 
 
 PARITY_BATCH = 64
-#: fp32 rows whose logits differ from PyTorch fp32 by more than this fail (exports and
-#: runtimes measured here agree within 4e-6 for ONNX Runtime; lower precisions do not fail).
+#: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the
+#: fp32 exports measured here agree within 1e-5; lower precisions report, never fail).
 PARITY_TOLERANCE_FP32 = 1e-3
 
 
@@ -343,11 +343,15 @@ def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
     logits = np.load(logits_path)
     import torch
 
-    def labels(z):
-        return data.task.predicted_labels(data.task.probabilities(torch.from_numpy(z)).numpy())
+    # Probabilities, not logits: softmax ignores a shift common to all logits, and the
+    # teacher's logits carry one of about +-50 that NNCF's int8 model drops (labels still
+    # agreed on 99.75% of the test split), which a raw-logit difference reports as ~40.
+    def probs(z):
+        return data.task.probabilities(torch.from_numpy(z)).numpy()
 
-    diff = float(np.abs(logits[:PARITY_BATCH] - reference).max())
-    agree = float((labels(logits[:PARITY_BATCH]) == labels(reference)).mean())
+    got, ref = probs(logits[:PARITY_BATCH]), probs(reference)
+    diff = float(np.abs(got - ref).max())
+    agree = float((data.task.predicted_labels(got) == data.task.predicted_labels(ref)).mean())
     row = row.with_(parity_max_abs=diff, parity_agree=agree)
 
     probs = data.task.probabilities(torch.from_numpy(logits)).numpy()
@@ -361,7 +365,7 @@ def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
     status, error = STATUS_OK + (";quick" if quick else ""), ""
     if row.precision == "fp32" and diff > PARITY_TOLERANCE_FP32:
         status = STATUS_FAILED
-        error = (f"parity: logits differ from PyTorch fp32 by {diff:.2e} > {PARITY_TOLERANCE_FP32:g}: "
+        error = (f"parity: probabilities differ from PyTorch fp32 by {diff:.2e} > {PARITY_TOLERANCE_FP32:g}: "
                  "a broken export, not a result")
     return row.with_(status=status, error=error, auc_roc=auc, accuracy=metrics.accuracy(data.task, data.test.labels, probs),
                      energy_source=res.get("energy_source", ""), notes=notes, **fields)
