@@ -6,14 +6,7 @@ import sys
 import time
 
 _START = time.perf_counter()
-_quiet = False
-
-
-def set_quiet(quiet: bool) -> None:
-    global _quiet
-    _quiet = quiet
 
 
 def log(message: str) -> None:
-    if not _quiet:
-        print(f"[{time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
+    print(f"[{time.perf_counter() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)

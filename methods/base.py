@@ -6,7 +6,7 @@ chain) and returns a new Artifact. It never mutates the parent: it works on a cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -100,7 +100,6 @@ class Context:
     student_epochs: float
     finetune_epochs: float
     seed: int = 0
-    extras: dict = field(default_factory=dict)
 
 
 class Method:
