@@ -43,14 +43,13 @@ def run(cfg: RunConfig) -> int:
 
     from bench.backends import telemetry
     from bench.data import load_dataset
+    from bench.models import check_architecture
     from bench.teacher import get_teacher
 
     telemetry.switch_off()  # before any runtime is imported
     t_start = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    from bench.models import check_architecture
-
     # Bad input fails here, before minutes of training.
     chains = methods.expand(cfg.methods)
     check_architecture(cfg.teacher, "--teacher")
@@ -67,7 +66,7 @@ def run(cfg: RunConfig) -> int:
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test at {cfg.image_size}px")
     teacher = get_teacher(cfg.teacher, data, cfg.teacher_epochs, cfg.seed,
                           cfg.teacher_checkpoint, cfg.use_cache)
-    store.update_manifest(data={k: v for k, v in data.info.items()},
+    store.update_manifest(data=data.info,
                           num_classes=data.task.num_outputs, image_size=cfg.image_size,
                           teacher={"source": teacher.source, **teacher.info})
 
