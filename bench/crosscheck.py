@@ -6,7 +6,6 @@ if their medians disagree, the bench's loop (not the model) is suspect.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -37,25 +36,17 @@ def benchmark_app_median(xml: Path, threads: int, image_size: int, seconds: floa
 
 def bench_median(files: list[Path], threads: int, image_size: int, seconds: float = 5.0) -> float:
     """Median latency (ms) of the bench's own worker on the same OpenVINO files."""
-    from bench.runner import worker_env
+    from bench.runner import run_worker
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         np.save(tmp / "x.npy", np.random.default_rng(0).standard_normal(
             (8, 3, image_size, image_size)).astype(np.float32))
         plan = LatencyPlan(warmup_n=10, warmup_s=1.0, min_n=200, min_s=seconds, max_s=seconds * 4)
-        job = {"backend": "openvino", "threads": threads, "device": "cpu",
-               "test_images": str(tmp / "x.npy"), "latency": plan.__dict__,
-               "items": [{"model": "m", "files": [str(f) for f in files],
-                          "options": {"inference_precision": "f32"},
-                          "logits_out": str(tmp / "l.npy"), "samples_out": str(tmp / "s.npy")}]}
-        (tmp / "job.json").write_text(json.dumps(job))
-        out = subprocess.run([sys.executable, "-m", "bench.worker", str(tmp / "job.json")],
-                             capture_output=True, text=True, env=worker_env(threads), timeout=600)
-        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("@@RESULT ")), None)
-        if line is None:
-            raise RuntimeError(f"bench worker failed: {out.stderr[-500:]}")
-        res = json.loads(line[len("@@RESULT "):])
+        item = {"model": "m", "files": [str(f) for f in files],
+                "options": {"inference_precision": "f32"},
+                "logits_out": str(tmp / "l.npy"), "samples_out": str(tmp / "s.npy")}
+        res = run_worker("openvino", threads, "cpu", plan, tmp / "x.npy", [item], tmp)["m"]
         if "error" in res:
-            raise RuntimeError(res["error"])
+            raise RuntimeError(f"bench worker: {res['error']}")
         return res["latency_ms_p50"]

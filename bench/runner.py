@@ -79,8 +79,9 @@ def run(cfg: RunConfig) -> int:
     test_path = work / "test_images.npy"
     test = data.test.images
     np.save(test_path, np.repeat(test, 3, axis=1) if test.shape[1] == 1 else test)
-    statics = {name: _static_stats(a, cfg.image_size, data.test.images) for name, a in artifacts.items()
-               if isinstance(a, methods.Artifact)}
+    built = {name: a for name, a in artifacts.items() if isinstance(a, methods.Artifact)}
+    statics = {name: _static_stats(a, cfg.image_size) for name, a in built.items()}
+    references = {name: _reference_logits(a, data.test.images) for name, a in built.items()}
     env = backends.ExportEnv(image_size=cfg.image_size, calibration=data.calibration,
                              work_dir=work, device=cfg.device)
     # Every export first, gzip sizes on a thread pool meanwhile (zlib releases the GIL);
@@ -89,7 +90,7 @@ def run(cfg: RunConfig) -> int:
         exported = {e.name: _export_backend(e, cfg, artifacts, statics, store, env, gzip_pool)
                     for e in engines}
     for engine in engines:
-        _measure_backend(engine.name, exported[engine.name], cfg, data, store, test_path, statics)
+        _measure_backend(engine.name, exported[engine.name], cfg, data, store, test_path, references)
     store.update_manifest(backends={e.name: e.describe(cfg.threads) for e in engines})
     shutil.rmtree(work, ignore_errors=True)
 
@@ -204,8 +205,8 @@ def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact |
     return out
 
 
-def _static_stats(artifact: methods.Artifact, image_size: int, test_images: np.ndarray) -> dict:
-    """Backend-independent figures, and the PyTorch fp32 logits that parity compares to."""
+def _static_stats(artifact: methods.Artifact, image_size: int) -> dict:
+    """Backend-independent row figures."""
     from bench.models import count_macs, count_params, state_bytes
 
     params, nonzero = count_params(artifact.module)
@@ -213,11 +214,15 @@ def _static_stats(artifact: methods.Artifact, image_size: int, test_images: np.n
         macs = count_macs(artifact.float_module, image_size)
     except Exception:  # noqa: BLE001 - an uncountable graph leaves the cell empty
         macs = None
+    return {"params": params, "params_nonzero": nonzero,
+            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs}
+
+
+def _reference_logits(artifact: methods.Artifact, test_images: np.ndarray) -> np.ndarray:
+    """PyTorch fp32 logits of the model on the parity batch: what every backend is checked against."""
     from bench.training import predict_logits
 
-    return {"params": params, "params_nonzero": nonzero,
-            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs,
-            "reference": predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()}
+    return predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()
 
 
 def _file_sizes(files) -> tuple[float, float]:
@@ -241,8 +246,7 @@ def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> l
         if isinstance(art, Exception):
             outcomes.append((row.with_(status=STATUS_FAILED, error=_one_line(art)), None))
             continue
-        row = row.with_(notes="; ".join(art.notes),
-                        **{k: v for k, v in statics[model].items() if k != "reference"})
+        row = row.with_(notes="; ".join(art.notes), **statics[model])
         try:
             deployed = engine.export(art, store.artifact_dir(model, name), env)
         except backends.NotApplicable as exc:
@@ -260,7 +264,7 @@ def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> l
     return outcomes
 
 
-def _measure_backend(name, outcomes, cfg, data, store, test_path, statics) -> None:
+def _measure_backend(name, outcomes, cfg, data, store, test_path, references) -> None:
     """Measure one backend's models; each row is written when done."""
     log(f"{name}: measuring {sum(item is not None for _, item in outcomes)} models ("
         + ("one shared process: --quick" if cfg.quick else "a fresh process each")
@@ -269,13 +273,14 @@ def _measure_backend(name, outcomes, cfg, data, store, test_path, statics) -> No
     teacher_row = None
     for group in groups:
         items = [item for _, item in group if item is not None]
-        results = _run_worker(name, cfg, test_path, items, store.root / ".work") if items else {}
+        results = (run_worker(name, cfg.threads, cfg.device, cfg.latency, test_path, items,
+                              store.root / ".work") if items else {})
         for row, item in group:
             if item is not None:
                 file_mib, gz_mib = item["sizes"].result()
                 row = _finish_row(row.with_(file_mib=file_mib, file_gz_mib=gz_mib),
                                   results[row.model], store, data, item["logits_out"],
-                                  statics[row.model]["reference"], cfg.quick)
+                                  references[row.model], cfg.quick)
                 log(f"{name}: {row.model}: p50 {_fmt(row.latency_ms_p50)} ms, "
                     f"AUC {_fmt(row.auc_roc, 3)}" + ("" if row.ok else f", FAILED: {row.error}"))
             if row.model == "teacher":
@@ -283,7 +288,8 @@ def _measure_backend(name, outcomes, cfg, data, store, test_path, statics) -> No
             store.add(_relative_to_teacher(row, teacher_row))
 
 
-def _run_worker(backend: str, cfg, test_path: Path, items: list[dict], work: Path) -> dict:
+def run_worker(backend: str, threads: int, device: str, plan, test_path: Path, items: list[dict],
+               work: Path) -> dict:
     """Measure models in a fresh process; returns {model: worker result}.
 
     Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
@@ -291,13 +297,13 @@ def _run_worker(backend: str, cfg, test_path: Path, items: list[dict], work: Pat
     MobileNetV2 models, so models sharing a process do not get equal conditions.
     --quick shares one process per backend to stay fast: a smoke test, not a measurement.
     """
-    job = {"backend": backend, "threads": cfg.threads, "device": cfg.device,
-           "test_images": str(test_path), "latency": cfg.latency.__dict__,
+    job = {"backend": backend, "threads": threads, "device": device,
+           "test_images": str(test_path), "latency": plan.__dict__,
            "items": [{k: v for k, v in item.items() if k != "sizes"} for item in items]}
     job_path = work / f"job-{backend}.json"
     job_path.write_text(json.dumps(job))
     proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
-                          stdout=subprocess.PIPE, text=True, env=worker_env(cfg.threads))
+                          stdout=subprocess.PIPE, text=True, env=worker_env(threads))
     results = {}
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -342,18 +348,16 @@ def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
     logits = np.load(logits_path)
     import torch
 
-    # Probabilities, not logits: softmax ignores a shift common to all logits, and the
-    # teacher's logits carry one of about +-50 that NNCF's int8 model drops (labels still
-    # agreed on 99.75% of the test split), which a raw-logit difference reports as ~40.
-    def probs(z):
-        return data.task.probabilities(torch.from_numpy(z)).numpy()
-
-    got, ref = probs(logits[:PARITY_BATCH]), probs(reference)
+    probs = data.task.probabilities(torch.from_numpy(logits)).numpy()
+    # Parity on probabilities, not logits: softmax ignores a shift common to all logits,
+    # and the teacher's logits carry one of about +-50 that NNCF's int8 model drops (labels
+    # still agreed on 99.75% of the test split), which a raw-logit difference reports as ~40.
+    got = probs[:PARITY_BATCH]
+    ref = data.task.probabilities(torch.from_numpy(reference)).numpy()
     diff = float(np.abs(got - ref).max())
     agree = float((data.task.predicted_labels(got) == data.task.predicted_labels(ref)).mean())
     row = row.with_(parity_max_abs=diff, parity_agree=agree)
 
-    probs = data.task.probabilities(torch.from_numpy(logits)).numpy()
     y_score = data.task.scores(probs)
     store.save_predictions(row.model, row.backend, data.test.labels, y_score, logits)
     auc, reasons = metrics.auc_roc(data.task, data.test.labels, y_score)
