@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--finetune-epochs", type=float, default=None,
                    help="fine-tuning epochs after pruning (default 0.2)")
     r.add_argument("--backends", default=None, help="comma-separated backends (default: every installed one)")
+    r.add_argument("--precision", default=None,
+                   help="also deploy every float model in these precisions, as rows of their own: "
+                        "comma-separated bf16,fp16 (default: fp32 only; int8 comes from quant.*)")
     r.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
@@ -90,6 +93,14 @@ def _run(args) -> int:
     for b in cfg.backends:
         if b not in backends.names():
             raise ValueError(f"--backends: unknown backend {b!r}; known: {', '.join(backends.names())}")
+    if args.precision:
+        from bench.backends import LOWER_PRECISIONS
+
+        cfg.precisions = [p for p in args.precision.split(",") if p != "fp32"]
+        for p in cfg.precisions:
+            if p not in LOWER_PRECISIONS:
+                raise ValueError(f"--precision: unknown precision {p!r}; choose from "
+                                 f"{', '.join(LOWER_PRECISIONS)} (fp32 rows are always there)")
     return run(cfg)
 
 

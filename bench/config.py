@@ -33,6 +33,7 @@ class RunConfig:
     student_epochs: float = 1.25
     finetune_epochs: float = 0.2
     backends: list[str] = field(default_factory=lambda: ["torch"])
+    precisions: list[str] = field(default_factory=list)  # extra float rows: bf16, fp16
     threads: int = field(default_factory=physical_cores)
     device: str = "cpu"
     seed: int = 0

@@ -46,7 +46,7 @@ def bench_median(files: list[Path], threads: int, image_size: int, seconds: floa
         item = {"model": "m", "files": [str(f) for f in files],
                 "options": {"inference_precision": "f32"},
                 "logits_out": str(tmp / "l.npy"), "samples_out": str(tmp / "s.npy")}
-        res = run_worker("openvino", threads, "cpu", plan, tmp / "x.npy", [item], tmp)["m"]
+        res = run_worker("openvino", threads, "cpu", plan, tmp / "x.npy", [item], tmp)[0]
         if "error" in res:
             raise RuntimeError(f"bench worker: {res['error']}")
         return res["latency_ms_p50"]

@@ -7,6 +7,7 @@ goes on, and the exit status at the end says whether anything failed.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -27,7 +28,7 @@ from bench import __version__, backends
 from bench.config import RunConfig
 from bench.progress import log
 from bench.result import STATUS_FAILED, STATUS_NA, STATUS_OK, Result
-from bench.store import RunStore, safe_name
+from bench.store import RunStore, stem
 from bench.worker import RESULT_PREFIX
 
 MIB = 1024 * 1024
@@ -235,9 +236,13 @@ def _file_sizes(files) -> tuple[float, float]:
 
 
 def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> list:
-    """Deploy every model to one backend: [(row, worker item or None)] in model order."""
+    """Deploy every model to one backend: [(row, worker item or None)] in model order.
+
+    A float model is deployed once in fp32 and once more per --precision variant.
+    """
     name = engine.name
-    log(f"{name}: exporting {len(artifacts)} models")
+    log(f"{name}: exporting {len(artifacts)} models"
+        + (f" (+ {', '.join(cfg.precisions)} variants)" if cfg.precisions else ""))
     outcomes = []
     for model, art in artifacts.items():
         row = Result(model=model, method=_method_of(model, art), backend=name,
@@ -247,21 +252,31 @@ def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> l
             outcomes.append((row.with_(status=STATUS_FAILED, error=_one_line(art)), None))
             continue
         row = row.with_(notes="; ".join(art.notes), **statics[model])
-        try:
-            deployed = engine.export(art, store.artifact_dir(model, name), env)
-        except backends.NotApplicable as exc:
-            outcomes.append((row.with_(status=STATUS_NA, error=str(exc)), None))
-            continue
-        except Exception as exc:  # noqa: BLE001
-            outcomes.append((row.with_(status=STATUS_FAILED, error=f"export: {_one_line(exc)}"), None))
-            continue
-        row = row.with_(precision=deployed.precision, notes="; ".join([*art.notes, *deployed.notes]))
-        outcomes.append((row, {
-            "model": model, "files": [str(f) for f in deployed.files], "options": deployed.options,
-            "sizes": gzip_pool.submit(_file_sizes, deployed.files),
-            "logits_out": str(store.root / ".work" / f"{safe_name(model)}__{name}.logits.npy"),
-            "samples_out": str(_samples_path(store, model, name))}))
+        variants = [""] + (list(cfg.precisions) if art.quantization is None else [])
+        for variant in variants:
+            outcomes.append(_export_one(engine, art, row, variant, store, env, gzip_pool))
     return outcomes
+
+
+def _export_one(engine, art, row, variant, store, env, gzip_pool) -> tuple:
+    model, name = row.model, engine.name
+    if variant:
+        row = row.with_(precision=variant)
+    try:
+        deployed = engine.export(art, store.artifact_dir(model, name, variant), env,
+                                 variant or "fp32")
+    except backends.NotApplicable as exc:
+        with contextlib.suppress(OSError):  # nothing deployed: no empty folder left behind
+            store.artifact_dir(model, name, variant).rmdir()
+        return row.with_(status=STATUS_NA, error=str(exc)), None
+    except Exception as exc:  # noqa: BLE001
+        return row.with_(status=STATUS_FAILED, error=f"export: {_one_line(exc)}"), None
+    row = row.with_(precision=deployed.precision, notes="; ".join([*art.notes, *deployed.notes]))
+    return row, {
+        "model": model, "variant": variant, "files": [str(f) for f in deployed.files],
+        "options": deployed.options, "sizes": gzip_pool.submit(_file_sizes, deployed.files),
+        "logits_out": str(store.root / ".work" / f"{stem(model, name, variant)}.logits.npy"),
+        "samples_out": str(store.samples_path(model, name, variant))}
 
 
 def _measure_backend(name, outcomes, cfg, data, store, test_path, references) -> None:
@@ -274,23 +289,28 @@ def _measure_backend(name, outcomes, cfg, data, store, test_path, references) ->
     for group in groups:
         items = [item for _, item in group if item is not None]
         results = (run_worker(name, cfg.threads, cfg.device, cfg.latency, test_path, items,
-                              store.root / ".work") if items else {})
-        for row, item in group:
+                              store.root / ".work") if items else [])
+        for (row, item), res in zip(group, _aligned(group, results), strict=True):
             if item is not None:
                 file_mib, gz_mib = item["sizes"].result()
-                row = _finish_row(row.with_(file_mib=file_mib, file_gz_mib=gz_mib),
-                                  results[row.model], store, data, item["logits_out"],
-                                  references[row.model], cfg.quick)
-                log(f"{name}: {row.model}: p50 {_fmt(row.latency_ms_p50)} ms, "
+                row = _finish_row(row.with_(file_mib=file_mib, file_gz_mib=gz_mib), res, store,
+                                  data, item, references[row.model], cfg.quick)
+                log(f"{name}: {row.model} {row.precision}: p50 {_fmt(row.latency_ms_p50)} ms, "
                     f"AUC {_fmt(row.auc_roc, 3)}" + ("" if row.ok else f", FAILED: {row.error}"))
-            if row.model == "teacher":
-                teacher_row = row
+            if row.model == "teacher" and teacher_row is None:
+                teacher_row = row  # the fp32 row: variants are exported after it
             store.add(_relative_to_teacher(row, teacher_row))
 
 
+def _aligned(group, results: list[dict]) -> list[dict | None]:
+    """The worker's results in the group's order (None where a row had nothing to run)."""
+    it = iter(results)
+    return [next(it) if item is not None else None for _, item in group]
+
+
 def run_worker(backend: str, threads: int, device: str, plan, test_path: Path, items: list[dict],
-               work: Path) -> dict:
-    """Measure models in a fresh process; returns {model: worker result}.
+               work: Path) -> list[dict]:
+    """Measure models in a fresh process; returns one result per item, in order.
 
     Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
     inference in a fresh process but 17.3 ms in a process that had first run two
@@ -304,17 +324,15 @@ def run_worker(backend: str, threads: int, device: str, plan, test_path: Path, i
     job_path.write_text(json.dumps(job))
     proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
                           stdout=subprocess.PIPE, text=True, env=worker_env(threads))
-    results = {}
+    results = []
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            res = json.loads(line[len(RESULT_PREFIX):])
-            results[res["model"]] = res
+            results.append(json.loads(line[len(RESULT_PREFIX):]))
         else:
             sys.stderr.write(line + "\n")
-    for item in items:
-        results.setdefault(item["model"], {
-            "model": item["model"],
-            "error": f"measuring process exited with code {proc.returncode} before reporting"})
+    for item in items[len(results):]:
+        results.append({"model": item["model"], "error": f"measuring process exited with code "
+                                                         f"{proc.returncode} before reporting"})
     return results
 
 
@@ -327,25 +345,19 @@ def worker_env(threads: int) -> dict:
                                      "PYTHONWARNINGS": "ignore", "TORCH_CPP_LOG_LEVEL": "ERROR"})
 
 
-def _samples_path(store, model, backend) -> Path:
-    path = store.root / "latency" / f"{safe_name(model)}__{backend}.npy"
-    path.parent.mkdir(exist_ok=True)
-    return path
-
-
 PARITY_BATCH = 64
 #: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the
 #: fp32 exports measured here agree within 1e-5; lower precisions report, never fail).
 PARITY_TOLERANCE_FP32 = 1e-3
 
 
-def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
+def _finish_row(row: Result, res: dict, store: RunStore, data, item: dict,
                 reference: np.ndarray, quick: bool = False) -> Result:
     from bench import metrics
 
     if "error" in res:
         return row.with_(status=STATUS_FAILED, error=res["error"])
-    logits = np.load(logits_path)
+    logits = np.load(item["logits_out"])
     import torch
 
     probs = data.task.probabilities(torch.from_numpy(logits)).numpy()
@@ -359,7 +371,8 @@ def _finish_row(row: Result, res: dict, store: RunStore, data, logits_path: str,
     row = row.with_(parity_max_abs=diff, parity_agree=agree)
 
     y_score = data.task.scores(probs)
-    store.save_predictions(row.model, row.backend, data.test.labels, y_score, logits)
+    store.save_predictions(row.model, row.backend, data.test.labels, y_score, logits,
+                           item["variant"])
     auc, reasons = metrics.auc_roc(data.task, data.test.labels, y_score)
     fields = {k: res.get(k) for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_mean",
                                       "latency_ms_std", "latency_cold_ms", "latency_n",

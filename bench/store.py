@@ -3,8 +3,12 @@ and artifacts. Layout:
 
     RUN/manifest.json
     RUN/results.csv, RUN/results.json
-    RUN/predictions/<model>__<backend>.npz   (y_true, y_score, logits)
-    RUN/artifacts/<model>/<backend>/...
+    RUN/predictions/<model>__<backend>[__<variant>].npz   (y_true, y_score, logits)
+    RUN/latency/<model>__<backend>[__<variant>].npy       (raw samples, ms)
+    RUN/artifacts/<model>/<backend>[-<variant>]/...
+
+A variant is a lower precision asked for with --precision (bf16, fp16): the same model,
+deployed again, on a row of its own.
     RUN/report.html
 """
 
@@ -25,6 +29,11 @@ from bench.result import SCHEMA_VERSION, Result
 def safe_name(model: str) -> str:
     """A model name as a path component (':' ',' and the like become '_')."""
     return re.sub(r"[^A-Za-z0-9._+=-]", "_", model)
+
+
+def stem(model: str, backend: str, variant: str = "") -> str:
+    """The file name stem of one row's predictions and latency samples."""
+    return f"{safe_name(model)}__{backend}" + (f"__{variant}" if variant else "")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -50,16 +59,22 @@ class RunStore:
         manifest.update(entries)
         self.write_manifest(manifest)
 
-    def artifact_dir(self, model: str, backend: str) -> Path:
-        path = self.root / "artifacts" / safe_name(model) / backend
+    def artifact_dir(self, model: str, backend: str, variant: str = "") -> Path:
+        path = self.root / "artifacts" / safe_name(model) / (backend + (f"-{variant}" if variant else ""))
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def predictions_path(self, model: str, backend: str) -> Path:
-        return self.root / "predictions" / f"{safe_name(model)}__{backend}.npz"
+    def predictions_path(self, model: str, backend: str, variant: str = "") -> Path:
+        return self.root / "predictions" / f"{stem(model, backend, variant)}.npz"
 
-    def save_predictions(self, model: str, backend: str, y_true, y_score, logits) -> Path:
-        path = self.predictions_path(model, backend)
+    def samples_path(self, model: str, backend: str, variant: str = "") -> Path:
+        path = self.root / "latency" / f"{stem(model, backend, variant)}.npy"
+        path.parent.mkdir(exist_ok=True)
+        return path
+
+    def save_predictions(self, model: str, backend: str, y_true, y_score, logits,
+                         variant: str = "") -> Path:
+        path = self.predictions_path(model, backend, variant)
         buf = io.BytesIO()
         np.savez(buf, y_true=y_true, y_score=y_score, logits=logits)
         tmp = path.with_name(path.name + ".tmp")
@@ -69,7 +84,8 @@ class RunStore:
 
     def add(self, row: Result) -> None:
         """Append a row and rewrite both tables at once, so a kill loses nothing."""
-        self.rows = [r for r in self.rows if (r.model, r.backend) != (row.model, row.backend)]
+        key = (row.model, row.backend, row.precision)
+        self.rows = [r for r in self.rows if (r.model, r.backend, r.precision) != key]
         self.rows.append(row)
         self.flush()
 

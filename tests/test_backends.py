@@ -51,6 +51,33 @@ def test_fp32_export_runs_and_matches_pytorch(name, env, float_artifact, tmp_pat
     assert np.array_equal(predict(x[:1]), predict(x[:1]))
 
 
+@pytest.mark.parametrize("name,precision", [("torch", "bf16"), ("torch", "fp16"),
+                                            ("onnxruntime", "fp16"), ("openvino", "bf16")])
+def test_lower_precision_variant_runs_in_that_precision(name, precision, env, float_artifact, tmp_path):
+    backend = backends.get(name)
+    deployed = backend.export(float_artifact, tmp_path, env, precision)
+    assert deployed.precision == precision and deployed.notes
+    predict = backend.load([str(f) for f in deployed.files], 1, "cpu", deployed.options)
+    x = x_batch()
+    with torch.no_grad():
+        ref = float_artifact.module(torch.from_numpy(x)).numpy()
+    got = predict(x)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    diff = np.abs(got - ref).max()
+    # close to fp32, yet not fp32: the rounding of a 16-bit format shows
+    assert 1e-6 < diff < 0.1 * np.abs(ref).max() + 1e-2
+
+
+def test_lower_precision_not_applicable_says_why(env, float_artifact, tmp_path):
+    with pytest.raises(NotApplicable, match="bf16"):
+        backends.get("onnxruntime").export(float_artifact, tmp_path, env, "bf16")
+    import openvino as ov
+
+    if "FP16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        with pytest.raises(NotApplicable, match="fp16"):
+            backends.get("openvino").export(float_artifact, tmp_path, env, "fp16")
+
+
 def test_openvino_saves_fp32_weights(env, float_artifact, tmp_path):
     deployed = backends.get("openvino").export(float_artifact, tmp_path, env)
     # BatchNorm folds into the convolutions; conv and linear weights remain, 4 bytes each

@@ -67,6 +67,18 @@ def test_load_rows_errors_name_the_file(tmp_path):
         load_rows(tmp_path)
 
 
+def test_precision_variants_are_rows_and_files_of_their_own(tmp_path):
+    store = RunStore(tmp_path)
+    a = Result(model="teacher", method="baseline", backend="openvino", arch="d", precision="fp32")
+    store.add(a)
+    store.add(a.with_(precision="bf16"))
+    assert [r.precision for r in load_rows(tmp_path)] == ["fp32", "bf16"]
+    assert store.predictions_path("teacher", "openvino") != store.predictions_path(
+        "teacher", "openvino", "bf16")
+    assert store.samples_path("teacher", "openvino", "bf16").name == "teacher__openvino__bf16.npy"
+    assert store.artifact_dir("teacher", "openvino", "bf16").name == "openvino-bf16"
+
+
 def test_safe_name_keeps_chain_readable():
     assert safe_name("kd+quant.static") == "kd+quant.static"
     assert not math.isnan(len(safe_name("a:b,c")))

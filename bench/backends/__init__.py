@@ -4,9 +4,10 @@ Each backend is one module registered here by dotted path, so `import bench` imp
 runtime: a backend's module (and its runtime) is imported only when selected.
 
 The contract, split across two processes:
-  * `export(artifact, out_dir, env)` runs in the bench process and writes the file(s)
-    this backend would deploy; it returns a Deployed, or raises NotApplicable with the
-    reason (the row then says `n/a` and why). Quantization is native to each backend:
+  * `export(artifact, out_dir, env, precision)` runs in the bench process and writes the
+    file(s) this backend would deploy; it returns a Deployed, or raises NotApplicable
+    with the reason (the row then says `n/a` and why). `precision` is "fp32", or a
+    lower float precision asked for with --precision (only for float artifacts). Quantization is native to each backend:
     an int8 artifact carries its fp32 parent (`float_module`), and a backend other than
     torch quantizes that parent with its own tool, calibrated on `env.calibration`.
   * `load(files, threads, device)` runs in a fresh worker process and returns a
@@ -29,6 +30,10 @@ _BACKENDS = {
     "onnxruntime": ("bench.backends.onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime"),
     "openvino": ("bench.backends.openvino_backend", "OpenVinoBackend", "openvino"),
 }
+
+
+#: float precisions --precision may add as rows of their own, beside every fp32 row
+LOWER_PRECISIONS = ("bf16", "fp16")
 
 
 class NotApplicable(Exception):
@@ -82,7 +87,7 @@ class Backend:
     def describe(self, threads: int) -> dict:
         return {"deploys": self.deploys, "settings": self.settings.format(threads=threads)}
 
-    def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
+    def export(self, artifact, out_dir: Path, env: ExportEnv, precision: str = "fp32") -> Deployed:
         raise NotImplementedError
 
     def load(self, files: list[str], threads: int, device: str = "cpu",

@@ -27,14 +27,21 @@ class OpenVinoBackend(Backend):
     def describe(self, threads: int) -> dict:
         return {**super().describe(threads), "converted_from": SOURCE}
 
-    def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
+    def export(self, artifact, out_dir: Path, env: ExportEnv, precision: str = "fp32") -> Deployed:
         if env.device == "cuda":
             raise NotApplicable("--device cuda: OpenVINO runs on Intel CPUs/GPUs/NPUs, not CUDA")
         telemetry.switch_off()
         import openvino as ov
 
+        hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
+        if precision != "fp32":
+            capability = {"bf16": "BF16", "fp16": "FP16"}[precision]
+            if capability not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                raise NotApplicable(f"this CPU has no {precision} arithmetic (OpenVINO CPU "
+                                    f"capabilities lack {capability}); it would run in f32")
         model = ov.convert_model(str(env.float_onnx(artifact.float_module)))
-        notes, precision = [], "fp32"
+        notes = ([] if precision == "fp32" else
+                 [f"OpenVINO INFERENCE_PRECISION_HINT={hint}: the CPU plugin computes in {precision}"])
         if artifact.quantization == "static":
             import logging
 
@@ -45,7 +52,7 @@ class OpenVinoBackend(Backend):
             nncf.set_log_level(40)  # ERROR: no progress bars in the user's terminal
             data = nncf.Dataset(list(env.calibration_batches(1)))
             model = nncf.quantize(model, data, subset_size=len(env.calibration))
-            precision = "int8"
+            precision = "int8"  # int8 kernels, f32 for what stays float (the hint below)
             notes.append(f"NNCF post-training int8 (default preset) calibrated on "
                          f"{len(env.calibration)} training images")
         elif artifact.quantization == "dynamic":
@@ -59,9 +66,11 @@ class OpenVinoBackend(Backend):
         # benchmark_app, which reshapes to static before compiling.
         model.reshape([1, 3, env.image_size, env.image_size])
         xml = Path(out_dir) / "model.xml"
-        ov.save_model(model, str(xml), compress_to_fp16=False)
+        # fp16 rows deploy fp16 weights (half the file); fp32 and bf16 rows keep fp32 weights
+        # (OpenVINO's IR has no bf16 weight storage; the plugin converts them on load).
+        ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
         return Deployed([xml, xml.with_suffix(".bin")], precision, notes,
-                        options={"inference_precision": "f32"})
+                        options={"inference_precision": hint})
 
     def load(self, files, threads, device="cpu", options=None):
         telemetry.switch_off()

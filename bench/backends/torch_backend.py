@@ -8,6 +8,7 @@ quantization are deprecated upstream (torch 2.15 warns); their warnings are sile
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -15,26 +16,37 @@ import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv
 
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
 
 class TorchBackend(Backend):
     name = "torch"
     deploys = "TorchScript (torch.jit.trace of the artifact, fp32 or FX int8)"
     settings = "torch.set_num_threads({threads}), 1 inter-op thread, no_grad"
 
-    def export(self, artifact, out_dir: Path, env: ExportEnv) -> Deployed:
+    def export(self, artifact, out_dir: Path, env: ExportEnv, precision: str = "fp32") -> Deployed:
         import torch
 
         path = Path(out_dir) / "model.torchscript.pt"
+        module, notes, options = artifact.module.eval(), [], {}
         example = torch.zeros(1, 3, env.image_size, env.image_size)
+        if precision != "fp32":
+            dtype = getattr(torch, _DTYPES[precision])
+            module = copy.deepcopy(module).to(dtype)  # weights and arithmetic in `precision`
+            example = example.to(dtype)
+            options["input_dtype"] = precision
+            notes.append(f"PyTorch {precision}: weights and activations cast with module.to()")
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            scripted = torch.jit.trace(artifact.module.eval(), example, check_trace=False)
+            scripted = torch.jit.trace(module, example, check_trace=False)
             torch.jit.save(scripted, str(path))
-        return Deployed([path], artifact.precision)
+        return Deployed([path], artifact.precision if precision == "fp32" else precision, notes,
+                        options)
 
     def load(self, files, threads, device="cpu", options=None):
         import torch
 
+        dtype = getattr(torch, _DTYPES[(options or {}).get("input_dtype", "fp32")])
         torch.set_num_threads(threads)
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch sees no CUDA device")
@@ -44,7 +56,7 @@ class TorchBackend(Backend):
 
         def predict(x: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                out = module(torch.from_numpy(x).to(device))
+                out = module(torch.from_numpy(x).to(device=device, dtype=dtype))
                 if device == "cuda":
                     torch.cuda.synchronize()  # time the work, not its launch
                 return out.float().cpu().numpy()
