@@ -1,0 +1,7 @@
+"""Statistics on saved predictions and latency samples: pure functions, no I/O.
+
+One responsibility per module:
+  auc          fast (weighted, rank-based) AUC for bootstrap resamples
+  bootstrap    resampling weights (stratified, patient-level) and percentile intervals
+  delong       DeLong's test for correlated ROC curves (Sun & Xu 2014)
+"""
