@@ -4,4 +4,9 @@ One responsibility per module:
   auc          fast (weighted, rank-based) AUC for bootstrap resamples
   bootstrap    resampling weights (stratified, patient-level) and percentile intervals
   delong       DeLong's test for correlated ROC curves (Sun & Xu 2014)
+  threshold    operating points and the metrics read at a threshold
+  calibration  ECE and Brier score
+  quality      the row's quality columns, all of the above together
+
+The runner's entry point: quality.quality_row.
 """
