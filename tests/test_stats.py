@@ -1,6 +1,7 @@
 """bench.stats against scikit-learn, numpy, naive reimplementations and hand-checked cases."""
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from bench.measure.latency import LatencyPlan, timed_loop
+from bench.stats import latency
 from bench.stats.auc import weighted_auc
 from bench.stats.bootstrap import percentile_interval, resample_counts
 from bench.stats.calibration import binned_ece, brier, ece
@@ -384,3 +387,60 @@ def test_binary_accepts_two_column_probabilities_and_no_teacher():
     assert "no teacher predictions: no comparison" in a["reasons"]
 
 
+# ---- latency ----------------------------------------------------------------------------
+
+def test_process_summary_equals_numpy_and_tail_percentiles_need_samples():
+    s = np.random.default_rng(30).gamma(4, 1.0, 700)
+    got = latency.summarize_process(s)
+    assert got["latency_ms_p50"] == np.median(s) and got["latency_ms_mean"] == s.mean()
+    assert got["latency_ms_std"] == s.std(ddof=1)
+    assert got["latency_ms_iqr"] == np.percentile(s, 75) - np.percentile(s, 25)
+    assert got["latency_ms_p90"] == np.percentile(s, 90) and got["latency_ms_p99"] == np.percentile(s, 99)
+    assert (got["latency_ms_min"], got["latency_ms_max"]) == (s.min(), s.max())
+    assert got["throughput_per_s"] == 1000 / np.median(s)
+    assert latency.summarize_process(s[:661])["latency_ms_p99"] is None
+    assert latency.summarize_process(s[:662])["latency_ms_p99"] is not None
+    assert latency.summarize_process(s[:63])["latency_ms_p90"] is None
+    assert latency.summarize_process(s[:64])["latency_ms_p90"] is not None
+
+
+def test_timed_loop_recovers_a_known_sleep():
+    samples = timed_loop(lambda _: time.sleep(0.005), None, LatencyPlan(min_n=40, min_s=0.2))
+    assert abs(latency.summarize_process(samples)["latency_ms_p50"] - 5.0) / 5.0 < 0.05
+
+
+def test_bootstrap_median_shortcut_equals_the_plain_median():
+    s = np.random.default_rng(31).gamma(4, 1.0, 101)
+    for n in (101, 100):
+        got = latency._boot_medians(np.random.default_rng(0), s[:n], 50)
+        idx = np.random.default_rng(0).integers(0, n, size=(50, n))
+        assert np.array_equal(got, np.median(np.sort(s[:n])[idx], axis=1))
+
+
+def noisy(median, n, seed, spikes=0.01):
+    rng = np.random.default_rng(seed)
+    s = median * rng.normal(1, 0.02, n)
+    s[rng.random(n) < spikes] *= 10  # a shared machine's rare stalls
+    return s
+
+
+def test_consistent_processes_are_stable_and_the_headline_is_the_median_of_medians():
+    procs = [noisy(5.0, 300, k) for k in range(5)]
+    row = latency.latency_row(procs, n_boot=500)
+    assert row["latency_ms_p50"] == np.median([np.median(p) for p in procs])
+    assert row["latency_ms_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_ci_high"]
+    assert not row["unstable"] and row["latency_cv"] < 0.02 and row["latency_processes"] == 5
+    one = latency.latency_row(procs[:1], n_boot=500)
+    assert not one["unstable"] and one["latency_notes"]
+    assert one["latency_ms_ci_low"] <= one["latency_ms_p50"] <= one["latency_ms_ci_high"]
+
+
+def test_disagreeing_or_bimodal_processes_are_unstable():
+    procs = [noisy(5.0, 300, 0), noisy(5.1, 300, 1), noisy(6.5, 300, 2)]
+    row = latency.latency_row(procs, n_boot=200)
+    assert row["unstable"] and any("disagree" in r for r in row["unstable_reasons"])
+    bimodal = np.r_[noisy(5.0, 150, 3), noisy(7.0, 150, 4)]
+    row = latency.latency_row([bimodal], n_boot=200)
+    assert row["unstable"] and row["latency_cv"] > 0.10
+    row = latency.latency_row([bimodal, bimodal[::-1]], n_boot=200)
+    assert row["unstable"] and any("spread out" in r for r in row["unstable_reasons"])

@@ -7,6 +7,7 @@ One responsibility per module:
   threshold    operating points and the metrics read at a threshold
   calibration  ECE and Brier score
   quality      the row's quality columns, all of the above together
+  latency      per-process and across-process latency statistics
 
-The runner's entry point: quality.quality_row.
+The runner's entry points: quality.quality_row and latency.latency_row.
 """
