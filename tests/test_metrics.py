@@ -39,3 +39,14 @@ def test_multilabel_ignores_nan_targets():
     s = np.array([[0.9], [0.1], [0.99], [0.8]])
     assert metrics.per_label_auc(task, y, s)["a"] == 1.0
     assert metrics.accuracy(task, y, s) == 1.0
+
+
+def test_multiclass_absent_class_is_nan_and_left_out_of_the_macro():
+    task = Task("multiclass", ("a", "b", "c"))
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 100)  # c never occurs
+    p = rng.dirichlet(np.ones(3), 100)
+    per = metrics.per_class_auc(task, y, p)
+    assert np.isnan(per["c"]) and per["a"] == roc_auc_score(y == 0, p[:, 0])
+    auc, reasons = metrics.auc_roc(task, y, p)
+    assert auc == np.mean([per["a"], per["b"]]) and reasons == ["classes absent from test: c"]
