@@ -1,0 +1,135 @@
+"""The CI regression gate: `python -m bench check RUN_DIR --baseline FILE`.
+
+What is gated, per (model, backend, precision) row of the baseline:
+  * exactly (within rounding): params, params_nonzero, weights_mib, compression_ratio.
+    These are deterministic given the code, so any change is a change of the method.
+  * as a ratio with a tolerance: speedup (default +-25%). Speedup is a ratio measured
+    within one run, which cancels most of a machine's speed, but not its noise.
+  * as a margin: auc_roc may not fall below the baseline's by more than 0.02.
+  * a row the baseline has that the run lacks, or that failed, is a violation.
+Energy is never gated: on most machines it is an estimate proportional to time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.result import Result
+from bench.store import load_rows
+
+BASELINE_VERSION = 1
+EXACT = ("params", "params_nonzero", "weights_mib", "compression_ratio")
+#: relative difference that still counts as equal: rounding in CSV/JSON, not a change
+ROUNDING = 1e-6
+DEFAULT_SPEEDUP_TOLERANCE = 0.25
+DEFAULT_AUC_MARGIN = 0.02
+
+
+def _key(row: dict) -> str:
+    return f"{row['model']} / {row['backend']} / {row['precision']}"
+
+
+def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_TOLERANCE,
+                      auc_margin: float = DEFAULT_AUC_MARGIN) -> dict:
+    rows = []
+    for r in load_rows(run_dir):
+        if not r.ok:
+            continue
+        rows.append({"model": r.model, "backend": r.backend, "precision": r.precision,
+                     **{c: getattr(r, c) for c in (*EXACT, "speedup", "auc_roc")}})
+    return {"baseline_version": BASELINE_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source_run": str(run_dir),
+            "tolerances": {"speedup": speedup_tolerance, "auc_margin": auc_margin},
+            "rows": rows}
+
+
+def load_baseline(path: Path) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: baseline not found (write one with --update)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if doc.get("baseline_version") != BASELINE_VERSION or not isinstance(doc.get("rows"), list):
+        raise ValueError(f"{path}: not a medbench baseline (expected baseline_version "
+                         f"{BASELINE_VERSION} and a list of rows)")
+    for i, row in enumerate(doc["rows"]):
+        missing = {"model", "backend", "precision"} - set(row)
+        if missing:
+            raise ValueError(f"{path}: row {i} lacks {', '.join(sorted(missing))}")
+    return doc
+
+
+def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
+          auc_margin: float | None = None) -> list[str]:
+    """One line per violation; an empty list means every gated figure holds."""
+    tol = baseline.get("tolerances", {})
+    speedup_tolerance = speedup_tolerance if speedup_tolerance is not None else tol.get(
+        "speedup", DEFAULT_SPEEDUP_TOLERANCE)
+    auc_margin = auc_margin if auc_margin is not None else tol.get("auc_margin", DEFAULT_AUC_MARGIN)
+    rows = {_key(r.to_dict()): r for r in load_rows(run_dir)}
+    violations = []
+    for base in baseline["rows"]:
+        key = _key(base)
+        row = rows.get(key)
+        if row is None:
+            violations.append(f"{key}: missing from the run")
+            continue
+        if not row.ok:
+            violations.append(f"{key}: {row.status} ({row.error or 'no reason given'})")
+            continue
+        violations += _check_row(key, base, row, speedup_tolerance, auc_margin)
+    return violations
+
+
+def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
+               auc_margin: float) -> list[str]:
+    out = []
+    for c in EXACT:
+        want, got = base.get(c), getattr(row, c)
+        if want is None:
+            continue
+        if got is None or not math.isclose(got, want, rel_tol=ROUNDING, abs_tol=1e-12):
+            out.append(f"{key}: {c} {_fmt(got)} != baseline {_fmt(want)}")
+    want, got = base.get("speedup"), row.speedup
+    if want:
+        if got is None:
+            out.append(f"{key}: speedup missing (baseline {want:.3g}x)")
+        elif abs(got / want - 1) > speedup_tolerance:
+            out.append(f"{key}: speedup {got:.3g}x is {got / want - 1:+.0%} from baseline "
+                       f"{want:.3g}x (tolerance +-{speedup_tolerance:.0%})")
+    want, got = base.get("auc_roc"), row.auc_roc
+    if want is not None:
+        if got is None:
+            out.append(f"{key}: auc_roc missing (baseline {want:.4f})")
+        elif got < want - auc_margin:
+            out.append(f"{key}: auc_roc {got:.4f} fell below baseline {want:.4f} by more than "
+                       f"{auc_margin}")
+    return out
+
+
+def diff(old: dict | None, new: dict) -> list[str]:
+    """What --update would change, one line per changed figure."""
+    before = {_key(r): r for r in (old or {}).get("rows", [])}
+    lines = []
+    for row in new["rows"]:
+        key = _key(row)
+        prev = before.pop(key, None)
+        if prev is None:
+            lines.append(f"+ {key}")
+            continue
+        for c in (*EXACT, "speedup", "auc_roc"):
+            if prev.get(c) != row.get(c):
+                lines.append(f"~ {key}: {c} {_fmt(prev.get(c))} -> {_fmt(row.get(c))}")
+    lines += [f"- {key}" for key in before]
+    return lines
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "none"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,88 @@
+"""The CI gate on hand-made run directories: exact figures, speedup tolerance, AUC margin."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bench import gate
+from bench.result import Result
+from bench.store import RunStore
+
+
+def _run(path, changes=None, drop=None):
+    store = RunStore(path)
+    rows = [
+        Result(model="teacher", method="baseline", backend="onnxruntime", arch="densenet121",
+               precision="fp32", params=7_000_000, params_nonzero=7_000_000, weights_mib=26.8,
+               file_mib=26.9, compression_ratio=1.0, latency_ms_p50=4.0, speedup=1.0, auc_roc=0.88),
+        Result(model="quant.static", method="quant.static", backend="onnxruntime",
+               arch="densenet121", precision="int8", params=7_000_000, params_nonzero=6_990_000,
+               weights_mib=7.9, file_mib=7.6, compression_ratio=3.5394, latency_ms_p50=2.0,
+               speedup=2.0, auc_roc=0.87),
+    ]
+    for r in rows:
+        if drop == r.model:
+            continue
+        store.add(r.with_(**(changes or {}).get(r.model, {})))
+    return path
+
+
+def test_gate_passes_on_its_own_baseline(tmp_path):
+    run = _run(tmp_path / "run")
+    assert gate.check(run, gate.baseline_from_run(run)) == []
+
+
+def test_gate_fails_when_a_compression_ratio_changes_by_one_percent(tmp_path):
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    run = _run(tmp_path / "b", {"quant.static": {"compression_ratio": 3.5394 * 0.99}})
+    (line,) = gate.check(run, base)
+    assert line.startswith("quant.static / onnxruntime / int8: compression_ratio")
+
+
+def test_gate_fails_on_a_missing_model_and_on_a_failed_row(tmp_path):
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    assert gate.check(_run(tmp_path / "b", drop="quant.static"), base) == [
+        "quant.static / onnxruntime / int8: missing from the run"]
+    run = _run(tmp_path / "c", {"quant.static": {"status": "failed", "error": "export: boom"}})
+    assert "export: boom" in gate.check(run, base)[0]
+
+
+def test_gate_passes_latency_changes_within_tolerance_and_fails_beyond(tmp_path):
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    within = _run(tmp_path / "b", {"quant.static": {"latency_ms_p50": 2.3, "speedup": 1.74}})
+    assert gate.check(within, base) == []
+    beyond = _run(tmp_path / "c", {"quant.static": {"speedup": 1.4}})
+    assert "speedup" in gate.check(beyond, base)[0]
+    assert gate.check(beyond, base, speedup_tolerance=0.35) == []
+
+
+def test_gate_auc_margin(tmp_path):
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    assert gate.check(_run(tmp_path / "b", {"teacher": {"auc_roc": 0.865}}), base) == []
+    (line,) = gate.check(_run(tmp_path / "c", {"teacher": {"auc_roc": 0.85}}), base)
+    assert "auc_roc 0.8500 fell below" in line
+
+
+def test_check_command_exit_codes_and_update(tmp_path):
+    run = _run(tmp_path / "run")
+    baseline = tmp_path / "baseline" / "ci.json"
+    cmd = [sys.executable, "-m", "bench", "check", str(run), "--baseline", str(baseline)]
+    missing = subprocess.run(cmd, capture_output=True, text=True)
+    assert missing.returncode == 2 and "baseline not found" in missing.stderr
+    upd = subprocess.run(cmd + ["--update"], capture_output=True, text=True)
+    assert upd.returncode == 0 and "+ teacher / onnxruntime / fp32" in upd.stdout
+    assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
+    broken = _run(tmp_path / "broken", {"quant.static": {"params_nonzero": 7_000_000}})
+    out = subprocess.run([*cmd[:4], str(broken), *cmd[5:]], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stdout.strip() == ("quant.static / onnxruntime / int8: params_nonzero 7000000 != "
+                                  "baseline 6990000")
+
+
+def test_bad_baseline_is_one_line(tmp_path):
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="not a medbench baseline"):
+        gate.load_baseline(bad)
