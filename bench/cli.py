@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|list`."""
+"""Command line: `python -m bench run|check|list`."""
 
 from __future__ import annotations
 
@@ -13,19 +13,19 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="train/load the teacher, apply methods, measure, report")
-    r.add_argument("--methods", default="kd,prune,quant",
+    r.add_argument("--methods", default=None,
                    help="comma-separated methods, families or '+' chains, with name:key=value "
                         "parameters (default: kd,prune,quant)")
-    r.add_argument("--dataset", default="synthetic", help="dataset (default: synthetic, generated)")
-    r.add_argument("--task", default="binary", choices=["binary", "multiclass", "multilabel"],
+    r.add_argument("--dataset", default=None, help="dataset (default: synthetic, generated)")
+    r.add_argument("--task", default=None, choices=["binary", "multiclass", "multilabel"],
                    help="task type of the synthetic dataset (default: binary)")
     r.add_argument("--num-classes", type=int, default=None,
                    help="classes (multiclass) or labels (multilabel) of the synthetic dataset")
     r.add_argument("--image-size", type=int, default=None, help="square input size (default 64; --quick 32)")
-    r.add_argument("--teacher", default="densenet121", help="torchvision architecture of the teacher")
+    r.add_argument("--teacher", default=None, help="torchvision architecture of the teacher")
     r.add_argument("--teacher-checkpoint", default=None,
                    help="the user's own teacher weights (a state_dict; loaded weights-only)")
-    r.add_argument("--student", default="mobilenet_v2", help="torchvision architecture of the KD student")
+    r.add_argument("--student", default=None, help="torchvision architecture of the KD student")
     r.add_argument("--teacher-epochs", type=float, default=None, help="teacher training epochs (default 1.25; --quick 2 at 32 px)")
     r.add_argument("--student-epochs", type=float, default=None, help="student / kd epochs (default 1.25)")
     r.add_argument("--finetune-epochs", type=float, default=None,
@@ -38,11 +38,38 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
                         "provider when installed; OpenVINO rows are n/a (default cpu)")
-    r.add_argument("--seed", type=int, default=0, help="seed for data, training and splits (default 0)")
+    r.add_argument("--seed", type=int, default=None, help="seed for data, training and splits (default 0)")
+    r.add_argument("--seeds", default=None,
+                   help="comma-separated seeds: the whole pipeline once per seed, with a summary.csv "
+                        "of mean and sd across them (overrides --seed)")
+    r.add_argument("--repeats", type=int, default=None,
+                   help="fresh measuring processes per row (default 1: what fits the 4-minute budget "
+                        "here; --rigorous 5)")
+    r.add_argument("--rigorous", action="store_true",
+                   help="for publication: at least 5 processes of at least 10 s per row")
+    r.add_argument("--margin", type=float, default=None,
+                   help="non-inferiority margin on AUC against the teacher (default 0.02)")
+    r.add_argument("--operating-point", default=None,
+                   help="decision threshold: 0.5, threshold=T, or spec=S / sens=S chosen on the "
+                        "validation split (default 0.5)")
+    r.add_argument("--bootstrap", type=int, default=None,
+                   help="bootstrap resamples for every interval (default 2000; --quick 200)")
+    r.add_argument("--preset", default=None,
+                   help="a named setup (see `list`); options given on the command line override it")
     r.add_argument("--quick", action="store_true",
                    help="smoke test: smaller data and images, fewer epochs and iterations")
     r.add_argument("--out", default=None, help="run directory (default reports/runs/<UTC time>)")
     r.add_argument("--no-cache", action="store_true", help="retrain the teacher and do not cache it")
+
+    c = sub.add_parser("check", help="CI gate: compare a run with a baseline; exit 1 on any regression")
+    c.add_argument("run_dir", help="run directory (holds results.json)")
+    c.add_argument("--baseline", required=True, help="baseline JSON, e.g. reports/baseline/ci.json")
+    c.add_argument("--update", action="store_true",
+                   help="write the run as the new baseline, after printing what changes")
+    c.add_argument("--speedup-tolerance", type=float, default=None,
+                   help="allowed relative change of speedup (default: the baseline's, else 0.25)")
+    c.add_argument("--auc-margin", type=float, default=None,
+                   help="allowed fall of AUC below the baseline (default: the baseline's, else 0.02)")
 
     ls = sub.add_parser("list", help="show methods with their parameters, and backends")
     ls.add_argument("--archs", action="store_true", help="also list torchvision architectures")
@@ -54,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list(args)
+        if args.command == "check":
+            return _check(args)
         return _run(args)
     except ValueError as exc:  # bad input: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -65,21 +94,56 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     from bench import backends
-    from bench.config import RunConfig, quick_profile
+    from bench.config import RunConfig, quick_profile, rigorous_profile
     from bench.runner import run
+    from bench.stats.threshold import parse_operating_point
 
-    cfg = RunConfig(methods=args.methods, dataset=args.dataset, task=args.task, seed=args.seed,
-                    teacher=args.teacher, teacher_checkpoint=args.teacher_checkpoint,
-                    student=args.student, out=args.out, use_cache=not args.no_cache,
-                    device=args.device)
+    preset = None
+    if args.preset:
+        from bench import presets
+
+        preset = presets.get(args.preset)
+        preset.fill(args)
+    defaults = RunConfig()
+    cfg = RunConfig(teacher_checkpoint=args.teacher_checkpoint, out=args.out,
+                    use_cache=not args.no_cache, device=args.device,
+                    preset=preset.name if preset else None)
+    for name in ("methods", "dataset", "task", "teacher", "student", "seed", "margin",
+                 "operating_point"):
+        value = getattr(args, name)
+        setattr(cfg, name, value if value is not None else getattr(defaults, name))
     if args.num_classes is not None:
         cfg.num_classes = args.num_classes
-    elif args.task == "multiclass":
+    elif cfg.task == "multiclass":
         cfg.num_classes = 4
-    elif args.task == "multilabel":
+    elif cfg.task == "multilabel":
         cfg.num_classes = 5
+    parse_operating_point(cfg.operating_point)  # a bad one fails now, not after training
+    if not 0 <= cfg.margin < 1:
+        raise ValueError(f"--margin {cfg.margin}: must be in [0, 1)")
     if args.quick:
         quick_profile(cfg, args.image_size is not None)
+    if preset is not None:
+        preset.configure(cfg)
+    if args.bootstrap is not None:
+        if args.bootstrap < 0:
+            raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")
+        cfg.n_boot = args.bootstrap
+    if args.rigorous:
+        if args.quick:
+            raise ValueError("--rigorous and --quick contradict each other: choose one")
+        rigorous_profile(cfg)
+    if args.repeats is not None:
+        if args.repeats < 1 or (args.rigorous and args.repeats < 5):
+            raise ValueError(f"--repeats {args.repeats}: must be at least {5 if args.rigorous else 1}")
+        cfg.repeats = args.repeats
+    if args.seeds:
+        try:
+            cfg.seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
+        if len(set(cfg.seeds)) != len(cfg.seeds):
+            raise ValueError(f"--seeds {args.seeds!r}: a seed is repeated")
     if args.image_size is not None:
         cfg.image_size = args.image_size
     for name in ("teacher_epochs", "student_epochs", "finetune_epochs"):
@@ -104,6 +168,36 @@ def _run(args) -> int:
     return run(cfg)
 
 
+def _check(args) -> int:
+    import json
+    from pathlib import Path
+
+    from bench import gate
+
+    if args.update:
+        path = Path(args.baseline)
+        old = gate.load_baseline(path) if path.exists() else None
+        tol = (old or {}).get("tolerances", {})
+        new = gate.baseline_from_run(
+            Path(args.run_dir),
+            args.speedup_tolerance if args.speedup_tolerance is not None else tol.get(
+                "speedup", gate.DEFAULT_SPEEDUP_TOLERANCE),
+            args.auc_margin if args.auc_margin is not None else tol.get(
+                "auc_margin", gate.DEFAULT_AUC_MARGIN))
+        changes = gate.diff(old, new)
+        print("\n".join(changes) if changes else "no change in gated figures")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(new, indent=1) + "\n")
+        print(f"wrote {path} ({len(new['rows'])} rows)")
+        return 0
+    baseline = gate.load_baseline(Path(args.baseline))
+    violations = gate.check(Path(args.run_dir), baseline, args.speedup_tolerance, args.auc_margin)
+    for line in violations:
+        print(line)
+    print(f"gate: {len(baseline['rows'])} rows checked, {len(violations)} violations", file=sys.stderr)
+    return 1 if violations else 0
+
+
 def _list(args) -> int:
     import methods
     from bench import backends
@@ -123,6 +217,11 @@ def _list(args) -> int:
         if name in inst:
             print(f"  {name}: deploys {backends.get(name).deploys}")
     print("datasets: synthetic (generated, binary / multiclass / multilabel)")
+    from bench import presets
+
+    print("presets (use with --preset; command-line options override them):")
+    for preset in presets.PRESETS.values():
+        print(f"  {preset.name}: {preset.summary}")
     if args.archs:
         from bench.models import available_architectures
 

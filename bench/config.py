@@ -37,7 +37,15 @@ class RunConfig:
     threads: int = field(default_factory=physical_cores)
     device: str = "cpu"
     seed: int = 0
+    seeds: list[int] = field(default_factory=list)  # --seeds: the whole pipeline once per seed
+    repeats: int = 1  # fresh measuring processes per row
+    rigorous: bool = False
+    margin: float = 0.02  # non-inferiority margin on AUC
+    operating_point: str = "0.5"
+    n_boot: int = 2000
     quick: bool = False
+    shared_process: bool = False  # --quick: one measuring process per backend
+    preset: str | None = None
     out: str | None = None
     use_cache: bool = True
     sizes: SyntheticSizes = field(default_factory=SyntheticSizes)
@@ -47,9 +55,22 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+#: --rigorous, for publication: at least 5 fresh processes of at least 10 s each
+RIGOROUS_REPEATS = 5
+RIGOROUS_PLAN = LatencyPlan(warmup_n=10, warmup_s=2.0, min_n=200, min_s=10.0, max_s=60.0)
+
+
+def rigorous_profile(cfg: RunConfig) -> RunConfig:
+    cfg.rigorous = True
+    cfg.repeats = max(cfg.repeats, RIGOROUS_REPEATS)
+    cfg.latency = RIGOROUS_PLAN
+    return cfg
+
+
 def quick_profile(cfg: RunConfig, image_size_given: bool) -> RunConfig:
     """Smaller data, fewer epochs and iterations: a smoke test, not a measurement."""
     cfg.quick = True
+    cfg.shared_process = True
     if not image_size_given:
         cfg.image_size = 32
     cfg.sizes = SyntheticSizes(train=256, val=64, test=128, calibration=32)
@@ -57,4 +78,5 @@ def quick_profile(cfg: RunConfig, image_size_given: bool) -> RunConfig:
     cfg.student_epochs = min(cfg.student_epochs, 1.0)
     cfg.finetune_epochs = min(cfg.finetune_epochs, 0.1)
     cfg.latency = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.1, max_s=2.0)
+    cfg.n_boot = min(cfg.n_boot, 200)
     return cfg

@@ -36,7 +36,7 @@ def benchmark_app_median(xml: Path, threads: int, image_size: int, seconds: floa
 
 def bench_median(files: list[Path], threads: int, image_size: int, seconds: float = 5.0) -> float:
     """Median latency (ms) of the bench's own worker on the same OpenVINO files."""
-    from bench.runner import run_worker
+    from bench.measuring import Paths, run_worker
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -46,7 +46,7 @@ def bench_median(files: list[Path], threads: int, image_size: int, seconds: floa
         item = {"model": "m", "files": [str(f) for f in files],
                 "options": {"inference_precision": "f32"},
                 "logits_out": str(tmp / "l.npy"), "samples_out": str(tmp / "s.npy")}
-        res = run_worker("openvino", threads, "cpu", plan, tmp / "x.npy", [item], tmp)[0]
+        res = run_worker("openvino", threads, "cpu", plan, Paths(tmp / "x.npy", None, tmp), [item])[0]
         if "error" in res:
             raise RuntimeError(f"bench worker: {res['error']}")
-        return res["latency_ms_p50"]
+        return float(np.median(np.load(tmp / "s.npy")))

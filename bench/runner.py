@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import platform
 import shutil
 import subprocess
@@ -24,12 +23,11 @@ from pathlib import Path
 import numpy as np
 
 import methods
-from bench import __version__, backends
+from bench import __version__, backends, measuring
 from bench.config import RunConfig
 from bench.progress import log
-from bench.result import STATUS_FAILED, STATUS_NA, STATUS_OK, Result
+from bench.result import STATUS_FAILED, STATUS_NA, Result
 from bench.store import RunStore, stem
-from bench.worker import RESULT_PREFIX
 
 MIB = 1024 * 1024
 
@@ -40,6 +38,29 @@ def default_out_dir() -> Path:
 
 
 def run(cfg: RunConfig) -> int:
+    """One run, or with --seeds one sub-run per seed plus a summary across them."""
+    if not cfg.seeds:
+        return _run_one(cfg)
+    from bench import seeds
+
+    root = Path(cfg.out) if cfg.out else default_out_dir()
+    codes, runs = [], {}
+    for seed in cfg.seeds:
+        log(f"seed {seed} ({cfg.seeds.index(seed) + 1} of {len(cfg.seeds)})")
+        runs[seed] = root / f"seed-{seed}"
+        codes.append(_run_one(replace(cfg, seed=seed, seeds=[], out=str(runs[seed]))))
+    summary = seeds.write_summary(root, runs)
+    manifest = json.loads((runs[cfg.seeds[0]] / "manifest.json").read_text())
+    RunStore(root).write_manifest({**manifest, "seeds": cfg.seeds,
+                                   "seed_runs": {s: str(p.name) for s, p in runs.items()}})
+    from reports.html import write_report
+
+    write_report(root)
+    log(f"summary across seeds {cfg.seeds}: {summary}")
+    return max(codes)
+
+
+def _run_one(cfg: RunConfig) -> int:
     import torch
 
     from bench.backends import telemetry
@@ -77,9 +98,10 @@ def run(cfg: RunConfig) -> int:
 
     work = store.root / ".work"
     work.mkdir(exist_ok=True)
-    test_path = work / "test_images.npy"
-    test = data.test.images
-    np.save(test_path, np.repeat(test, 3, axis=1) if test.shape[1] == 1 else test)
+    paths = measuring.Paths(test=_save_images(work / "test_images.npy", data.test.images),
+                            val=(_save_images(work / "val_images.npy", data.val.images)
+                                 if _needs_validation(cfg.operating_point) else None),
+                            work=work)
     built = {name: a for name, a in artifacts.items() if isinstance(a, methods.Artifact)}
     statics = {name: _static_stats(a, cfg.image_size) for name, a in built.items()}
     references = {name: _reference_logits(a, data.test.images) for name, a in built.items()}
@@ -90,8 +112,18 @@ def run(cfg: RunConfig) -> int:
     with ThreadPoolExecutor(max_workers=2) as gzip_pool:
         exported = {e.name: _export_backend(e, cfg, artifacts, statics, store, env, gzip_pool)
                     for e in engines}
+        for outcomes in exported.values():  # sizes are in before anything is timed
+            for _, item in outcomes:
+                if item is not None:
+                    item["file_mib"], item["file_gz_mib"] = item.pop("sizes").result()
+    log("machine: idle power draw and GEMM peaks (once per run)")
+    machine = measuring.measure_machine(cfg, work)
+    store.update_manifest(machine_probe=machine)
     for engine in engines:
-        _measure_backend(engine.name, exported[engine.name], cfg, data, store, test_path, references)
+        outcomes = [(row if item is None else row.with_(file_mib=item["file_mib"],
+                                                        file_gz_mib=item["file_gz_mib"]), item)
+                    for row, item in exported[engine.name]]
+        measuring.measure_backend(engine.name, outcomes, cfg, data, store, paths, references, machine)
     store.update_manifest(backends={e.name: e.describe(cfg.threads) for e in engines})
     shutil.rmtree(work, ignore_errors=True)
 
@@ -221,6 +253,7 @@ def _static_stats(artifact: methods.Artifact, image_size: int) -> dict:
 
 def _reference_logits(artifact: methods.Artifact, test_images: np.ndarray) -> np.ndarray:
     """PyTorch fp32 logits of the model on the parity batch: what every backend is checked against."""
+    from bench.measuring import PARITY_BATCH
     from bench.training import predict_logits
 
     return predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()
@@ -247,7 +280,7 @@ def _export_backend(engine, cfg, artifacts, statics, store, env, gzip_pool) -> l
     for model, art in artifacts.items():
         row = Result(model=model, method=_method_of(model, art), backend=name,
                      arch=getattr(art, "arch", ""), precision=getattr(art, "precision", ""),
-                     threads=cfg.threads)
+                     threads=cfg.threads, seed=cfg.seed)
         if isinstance(art, Exception):
             outcomes.append((row.with_(status=STATUS_FAILED, error=_one_line(art)), None))
             continue
@@ -276,124 +309,19 @@ def _export_one(engine, art, row, variant, store, env, gzip_pool) -> tuple:
         "model": model, "variant": variant, "files": [str(f) for f in deployed.files],
         "options": deployed.options, "sizes": gzip_pool.submit(_file_sizes, deployed.files),
         "logits_out": str(store.root / ".work" / f"{stem(model, name, variant)}.logits.npy"),
-        "samples_out": str(store.samples_path(model, name, variant))}
+        "val_logits_out": str(store.root / ".work" / f"{stem(model, name, variant)}.val.npy")}
 
 
-def _measure_backend(name, outcomes, cfg, data, store, test_path, references) -> None:
-    """Measure one backend's models; each row is written when done."""
-    log(f"{name}: measuring {sum(item is not None for _, item in outcomes)} models ("
-        + ("one shared process: --quick" if cfg.quick else "a fresh process each")
-        + f", {cfg.threads} threads)")
-    groups = [outcomes] if cfg.quick else [[o] for o in outcomes]
-    teacher_row = None
-    for group in groups:
-        items = [item for _, item in group if item is not None]
-        results = (run_worker(name, cfg.threads, cfg.device, cfg.latency, test_path, items,
-                              store.root / ".work") if items else [])
-        for (row, item), res in zip(group, _aligned(group, results), strict=True):
-            if item is not None:
-                file_mib, gz_mib = item["sizes"].result()
-                row = _finish_row(row.with_(file_mib=file_mib, file_gz_mib=gz_mib), res, store,
-                                  data, item, references[row.model], cfg.quick)
-                log(f"{name}: {row.model} {row.precision}: p50 {_fmt(row.latency_ms_p50)} ms, "
-                    f"AUC {_fmt(row.auc_roc, 3)}" + ("" if row.ok else f", FAILED: {row.error}"))
-            if row.model == "teacher" and teacher_row is None:
-                teacher_row = row  # the fp32 row: variants are exported after it
-            store.add(_relative_to_teacher(row, teacher_row))
+def _save_images(path: Path, images: np.ndarray) -> Path:
+    """What the workers feed every backend: 3 channels (grayscale repeated), float32."""
+    np.save(path, np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images)
+    return path
 
 
-def _aligned(group, results: list[dict]) -> list[dict | None]:
-    """The worker's results in the group's order (None where a row had nothing to run)."""
-    it = iter(results)
-    return [next(it) if item is not None else None for _, item in group]
+def _needs_validation(operating_point: str) -> bool:
+    from bench.stats.threshold import parse_operating_point
 
-
-def run_worker(backend: str, threads: int, device: str, plan, test_path: Path, items: list[dict],
-               work: Path) -> list[dict]:
-    """Measure models in a fresh process; returns one result per item, in order.
-
-    Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
-    inference in a fresh process but 17.3 ms in a process that had first run two
-    MobileNetV2 models, so models sharing a process do not get equal conditions.
-    --quick shares one process per backend to stay fast: a smoke test, not a measurement.
-    """
-    job = {"backend": backend, "threads": threads, "device": device,
-           "test_images": str(test_path), "latency": plan.__dict__,
-           "items": [{k: v for k, v in item.items() if k != "sizes"} for item in items]}
-    job_path = work / f"job-{backend}.json"
-    job_path.write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
-                          stdout=subprocess.PIPE, text=True, env=worker_env(threads))
-    results = []
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            results.append(json.loads(line[len(RESULT_PREFIX):]))
-        else:
-            sys.stderr.write(line + "\n")
-    for item in items[len(results):]:
-        results.append({"model": item["model"], "error": f"measuring process exited with code "
-                                                         f"{proc.returncode} before reporting"})
-    return results
-
-
-def worker_env(threads: int) -> dict:
-    """The measuring process's environment: pinned threads, no telemetry, no noise."""
-    from bench.backends import telemetry
-
-    # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
-    return telemetry.subprocess_env({**os.environ, "OMP_NUM_THREADS": str(threads),
-                                     "PYTHONWARNINGS": "ignore", "TORCH_CPP_LOG_LEVEL": "ERROR"})
-
-
-PARITY_BATCH = 64
-#: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the
-#: fp32 exports measured here agree within 1e-5; lower precisions report, never fail).
-PARITY_TOLERANCE_FP32 = 1e-3
-
-
-def _finish_row(row: Result, res: dict, store: RunStore, data, item: dict,
-                reference: np.ndarray, quick: bool = False) -> Result:
-    from bench import metrics
-
-    if "error" in res:
-        return row.with_(status=STATUS_FAILED, error=res["error"])
-    logits = np.load(item["logits_out"])
-    import torch
-
-    probs = data.task.probabilities(torch.from_numpy(logits)).numpy()
-    # Parity on probabilities, not logits: softmax ignores a shift common to all logits,
-    # and the teacher's logits carry one of about +-50 that NNCF's int8 model drops (labels
-    # still agreed on 99.75% of the test split), which a raw-logit difference reports as ~40.
-    got = probs[:PARITY_BATCH]
-    ref = data.task.probabilities(torch.from_numpy(reference)).numpy()
-    diff = float(np.abs(got - ref).max())
-    agree = float((data.task.predicted_labels(got) == data.task.predicted_labels(ref)).mean())
-    row = row.with_(parity_max_abs=diff, parity_agree=agree)
-
-    y_score = data.task.scores(probs)
-    store.save_predictions(row.model, row.backend, data.test.labels, y_score, logits,
-                           item["variant"])
-    auc, reasons = metrics.auc_roc(data.task, data.test.labels, y_score)
-    fields = {k: res.get(k) for k in ("latency_ms_p50", "latency_ms_p90", "latency_ms_mean",
-                                      "latency_ms_std", "latency_cold_ms", "latency_n",
-                                      "peak_rss_mib", "energy_mj_per_inference")}
-    notes = row.notes + ("; " + "; ".join(reasons) if reasons else "")
-    status, error = STATUS_OK + (";quick" if quick else ""), ""
-    if row.precision == "fp32" and diff > PARITY_TOLERANCE_FP32:
-        status = STATUS_FAILED
-        error = (f"parity: probabilities differ from PyTorch fp32 by {diff:.2e} > {PARITY_TOLERANCE_FP32:g}: "
-                 "a broken export, not a result")
-    return row.with_(status=status, error=error, auc_roc=auc, accuracy=metrics.accuracy(data.task, data.test.labels, probs),
-                     energy_source=res.get("energy_source", ""), notes=notes, **fields)
-
-
-def _relative_to_teacher(row: Result, teacher: Result | None) -> Result:
-    if teacher is None or not teacher.ok:
-        return row
-    ratio = teacher.file_mib / row.file_mib if row.file_mib else None
-    speed = (teacher.latency_ms_p50 / row.latency_ms_p50
-             if row.latency_ms_p50 and teacher.latency_ms_p50 else None)
-    return row.with_(compression_ratio=ratio, speedup=speed)
+    return parse_operating_point(operating_point).kind != "threshold"
 
 
 def _method_of(model: str, art) -> str:
@@ -405,10 +333,6 @@ def _method_of(model: str, art) -> str:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0][:300] if text else ''}"
-
-
-def _fmt(v, digits=2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def _print_table(rows: list[Result]) -> None:

@@ -4,7 +4,8 @@ and artifacts. Layout:
     RUN/manifest.json
     RUN/results.csv, RUN/results.json
     RUN/predictions/<model>__<backend>[__<variant>].npz   (y_true, y_score, logits)
-    RUN/latency/<model>__<backend>[__<variant>].npy       (raw samples, ms)
+    RUN/latency/<model>__<backend>[__<variant>].npz       (raw samples in ms, one array
+                                                          per measuring process: process_0, ...)
     RUN/artifacts/<model>/<backend>[-<variant>]/...
 
 A variant is a lower precision asked for with --precision (bf16, fp16): the same model,
@@ -68,8 +69,18 @@ class RunStore:
         return self.root / "predictions" / f"{stem(model, backend, variant)}.npz"
 
     def samples_path(self, model: str, backend: str, variant: str = "") -> Path:
-        path = self.root / "latency" / f"{stem(model, backend, variant)}.npy"
+        path = self.root / "latency" / f"{stem(model, backend, variant)}.npz"
         path.parent.mkdir(exist_ok=True)
+        return path
+
+    def save_samples(self, model: str, backend: str, variant: str, processes: list) -> Path:
+        path = self.samples_path(model, backend, variant)
+        buf = io.BytesIO()
+        np.savez(buf, **{f"process_{i}": np.asarray(p, dtype=np.float64)
+                         for i, p in enumerate(processes)})
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
         return path
 
     def save_predictions(self, model: str, backend: str, y_true, y_score, logits,

@@ -27,6 +27,8 @@ def main(job_path: str) -> int:
         job = json.load(fh)
     threads = int(job["threads"])
     _pin_threads(threads)
+    if job.get("kind") == "machine":
+        return _machine(job, threads)
     import numpy as np
 
     from bench import backends
@@ -42,6 +44,7 @@ def main(job_path: str) -> int:
         torch.set_num_threads(threads)
     backend = backends.get(job["backend"])
     test = np.load(job["test_images"])
+    val = np.load(job["val_images"]) if job.get("val_images") else None
     example = np.ascontiguousarray(test[:1])
     plan = latency.LatencyPlan(**job["latency"])
     energy_probe = energy.prepare_in_background()
@@ -55,17 +58,18 @@ def main(job_path: str) -> int:
                                    item.get("options") or {})
             rss_loaded = memory.rss_mib()
             out["latency_cold_ms"] = latency.time_once(predict, example)
-            logits = np.concatenate([np.asarray(predict(np.ascontiguousarray(test[i:i + 64])))
-                                     for i in range(0, len(test), 64)])
-            np.save(item["logits_out"], logits.astype(np.float32))
+            if item.get("predict", True):  # once per row: later repeats only time
+                np.save(item["logits_out"], _predict_all(predict, test))
+                if val is not None:
+                    np.save(item["val_logits_out"], _predict_all(predict, val))
             energy_probe.join()
             latency.warm_up(predict, example, plan)
             window = energy.EnergyWindow(plan.min_s)
             with window:  # energy over exactly the timed loop
                 samples = latency.timed_loop(predict, example, plan)
             np.save(item["samples_out"], np.asarray(samples, dtype=np.float64))
-            out.update(latency.summarize(samples))
-            out.update(window.result(len(samples)))
+            out["latency_ms_p50"] = float(np.median(samples))  # the row's figures come from the samples
+            out.update(window.result(len(samples), job.get("idle_w")))
             out["peak_rss_mib"] = memory.peak_rss_mib()
             out["peak_is_per_model"] = per_model_peak
             if rss_before is not None and rss_loaded is not None:
@@ -76,6 +80,29 @@ def main(job_path: str) -> int:
         out["seconds"] = time.perf_counter() - started
         print(RESULT_PREFIX + json.dumps(out), flush=True)
     return 0
+
+
+def _machine(job: dict, threads: int) -> int:
+    """Once per run: idle draw (for energy) and GEMM peaks (for peak_fraction)."""
+    from bench.backends import telemetry
+    from bench.measure import machine
+
+    telemetry.switch_off()
+    out = {"model": "machine"}
+    try:
+        out.update(machine.idle_power_w(float(job["idle_s"])))
+    except Exception as exc:  # noqa: BLE001 - energy then goes without idle subtraction
+        out["idle_error"] = f"{exc.__class__.__name__}: {exc}"
+    out["gemm_peak_gmacs"] = machine.gemm_peak_gmacs(threads, job.get("device", "cpu"))
+    print(RESULT_PREFIX + json.dumps(out), flush=True)
+    return 0
+
+
+def _predict_all(predict, images, batch: int = 64):
+    import numpy as np
+
+    return np.concatenate([np.asarray(predict(np.ascontiguousarray(images[i:i + batch])))
+                           for i in range(0, len(images), batch)]).astype(np.float32)
 
 
 if __name__ == "__main__":

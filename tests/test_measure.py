@@ -3,7 +3,8 @@ import time
 import numpy as np
 
 from bench.measure import memory
-from bench.measure.latency import LatencyPlan, measure, summarize
+from bench.measure.latency import LatencyPlan, measure
+from bench.stats.latency import summarize_process as summarize
 
 
 def test_latency_loop_recovers_a_known_sleep():

@@ -47,7 +47,7 @@ def test_store_writes_rows_at_once_and_round_trips(tmp_path):
     rows = load_rows(tmp_path)
     assert rows[1] == a.with_(auc_roc=0.91)
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["schema_version"] == 1 and len(doc["columns"]) == len(Result.columns())
+    assert doc["schema_version"] == 2 and len(doc["columns"]) == len(Result.columns())
 
 
 def test_predictions_file_holds_arrays(tmp_path):
@@ -75,7 +75,7 @@ def test_precision_variants_are_rows_and_files_of_their_own(tmp_path):
     assert [r.precision for r in load_rows(tmp_path)] == ["fp32", "bf16"]
     assert store.predictions_path("teacher", "openvino") != store.predictions_path(
         "teacher", "openvino", "bf16")
-    assert store.samples_path("teacher", "openvino", "bf16").name == "teacher__openvino__bf16.npy"
+    assert store.samples_path("teacher", "openvino", "bf16").name == "teacher__openvino__bf16.npz"
     assert store.artifact_dir("teacher", "openvino", "bf16").name == "openvino-bf16"
 
 

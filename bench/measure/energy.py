@@ -58,12 +58,25 @@ class EnergyWindow:
         self._tracker.stop()
         return False
 
-    def result(self, n: int) -> dict:
+    def joules(self) -> float:
+        return self._tracker.final_emissions_data.energy_consumed * 3.6e6  # kWh -> J
+
+    def duration_s(self) -> float:
+        return float(self._tracker.final_emissions_data.duration)
+
+    def result(self, n: int, idle_w: float | None = None) -> dict:
+        """mJ per inference over the window, less `idle_w` watts over its duration."""
         data = self._tracker.final_emissions_data
-        mj = data.energy_consumed * 3.6e9 / max(n, 1)  # kWh -> mJ
+        joules = self.joules()
+        if idle_w is not None:
+            joules = max(joules - idle_w * self.duration_s(), 0.0)
+        mj = joules * 1e3 / max(n, 1)
         if has_rapl():
             source = "rapl"
         else:
             source = (f"estimate:codecarbon cpu_load, cpu {data.cpu_power:.1f} W + ram "
                       f"{data.ram_power:.1f} W over {data.duration:.2f} s")
-        return {"energy_mj_per_inference": mj, "energy_source": source}
+        if idle_w is not None:
+            source += f", idle {idle_w:.1f} W subtracted"
+        return {"energy_mj_per_inference": mj, "energy_source": source,
+                "energy_window_j": self.joules(), "energy_window_s": self.duration_s()}

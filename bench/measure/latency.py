@@ -13,10 +13,10 @@ import numpy as np
 @dataclass(frozen=True)
 class LatencyPlan:
     warmup_n: int = 10
-    warmup_s: float = 0.2
-    min_n: int = 100
-    min_s: float = 0.6
-    max_s: float = 20.0  # a very slow model stops here, with whatever count it reached
+    warmup_s: float = 1.0
+    min_n: int = 200
+    min_s: float = 5.0
+    max_s: float = 30.0  # a very slow model stops here, with whatever count it reached
 
 
 def measure(predict: Callable[[np.ndarray], object], example: np.ndarray, plan: LatencyPlan) -> dict:
@@ -55,16 +55,3 @@ def timed_loop(predict, example, plan: LatencyPlan) -> list[float]:
         if (len(samples) >= plan.min_n and elapsed >= plan.min_s) or elapsed >= plan.max_s:
             break
     return samples
-
-
-def summarize(samples_ms) -> dict:
-    """Median, p90 (only with n >= 64, where it is supported by 6+ tail samples), mean, std."""
-    s = np.asarray(samples_ms, dtype=np.float64)
-    n = len(s)
-    return {
-        "latency_n": n,
-        "latency_ms_p50": float(np.median(s)) if n else None,
-        "latency_ms_p90": float(np.percentile(s, 90)) if n >= 64 else None,
-        "latency_ms_mean": float(s.mean()) if n else None,
-        "latency_ms_std": float(s.std(ddof=1)) if n > 1 else None,
-    }

@@ -1,0 +1,50 @@
+"""--seeds: the summary across whole-pipeline repeats, beside each run's own intervals.
+
+Each seed is a complete run in RUN/seed-<s>/. RUN/results.csv holds every row of every
+seed (the `seed` column tells them apart); RUN/summary.csv gives, per (model, backend,
+precision), the mean and sample sd across seeds of each figure, and the mean of the
+within-run AUC interval, which is how the CheXpert KD paper reports its AUCs
+(mean +- sd over 3 seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from bench.result import SCHEMA_VERSION, Result
+from bench.store import load_rows
+
+SUMMARIZED = ("auc_roc", "auc_ci_low", "auc_ci_high", "delta_auc", "accuracy", "f1",
+              "sensitivity", "specificity", "ece", "brier", "flip_rate", "params",
+              "params_nonzero", "file_mib", "compression_ratio", "latency_ms_p50", "speedup",
+              "energy_mj_per_inference")
+KEY = ["model", "backend", "precision"]
+
+
+def write_summary(root: Path, runs: dict[int, Path]) -> Path:
+    rows = [r.to_dict() for seed, run in runs.items() for r in load_rows(run)]
+    frame = pd.DataFrame(rows, columns=[c["name"] for c in Result.columns()])
+    frame.to_csv(root / "results.csv", index=False)
+    doc = {"schema_version": SCHEMA_VERSION, "columns": Result.columns(), "rows": rows}
+    (root / "results.json").write_text(json.dumps(doc, indent=1))
+    summary = summarize(frame)
+    path = root / "summary.csv"
+    summary.to_csv(path, index=False)
+    return path
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd (ddof=1) across seeds of the rows that measured (status ok...)."""
+    ok = frame[frame["status"].astype(str).str.startswith("ok")]
+    values = ok[KEY + list(SUMMARIZED)].copy()
+    for c in SUMMARIZED:
+        values[c] = pd.to_numeric(values[c], errors="coerce")
+    grouped = values.groupby(KEY, sort=False)
+    out = grouped.size().rename("n_seeds").to_frame()
+    for c in SUMMARIZED:
+        out[f"{c}_mean"] = grouped[c].mean()
+        out[f"{c}_sd"] = grouped[c].std(ddof=1)
+    return out.reset_index()
