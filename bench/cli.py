@@ -22,9 +22,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--num-classes", type=int, default=None,
                    help="classes (multiclass) or labels (multilabel) of the synthetic dataset")
     r.add_argument("--image-size", type=int, default=None, help="square input size (default 64; --quick 32)")
-    r.add_argument("--teacher", default=None, help="torchvision architecture of the teacher")
+    r.add_argument("--teacher", default=None,
+                   help="teacher architecture: a torchvision name, timm:NAME (with timm), or a+b for "
+                        "one teacher on several backbones' concatenated pooled features")
     r.add_argument("--teacher-checkpoint", default=None,
                    help="the user's own teacher weights (a state_dict; loaded weights-only)")
+    r.add_argument("--teachers", default=None,
+                   help="several separately trained teachers, e.g. resnet50,densenet121: the teacher "
+                        "row is their average, and KD averages their soft targets")
+    r.add_argument("--pretrained", action="store_true",
+                   help="initialise teachers from ImageNet weights in the local torch hub cache "
+                        "(nothing is downloaded; a clear error says where to put them)")
     r.add_argument("--student", default=None, help="torchvision architecture of the KD student")
     r.add_argument("--teacher-epochs", type=float, default=None, help="teacher training epochs (default 1.25; --quick 2 at 32 px)")
     r.add_argument("--student-epochs", type=float, default=None, help="student / kd epochs (default 1.25)")
@@ -108,6 +116,11 @@ def _run(args) -> int:
     cfg = RunConfig(teacher_checkpoint=args.teacher_checkpoint, out=args.out,
                     use_cache=not args.no_cache, device=args.device,
                     preset=preset.name if preset else None)
+    if args.teachers:
+        if args.teacher_checkpoint:
+            raise ValueError("--teachers and --teacher-checkpoint: choose one")
+        cfg.teachers = [a for a in args.teachers.split(",") if a]
+    cfg.pretrained = args.pretrained
     for name in ("methods", "dataset", "task", "teacher", "student", "seed", "margin",
                  "operating_point"):
         value = getattr(args, name)

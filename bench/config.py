@@ -28,6 +28,8 @@ class RunConfig:
     image_size: int = 64
     teacher: str = "densenet121"
     teacher_checkpoint: str | None = None
+    teachers: list[str] = field(default_factory=list)  # --teachers: an averaged ensemble
+    pretrained: bool = False
     student: str = "mobilenet_v2"
     teacher_epochs: float = 1.25
     student_epochs: float = 1.25

@@ -1,7 +1,10 @@
-"""Building classifiers from torchvision and describing them (params, bytes, MACs).
+"""Building classifiers from torchvision (or timm) and describing them (params, bytes, MACs).
 
 Architectures are torchvision's own builders, so `--teacher` / `--student` accept any
-torchvision classification model name. Never downloads weights.
+torchvision classification model name; `timm:NAME` takes a timm model when timm is
+installed; `a+b` joins several backbones' pooled features under one head (the COVID-19
+ensemble paper's teacher). Never downloads weights: `pretrained=True` reads ImageNet
+weights from the local torch hub cache, or fails saying where to put them.
 """
 
 from __future__ import annotations
@@ -14,27 +17,135 @@ from torch import nn
 
 
 def available_architectures() -> list[str]:
+    """torchvision's classification models (`a+b` joins several; `timm:NAME` with timm)."""
     from torchvision import models
 
     return sorted(models.list_models(module=models))
 
 
 def check_architecture(arch: str, role: str = "architecture") -> None:
-    if arch not in available_architectures():
-        raise ValueError(f"unknown {role} {arch!r}: not a torchvision classification model "
-                         f"(e.g. densenet121, mobilenet_v2, resnet18; `python -m bench list --archs`)")
+    for part in arch.split("+"):
+        if part.startswith("timm:"):
+            try:
+                import timm
+            except ImportError:
+                raise ValueError(f"{role} {arch!r}: {part} needs timm, which is not installed "
+                                 "(pip install timm)") from None
+            if not timm.is_model(part[5:]):
+                raise ValueError(f"unknown {role} {part!r}: not a timm model")
+        elif part not in available_architectures():
+            raise ValueError(f"unknown {role} {part!r}: not a torchvision classification model "
+                             f"(e.g. densenet121, mobilenet_v2, resnet18; `python -m bench list --archs`)")
 
 
-def build(arch: str, num_outputs: int) -> nn.Module:
-    """A randomly initialised torchvision classifier with `num_outputs` logits."""
+def build(arch: str, num_outputs: int, pretrained: bool = False) -> nn.Module:
+    """A classifier with `num_outputs` logits, randomly initialised unless `pretrained`."""
+    check_architecture(arch)
+    if "+" in arch:
+        return ConcatNet([pooled_backbone(a, pretrained) for a in arch.split("+")], num_outputs)
+    if arch.startswith("timm:"):
+        import timm
+
+        if pretrained:
+            raise ValueError(f"--pretrained with {arch}: timm weights are not looked up locally "
+                             "by the bench; pass --teacher-checkpoint instead")
+        return timm.create_model(arch[5:], pretrained=False, num_classes=num_outputs)
     from torchvision import models
 
-    check_architecture(arch)
+    if pretrained:
+        model = models.get_model(arch, weights=_local_imagenet_weights(arch))
+        head, _ = _last_linear(model)
+        _replace(model, head, nn.Linear(_get(model, head).in_features, num_outputs))
+        return model
     kwargs = {"weights": None, "num_classes": num_outputs}
     if arch.startswith(("inception", "googlenet")):
         kwargs["aux_logits"] = False
         kwargs["init_weights"] = True
     return models.get_model(arch, **kwargs)
+
+
+def _local_imagenet_weights(arch: str):
+    """torchvision's DEFAULT weights for `arch` if their file is in the torch hub cache."""
+    import os
+
+    from torchvision import models
+
+    weights = models.get_model_weights(arch).DEFAULT
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    if not os.path.isfile(path):
+        raise ValueError(f"--pretrained: ImageNet weights for {arch} not found at {path}; "
+                         f"the bench downloads nothing: fetch {weights.url} and put it there")
+    return weights  # torchvision loads it from that cache file, without a download
+
+
+def pooled_backbone(arch: str, pretrained: bool = False) -> tuple[nn.Module, int]:
+    """`arch` without its classifier: (module giving pooled features, feature width).
+
+    VGG's own head is 4096-wide fully connected layers on 7x7 features; as in the
+    reference ensemble (Keras VGG19 with global average pooling) its convolutional
+    features are average-pooled instead: 512 wide.
+    """
+    model = build(arch, 1, pretrained)
+    if arch.startswith("vgg"):
+        model.avgpool = nn.AdaptiveAvgPool2d(1)
+        model.classifier = nn.Identity()
+        return model, 512  # every VGG ends in 512 channels
+    head, linear = _last_linear(model)
+    _replace(model, head, nn.Identity())
+    return model, linear.in_features
+
+
+class ConcatNet(nn.Module):
+    """Several backbones' pooled features, concatenated, under one linear head."""
+
+    def __init__(self, backbones: list[tuple[nn.Module, int]], num_outputs: int):
+        super().__init__()
+        self.backbones = nn.ModuleList(m for m, _ in backbones)
+        self.classifier = nn.Linear(sum(d for _, d in backbones), num_outputs)
+
+    def forward(self, x):
+        return self.classifier(torch.cat([torch.flatten(b(x), 1) for b in self.backbones], 1))
+
+
+class EnsembleTeacher(nn.Module):
+    """Separately trained teachers, their predictions averaged.
+
+    Outputs log(mean softmax) (multilabel: logit(mean sigmoid)), so the task's usual
+    probabilities of this output are exactly the members' averaged probabilities.
+    """
+
+    def __init__(self, members: list[nn.Module], multilabel: bool):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.multilabel = multilabel
+
+    def forward(self, x):
+        # A plain sum of probabilities: OpenVINO mis-shaped stack + logsumexp (a scalar output).
+        squash = torch.sigmoid if self.multilabel else (lambda z: torch.softmax(z, dim=1))
+        p = sum(squash(m(x)) for m in self.members) / len(self.members)
+        if self.multilabel:
+            p = p.clamp(1e-7, 1 - 1e-7)
+            return torch.log(p) - torch.log1p(-p)
+        return torch.log(p.clamp_min(1e-12))
+
+
+def _last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    name, linear = None, None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            name, linear = n, m
+    if linear is None:
+        raise ValueError(f"{type(model).__name__}: no linear classifier to replace")
+    return name, linear
+
+
+def _get(model: nn.Module, dotted: str) -> nn.Module:
+    return model.get_submodule(dotted)
+
+
+def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
+    parent, _, leaf = dotted.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, leaf, new)
 
 
 def load_checkpoint(arch: str, num_outputs: int, path: str) -> nn.Module:

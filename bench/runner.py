@@ -66,7 +66,7 @@ def _run_one(cfg: RunConfig) -> int:
     from bench.backends import telemetry
     from bench.data import load_dataset
     from bench.models import check_architecture
-    from bench.teacher import get_teacher
+    from bench.teacher import get_ensemble, get_teacher
 
     telemetry.switch_off()  # before any runtime is imported
     t_start = time.perf_counter()
@@ -75,6 +75,8 @@ def _run_one(cfg: RunConfig) -> int:
     # Bad input fails here, before minutes of training.
     chains = methods.expand(cfg.methods)
     check_architecture(cfg.teacher, "--teacher")
+    for arch in cfg.teachers:
+        check_architecture(arch, "--teachers")
     check_architecture(cfg.student, "--student")
     if cfg.teacher_checkpoint and not Path(cfg.teacher_checkpoint).is_file():
         raise ValueError(f"{cfg.teacher_checkpoint}: teacher checkpoint not found")
@@ -86,8 +88,12 @@ def _run_one(cfg: RunConfig) -> int:
     data = load_dataset(cfg.dataset, cfg.image_size, cfg.seed, cfg.task, cfg.num_classes, cfg.sizes)
     log(f"data: {data.name}, {data.task.kind} {list(data.task.class_names)}, "
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test at {cfg.image_size}px")
-    teacher = get_teacher(cfg.teacher, data, cfg.teacher_epochs, cfg.seed,
-                          cfg.teacher_checkpoint, cfg.use_cache)
+    if cfg.teachers:
+        teacher = get_ensemble(cfg.teachers, data, cfg.teacher_epochs, cfg.seed, cfg.use_cache,
+                               cfg.pretrained)
+    else:
+        teacher = get_teacher(cfg.teacher, data, cfg.teacher_epochs, cfg.seed,
+                              cfg.teacher_checkpoint, cfg.use_cache, cfg.pretrained)
     store.update_manifest(data=data.info,
                           num_classes=data.task.num_outputs, image_size=cfg.image_size,
                           teacher={"source": teacher.source, **teacher.info})
@@ -198,10 +204,11 @@ def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact |
     ctx = methods.Context(
         task=data.task, train_images=data.train.images, train_labels=data.train.labels,
         calibration_images=data.calibration, teacher=teacher.module,
-        teacher_logits=teacher.train_logits, student_arch=cfg.student, image_size=cfg.image_size,
+        teacher_logits=teacher.train_logits, teacher_member_logits=teacher.member_logits,
+        student_arch=cfg.student, image_size=cfg.image_size,
         student_epochs=cfg.student_epochs, finetune_epochs=cfg.finetune_epochs, seed=cfg.seed,
     )
-    root = methods.Artifact(name="teacher", arch=cfg.teacher, module=teacher.module,
+    root = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
                             float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
     out: dict[str, methods.Artifact | Exception] = {"teacher": root}
     start = time.perf_counter()

@@ -60,6 +60,21 @@ class Task:
             log_target=True,
         ) * t * t
 
+    def ensemble_soft_logits(self, members: list[torch.Tensor], temperature: float) -> torch.Tensor:
+        """Logits whose soft targets at `temperature` are the members' averaged soft targets.
+
+        T * log(mean_i softmax(z_i / T)) (multilabel: T * logit(mean_i sigmoid(z_i / T))),
+        so kd_loss with these logits distils from the average of the teachers' soft
+        targets, exactly, at any temperature.
+        """
+        z = torch.stack(members) / temperature
+        if self.kind == "multilabel":
+            p = torch.sigmoid(z).mean(0).clamp(1e-7, 1 - 1e-7)
+            return temperature * (torch.log(p) - torch.log1p(-p))
+        log_mean = torch.logsumexp(F.log_softmax(z, dim=-1), dim=0) - torch.log(
+            torch.tensor(float(len(members))))
+        return temperature * log_mean
+
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         if self.kind == "multilabel":
             return torch.sigmoid(logits)

@@ -19,7 +19,7 @@ from torch import nn
 
 from bench import cache
 from bench.data import DataBundle
-from bench.models import build, load_checkpoint
+from bench.models import EnsembleTeacher, build, load_checkpoint
 from bench.progress import log
 from bench.training import TrainSettings, predict_logits, train
 
@@ -31,12 +31,26 @@ class Teacher:
     module: nn.Module
     train_logits: torch.Tensor
     arch: str
-    source: str  # "trained", "cache", or "checkpoint"
+    source: str  # "trained", "cache", "checkpoint", or "ensemble"
     info: dict
+    member_logits: tuple | None = None  # --teachers: each member's train logits
+
+
+def get_ensemble(archs: list[str], data: DataBundle, epochs: float, seed: int,
+                 use_cache: bool = True, pretrained: bool = False) -> Teacher:
+    """--teachers a,b: each trained (or cached) on its own; the row measures their average."""
+    members = [get_teacher(a, data, epochs, seed, None, use_cache, pretrained) for a in archs]
+    module = EnsembleTeacher([m.module for m in members], data.task.kind == "multilabel").eval()
+    logits = predict_logits(module, data.train.images)
+    return Teacher(module, logits, "+".join(archs), "ensemble",
+                   {"members": [{"arch": m.arch, "source": m.source, **m.info} for m in members],
+                    "combine": "mean of the members' probabilities; KD from their averaged soft targets"},
+                   member_logits=tuple(m.train_logits for m in members))
 
 
 def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
-                checkpoint: str | None = None, use_cache: bool = True) -> Teacher:
+                checkpoint: str | None = None, use_cache: bool = True,
+                pretrained: bool = False) -> Teacher:
     if checkpoint:
         module = load_checkpoint(arch, data.task.num_outputs, checkpoint).eval()
         digest = hashlib.sha256(open(checkpoint, "rb").read()).hexdigest()[:16]
@@ -46,6 +60,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
     settings = TrainSettings(epochs=epochs, seed=seed)
     info = {"arch": arch, "data": data.fingerprint, "settings": settings.__dict__,
             "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]}
+    if pretrained:
+        info["pretrained"] = "imagenet"  # old cache keys stay valid without it
     k = cache.key(info)
     path = cache.cache_dir() / "teachers" / f"{arch}-{k}.pt"
     if use_cache and path.exists():
@@ -57,7 +73,7 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
                        {**info, "key": k, "path": str(path), **json.loads(blob["meta"])})
     log(f"teacher: training {arch} for {epochs} epochs on {len(data.train)} images")
     start = time.perf_counter()
-    module = train(build(arch, data.task.num_outputs), data.train.images, data.train.labels,
+    module = train(build(arch, data.task.num_outputs, pretrained), data.train.images, data.train.labels,
                    data.task, settings, "teacher")
     seconds = time.perf_counter() - start
     logits = predict_logits(module, data.train.images)

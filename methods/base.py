@@ -100,6 +100,14 @@ class Context:
     student_epochs: float
     finetune_epochs: float
     seed: int = 0
+    #: --teachers: each member's logits on train_images; KD averages their soft targets
+    teacher_member_logits: tuple | None = None
+
+    def soft_targets(self, temperature: float) -> torch.Tensor:
+        """Teacher logits for KD at `temperature` (an ensemble's averaged soft targets)."""
+        if self.teacher_member_logits:
+            return self.task.ensemble_soft_logits(list(self.teacher_member_logits), temperature)
+        return self.teacher_logits
 
 
 class Method:

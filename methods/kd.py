@@ -26,7 +26,7 @@ class Distill(Method):
               epochs: float, lr: float) -> Artifact:
         start = time.perf_counter()
         if parent.module is ctx.teacher:
-            soft = ctx.teacher_logits
+            soft = ctx.soft_targets(temperature)
         else:
             soft = predict_logits(parent.module, ctx.train_images)
         student = train_student(ctx, epochs, lr, soft, alpha, temperature, "kd")

@@ -41,7 +41,7 @@ def _finetune(model, ctx: Context, label: str, finetune_epochs, alpha, temperatu
         return model.eval()
     settings = TrainSettings(epochs=epochs, lr=lr, seed=ctx.seed)
     return train(model, ctx.train_images, ctx.train_labels, ctx.task, settings, label,
-                 teacher_logits=ctx.teacher_logits, alpha=alpha, temperature=temperature,
+                 teacher_logits=ctx.soft_targets(temperature), alpha=alpha, temperature=temperature,
                  after_step=after_step)
 
 
