@@ -92,12 +92,12 @@ def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> So
         raise ValueError(f"--dataset {spec!r}: unknown dataset; available: {SPEC_FORMS}, or a "
                          f"card with --data-root PATH: {names}")
     if not data_root:
-        raise ValueError(f"--dataset {card.name} needs --data-root PATH, the folder holding "
-                         f"the data ({card.entry_hint()}); obtain it from {card.obtain}")
+        raise ValueError(f"--dataset {card.name} needs --data-root PATH: {card.expected()}; "
+                         f"obtain it from {card.obtain}")
     root = Path(data_root).expanduser()
     if not root.exists():
-        raise ValueError(f"{root}: --data-root not found; expected {card.entry_hint()} for "
-                         f"{card.name}; obtain it from {card.obtain} (nothing is downloaded)")
+        raise ValueError(f"{root}: --data-root not found; expected {card.expected()}; "
+                         f"obtain it from {card.obtain} (nothing is downloaded)")
     return Source(card.format, card.locate(root, image_size).resolve(), card)
 
 

@@ -41,8 +41,15 @@ class Card:
     description: str = ""
     label_policy: str = ""
 
-    def entry_hint(self) -> str:
-        return " or ".join(self.entry) if self.entry else self.layout.strip().splitlines()[0]
+    def expected(self) -> str:
+        """One line: what --data-root should hold (the card has the full layout)."""
+        what = (" or ".join(self.entry) if self.entry
+                else "class folders " + ", ".join(self.classes))
+        try:
+            where = self.path.relative_to(CARDS_DIR.parent)
+        except ValueError:
+            where = self.path
+        return f"{what} in --data-root (layout in {where})"
 
     def locate(self, root: Path, image_size: int) -> Path:
         """The path under `root` the loader reads: the first entry pattern that matches."""
@@ -52,9 +59,8 @@ class Card:
             found = sorted(root.glob(pattern.replace("{image_size}", str(image_size))))
             if found:
                 return found[0]
-        layout = " ".join(self.layout.split())
-        raise ValueError(f"{root}: none of {', '.join(self.entry)} found for {self.name}; "
-                         f"expected {layout}; obtain it from {self.obtain} (nothing is downloaded)")
+        raise ValueError(f"{root}: nothing found for {self.name}: expected {self.expected()}; "
+                         f"obtain it from {self.obtain} (nothing is downloaded)")
 
 
 def load_card(path: Path) -> Card:
