@@ -16,7 +16,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--methods", default=None,
                    help="comma-separated methods, families or '+' chains, with name:key=value "
                         "parameters (default: kd,prune,quant)")
-    r.add_argument("--dataset", default=None, help="dataset (default: synthetic, generated)")
+    r.add_argument("--dataset", default=None,
+                   help="synthetic (default, generated), a card name with --data-root (see "
+                        "`list`), or FORMAT:PATH: folder:DIR, medmnist:FILE.npz, "
+                        "chexpert:CSV, ham10000:CSV")
+    r.add_argument("--data-root", default=None,
+                   help="the local folder holding a card's dataset (nothing is downloaded)")
+    r.add_argument("--uncertainty", default=None, choices=["u-ones", "u-zeros", "u-ignore"],
+                   help="CheXpert uncertain (-1) labels become 1, 0, or ignored (default u-ones)")
+    r.add_argument("--frontal-only", action="store_true",
+                   help="CheXpert-style CSVs: keep frontal views only")
+    r.add_argument("--labels", default=None,
+                   help="comma-separated findings (CSV formats) or classes (folder, HAM10000) "
+                        "to keep, in this order")
     r.add_argument("--task", default=None, choices=["binary", "multiclass", "multilabel"],
                    help="task type of the synthetic dataset (default: binary)")
     r.add_argument("--num-classes", type=int, default=None,
@@ -112,10 +124,22 @@ def _run(args) -> int:
 
         preset = presets.get(args.preset)
         preset.fill(args)
+    dataset = args.dataset or "synthetic"
+    synthetic = dataset in ("", "synthetic")
+    if not synthetic and (args.task is not None or args.num_classes is not None):
+        raise ValueError(f"--task and --num-classes shape the synthetic dataset; "
+                         f"{dataset} defines its own task and classes")
+    labels = None
+    if args.labels is not None:
+        labels = [x.strip() for x in args.labels.split(",")]
+        if not all(labels):
+            raise ValueError(f"--labels {args.labels!r}: empty name in the list")
     defaults = RunConfig()
     cfg = RunConfig(teacher_checkpoint=args.teacher_checkpoint, out=args.out,
                     use_cache=not args.no_cache, device=args.device,
-                    preset=preset.name if preset else None)
+                    preset=preset.name if preset else None,
+                    data_root=args.data_root, uncertainty=args.uncertainty or "u-ones",
+                    frontal_only=args.frontal_only, labels=labels)
     if args.teachers:
         if args.teacher_checkpoint:
             raise ValueError("--teachers and --teacher-checkpoint: choose one")
@@ -229,7 +253,7 @@ def _list(args) -> int:
     for name in backends.names():
         if name in inst:
             print(f"  {name}: deploys {backends.get(name).deploys}")
-    print("datasets: synthetic (generated, binary / multiclass / multilabel)")
+    _list_datasets()
     from bench import presets
 
     print("presets (use with --preset; command-line options override them):")
@@ -240,3 +264,14 @@ def _list(args) -> int:
 
         print("architectures: " + ", ".join(available_architectures()))
     return 0
+
+
+def _list_datasets() -> None:
+    from bench.data import SPEC_FORMS, cards
+
+    print("datasets (--dataset NAME --data-root PATH; the data stays on your disk):")
+    print(f"  {'synthetic':<22} {'generated':<9} binary / multiclass / multilabel (the default)")
+    for name, card in cards.all_cards().items():
+        print(f"  {name:<22} {card.format:<9} {card.task:<10} {len(card.classes):>2} classes  "
+              f"{card.title}")
+    print(f"  or a format and a path: {SPEC_FORMS}")

@@ -23,6 +23,10 @@ def physical_cores() -> int:
 class RunConfig:
     methods: str = "kd,prune,quant"
     dataset: str = "synthetic"
+    data_root: str | None = None
+    uncertainty: str = "u-ones"  # CheXpert-style uncertain labels: u-ones, u-zeros, u-ignore
+    frontal_only: bool = False
+    labels: list[str] | None = None  # findings / classes to keep, in order
     task: str = "binary"
     num_classes: int = 2
     image_size: int = 64

@@ -64,7 +64,7 @@ def _run_one(cfg: RunConfig) -> int:
     import torch
 
     from bench.backends import telemetry
-    from bench.data import load_dataset
+    from bench.data import load_dataset, resolve
     from bench.models import check_architecture
     from bench.teacher import get_ensemble, get_teacher
 
@@ -81,11 +81,14 @@ def _run_one(cfg: RunConfig) -> int:
     if cfg.teacher_checkpoint and not Path(cfg.teacher_checkpoint).is_file():
         raise ValueError(f"{cfg.teacher_checkpoint}: teacher checkpoint not found")
     engines = [backends.get(b) for b in cfg.backends]
+    resolve(cfg.dataset, cfg.data_root, cfg.image_size)
     store = RunStore(Path(cfg.out) if cfg.out else default_out_dir())
     log(f"run directory: {store.root}")
     store.write_manifest(_manifest(cfg))
 
-    data = load_dataset(cfg.dataset, cfg.image_size, cfg.seed, cfg.task, cfg.num_classes, cfg.sizes)
+    data = load_dataset(cfg.dataset, cfg.image_size, cfg.seed, cfg.task, cfg.num_classes, cfg.sizes,
+                        data_root=cfg.data_root, uncertainty=cfg.uncertainty,
+                        frontal_only=cfg.frontal_only, labels=cfg.labels)
     log(f"data: {data.name}, {data.task.kind} {list(data.task.class_names)}, "
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test at {cfg.image_size}px")
     if cfg.teachers:

@@ -39,5 +39,5 @@ def test_bundle_is_standardised_and_splits_are_disjoint():
 
 
 def test_unknown_dataset_is_a_clear_error():
-    with pytest.raises(ValueError, match="--dataset 'chexpert:/nowhere': unknown dataset"):
-        load_dataset("chexpert:/nowhere", 16, 0)
+    with pytest.raises(ValueError, match="--dataset 'bogus:/nowhere': unknown dataset"):
+        load_dataset("bogus:/nowhere", 16, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -46,13 +47,114 @@ class SyntheticSizes:
     calibration: int = 128
 
 
+#: on-disk formats, each a module of bench.data with a `load` function
+FORMATS = ("folder", "medmnist", "chexpert", "ham10000")
+SPEC_FORMS = "synthetic, folder:DIR, medmnist:FILE.npz, chexpert:CSV, ham10000:CSV"
+
+
+@dataclass(frozen=True)
+class Source:
+    """What `--dataset` (and `--data-root`) resolved to: a format, a local path, maybe a card."""
+
+    format: str
+    path: Path | None = None
+    card: object | None = None  # bench.data.cards.Card
+
+
+def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> Source:
+    """Check `--dataset` cheaply (names and paths, no reading), so bad input fails at once."""
+    from bench.data import cards
+
+    kind, sep, rest = spec.partition(":")
+    if kind in ("", "synthetic") and not rest:
+        if data_root:
+            raise ValueError("--data-root: the synthetic dataset is generated; give --dataset "
+                             "CARD or FORMAT:PATH")
+        return Source("synthetic")
+    card = cards.get(kind) if not sep else None  # a card wins over a format of its name
+    if kind in FORMATS and card is None:
+        mod = _module(kind)
+        if not rest and not data_root:
+            raise ValueError(f"--dataset {spec!r}: give a path, {kind}:PATH, or --data-root PATH")
+        path = Path(rest or data_root).expanduser()
+        if rest and data_root and not path.is_absolute():
+            path = Path(data_root).expanduser() / path
+        if path.is_dir() and getattr(mod, "DEFAULT_FILES", None):
+            found = [path / f for f in mod.DEFAULT_FILES if (path / f).is_file()]
+            if not found:
+                raise _error(mod, path, f"folder holds none of {', '.join(mod.DEFAULT_FILES)}")
+            path = found[0]
+        if not path.exists():
+            raise _error(mod, path, "not found")
+        return Source(kind, path.resolve())
+    if card is None:
+        names = ", ".join(sorted(cards.all_cards()))
+        raise ValueError(f"--dataset {spec!r}: unknown dataset; available: {SPEC_FORMS}, or a "
+                         f"card with --data-root PATH: {names}")
+    if not data_root:
+        raise ValueError(f"--dataset {card.name} needs --data-root PATH: {card.expected()}; "
+                         f"obtain it from {card.obtain}")
+    root = Path(data_root).expanduser()
+    if not root.exists():
+        raise ValueError(f"{root}: --data-root not found; expected {card.expected()}; "
+                         f"obtain it from {card.obtain} (nothing is downloaded)")
+    return Source(card.format, card.locate(root, image_size).resolve(), card)
+
+
+def _module(fmt: str):
+    import importlib
+
+    return importlib.import_module(f"bench.data.{fmt}")
+
+
+def _error(mod, path, problem: str) -> ValueError:
+    from bench.data.common import data_error
+
+    return data_error(path, problem, mod.EXPECTED, mod.OBTAIN)
+
+
 def load_dataset(spec: str, image_size: int, seed: int, task: str = "binary",
-                 num_classes: int = 2, sizes: SyntheticSizes = SyntheticSizes()) -> DataBundle:
-    """Resolve `--dataset`. Only the embedded generator exists so far."""
-    kind, _, _path = spec.partition(":")
-    if kind in ("", "synthetic"):
+                 num_classes: int = 2, sizes: SyntheticSizes = SyntheticSizes(),
+                 data_root: str | None = None, uncertainty: str = "u-ones",
+                 frontal_only: bool = False, labels: list[str] | None = None) -> DataBundle:
+    """Resolve `--dataset`: `synthetic`, `FORMAT:PATH`, or a card name with `data_root`.
+
+    `task` and `num_classes` shape the generated dataset only: real data defines its own.
+    `uncertainty` and `frontal_only` apply to chest X-ray CSVs; `labels` picks (and orders)
+    the findings of a CSV or the classes of a folder / HAM10000 CSV.
+    """
+    src = resolve(spec, data_root, image_size)
+    fmt = src.format
+    if frontal_only and fmt != "chexpert":
+        raise ValueError(f"--frontal-only applies to chexpert CSVs, not to {fmt} data")
+    if uncertainty != "u-ones" and fmt != "chexpert":
+        raise ValueError(f"--uncertainty applies to chexpert CSVs, not to {fmt} data")
+    if labels and fmt in ("synthetic", "medmnist"):
+        raise ValueError(f"--labels does not apply to {fmt} data")
+    if fmt == "synthetic":
         return synthetic_bundle(image_size, seed, task, num_classes, sizes)
-    raise ValueError(f"--dataset {spec!r}: unknown dataset; available: synthetic")
+    card = src.card
+    name = card.name if card else None
+    chosen = list(labels) if labels else (list(card.classes) if card else None)
+    cal = sizes.calibration
+    mod = _module(fmt)
+    if fmt == "medmnist":
+        bundle = mod.load(src.path, image_size, seed, cal, name=name)
+    elif fmt == "chexpert":
+        bundle = mod.load(src.path, image_size, seed, cal, uncertainty, frontal_only, chosen, name)
+    elif fmt == "folder":
+        bundle = mod.load(src.path, image_size, seed, cal, chosen, name,
+                          **({"obtain": card.obtain} if card else {}))
+    else:
+        bundle = mod.load(src.path, image_size, seed, cal, chosen, name)
+    if card is not None:
+        if not labels and (bundle.task.kind != card.task
+                           or list(bundle.task.class_names) != list(card.classes)):
+            raise ValueError(f"{card.path}: the card says {card.task} {list(card.classes)} but "
+                             f"{src.path} gives {bundle.task.kind} {list(bundle.task.class_names)}")
+        bundle.info.update(card=card.name, title=card.title, licence=card.licence,
+                           citation=card.citation)
+    return bundle
 
 
 def synthetic_bundle(image_size: int, seed: int, task: str, num_classes: int,
