@@ -283,6 +283,8 @@ def test_chexpert_patient_split_valid_csv_is_test_and_frontal_only(tmp_path):
     assert not (patients["train"] & patients["val"] or patients["train"] & patients["test"]
                 or patients["val"] & patients["test"])
     assert patients["test"] == {f"patient{p}" for p in range(64541, 64545)}
+    for s in ("train", "val", "test"):  # the ids the patient-level bootstrap resamples
+        assert set(getattr(b, s).groups) == patients[s]
     assert len(b.test) == 8 and len(b.train) + len(b.val) == 24
     assert "valid.csv" in b.info["split"]
     views = {raw[r][1] for s in ("train", "val", "test") for r in rows_of(b, s)}
@@ -382,6 +384,7 @@ def test_ham10000_lesion_grouped_split(tmp_path):
     assert not (lesions["train"] & lesions["val"] or lesions["train"] & lesions["test"]
                 or lesions["val"] & lesions["test"])
     assert sum(len(getattr(b, s)) for s in ("train", "val", "test")) == len(lesion_of)
+    assert set(b.test.groups) == lesions["test"]
     for s in ("train", "val", "test"):  # labels follow the dx of each row
         dx_index = [int(lesion_of[r][4]) for r in rows_of(b, s)]
         assert np.array_equal(getattr(b, s).labels, dx_index)

@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 import torch
+from torch import nn
 
 from bench.models import build, count_macs, count_params, load_checkpoint, state_bytes
 from tests.conftest import TinyNet
@@ -65,3 +66,58 @@ def test_checkpoint_errors_are_one_line(tmp_path):
     (tmp_path / "junk.pt").write_bytes(gzip.compress(b"junk"))
     with pytest.raises(ValueError, match="junk.pt"):
         load_checkpoint("resnet18", 2, str(tmp_path / "junk.pt"))
+
+
+def test_concatenated_backbones_one_head():
+    from bench.models import build, count_params
+
+    m = build("resnet18+vgg11", 3).eval()
+    assert m.classifier.in_features == 512 + 512  # resnet18 pooled + vgg pooled conv features
+    with torch.no_grad():
+        assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
+    parts = count_params(build("resnet18", 3))[0] + count_params(build("vgg11", 3))[0]
+    assert count_params(m)[0] < parts  # the members' own heads are gone
+
+
+def test_ensemble_teacher_averages_probabilities_and_kd_targets():
+    from bench.models import EnsembleTeacher
+    from bench.tasks import Task
+
+    torch.manual_seed(0)
+    a, b = nn.Linear(4, 3), nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    task = Task("multiclass", ("x", "y", "z"))
+    ens = EnsembleTeacher([a, b], multilabel=False)
+    with torch.no_grad():
+        mean = (torch.softmax(a(x), 1) + torch.softmax(b(x), 1)) / 2
+        assert torch.allclose(task.probabilities(ens(x)), mean, atol=1e-6)
+        soft = task.ensemble_soft_logits([a(x), b(x)], 4.0)
+        want = (torch.softmax(a(x) / 4, 1) + torch.softmax(b(x) / 4, 1)) / 2
+        assert torch.allclose(torch.softmax(soft / 4, 1), want, atol=1e-6)
+    ml = Task("multilabel", ("x", "y", "z"))
+    with torch.no_grad():
+        soft = ml.ensemble_soft_logits([a(x), b(x)], 2.0)
+        want = (torch.sigmoid(a(x) / 2) + torch.sigmoid(b(x) / 2)) / 2
+        assert torch.allclose(torch.sigmoid(soft / 2), want, atol=1e-5)
+
+
+def test_pretrained_without_local_weights_says_where(tmp_path, monkeypatch):
+    from bench.models import build
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(ValueError, match=r"not found at .*checkpoints.*downloads nothing"):
+        build("resnet18", 2, pretrained=True)
+
+
+def test_timm_or_unknown_architecture_is_one_line():
+    from bench.models import check_architecture
+
+    with pytest.raises(ValueError, match="nosuchnet"):
+        check_architecture("resnet18+nosuchnet", "--teacher")
+    with pytest.raises(ValueError, match="timm"):
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            check_architecture("timm:resnetv2_50", "--teacher")
+        else:
+            check_architecture("timm:no_such_model_x", "--teacher")

@@ -21,6 +21,9 @@ from bench.tasks import Task
 class Split:
     images: np.ndarray  # float32 (N, C, H, W), standardised
     labels: np.ndarray  # int64 (N,) or float32 (N, L); NaN marks an ignored label
+    #: patient (or lesion) id per image where the data has them: the bootstrap then
+    #: resamples whole patients, as their images are not independent
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)

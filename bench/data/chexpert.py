@@ -211,7 +211,8 @@ def _bundle(csv, parts, names, image_size, seed, calibration, info, options, nam
     config = {"format": fmt, "source": str(csv), "labels": list(names), **options,
               "files": files_digest([csv, *all_paths])}
     return make_bundle(name, Task("multilabel", tuple(names)), out, image_size, seed,
-                       calibration, config, {"source": str(csv), "format": fmt, **info})
+                       calibration, config, {"source": str(csv), "format": fmt, **info},
+                       groups={s: parts[s]["groups"] for s in order})
 
 
 def _chestxray14(csv: Path, df, image_size, seed, calibration, frontal_only, labels, name):

@@ -213,10 +213,11 @@ def class_counts(task: Task, labels: np.ndarray) -> dict:
 
 def make_bundle(name: str, task: Task, parts: dict[str, tuple[np.ndarray, np.ndarray]],
                 image_size: int, seed: int, calibration: int, config: dict,
-                info: dict) -> DataBundle:
+                info: dict, groups: dict[str, Sequence] | None = None) -> DataBundle:
     """Standardise uint8 images with the train split's per-channel mean and std, and pack.
 
-    `parts` maps train / val / test to (uint8 (N, H, W) or (N, H, W, 3), labels).
+    `parts` maps train / val / test to (uint8 (N, H, W) or (N, H, W, 3), labels);
+    `groups` the same splits to a patient (or lesion) id per image, where there are any.
     """
     for split in ("train", "val", "test"):
         if len(parts[split][0]) == 0:
@@ -230,7 +231,8 @@ def make_bundle(name: str, task: Task, parts: dict[str, tuple[np.ndarray, np.nda
     for split, (x, y) in parts.items():
         labels = (np.asarray(y, np.float32) if task.kind == "multilabel"
                   else np.asarray(y, np.int64))
-        splits[split] = Split(_standardise(x, mean, std), labels)
+        ids = None if groups is None else np.asarray(groups[split], dtype=object)
+        splits[split] = Split(_standardise(x, mean, std), labels, ids)
     rng = np.random.default_rng(seed)
     n_cal = min(calibration, len(splits["train"]))
     cal_idx = np.sort(rng.choice(len(splits["train"]), n_cal, replace=False))

@@ -117,7 +117,8 @@ def load(csv_path, image_size: int, seed: int, calibration: int, labels: list[st
     config = {"format": fmt, "source": str(csv), "classes": classes,
               "files": files_digest([csv, *paths])}
     return make_bundle(name or f"{fmt}:{csv.parent.name}", Task(kind, tuple(classes)), parts,
-                       image_size, seed, calibration, config, info)
+                       image_size, seed, calibration, config, info,
+                       groups={s: groups[idx[s]] for s in idx})
 
 
 def _isic_lesions(csv: Path, ids: list[str], info: dict) -> list[str]:
