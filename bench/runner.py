@@ -67,9 +67,11 @@ def _run_one(cfg: RunConfig) -> int:
     from bench.data import load_dataset, resolve
     from bench.models import check_architecture
     from bench.teacher import get_ensemble, get_teacher
+    from bench.training import use_device
 
     telemetry.switch_off()  # before any runtime is imported
     t_start = time.perf_counter()
+    use_device(cfg.device)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     # Bad input fails here, before minutes of training.

@@ -19,6 +19,17 @@ from torch import nn
 from bench.progress import log
 from bench.tasks import Task
 
+_DEVICE = "cpu"
+
+
+def use_device(device: str) -> None:
+    """Where training and the bench's own inference run (`--device`); like
+    torch.set_num_threads, a process-wide setting. Models always come back on the CPU."""
+    global _DEVICE
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device on this machine")
+    _DEVICE = device
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -70,6 +81,8 @@ def train(model: nn.Module, images: np.ndarray, labels, task: Task, settings: Tr
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
+    device = torch.device(_DEVICE)
+    model.to(device)
     n = len(images)
     steps_per_epoch = max(1, -(-n // settings.batch_size))
     total = max(1, int(round(settings.epochs * steps_per_epoch)))
@@ -82,6 +95,8 @@ def train(model: nn.Module, images: np.ndarray, labels, task: Task, settings: Tr
         for x, y, t in batches(images, labels, settings.batch_size, rng, teacher_logits):
             if step >= total:
                 break
+            x, y = x.to(device), y.to(device)
+            t = None if t is None else t.to(device)
             logits = model(x)
             loss = task.loss(logits, y)
             if t is not None and alpha > 0:
@@ -97,7 +112,7 @@ def train(model: nn.Module, images: np.ndarray, labels, task: Task, settings: Tr
             if step % max(1, total // 5) == 0 or step == total:
                 log(f"{name}: step {step}/{total}  loss {running:.3f}  {time.perf_counter() - t0:.0f}s")
     recalibrate_batchnorm(model, images, settings.batch_size)
-    return model.eval()
+    return model.cpu().eval()
 
 
 @torch.no_grad()
@@ -111,13 +126,19 @@ def recalibrate_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int,
         bn.reset_running_stats()
         bn.momentum = None
     model.train()
+    device = next(model.parameters()).device
     for x, _, _ in batches(images[:max_images], None, batch_size * 2, None):
-        model(x)
+        model(x.to(device))
     model.eval()
 
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128) -> torch.Tensor:
     model.eval()
-    out = [model(x) for x, _, _ in batches(images, None, batch_size, None)]
+    device = torch.device(_DEVICE)
+    model.to(device)
+    try:
+        out = [model(x.to(device)).cpu() for x, _, _ in batches(images, None, batch_size, None)]
+    finally:
+        model.cpu()
     return torch.cat(out).float()
