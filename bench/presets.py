@@ -15,6 +15,22 @@ from bench.measure.latency import LatencyPlan
 
 @dataclass(frozen=True)
 class Preset:
+    """A named setup.
+
+    `published` holds the reference paper's own figures, which the report shows beside
+    ours ("Published figures"). Its shape: this bench's model name (teacher, student, kd,
+    prune.structured, kd+quant.static, ...) -> {Result column name -> the paper's figure},
+    plus an optional "note" (where the figure comes from, e.g. "Table 3, ResNet-18
+    student"). A figure is a number in the column's unit (see bench.result.Result), or a
+    string when the paper gives more, such as "0.858 ± 0.004". For example:
+
+        published={"teacher": {"auc_roc": 0.858, "accuracy": 0.80, "note": "Table 2"},
+                   "kd": {"auc_roc": 0.851, "params": 11_200_000}}
+
+    Each figure is shown beside the same column of our row for that model (ok rows only),
+    on every backend of the run. `citation` names the paper.
+    """
+
     name: str
     summary: str
     options: dict = field(default_factory=dict)  # CLI option dest -> value
