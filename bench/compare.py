@@ -263,6 +263,11 @@ def _num(v) -> str:
     return f"{v:.6g}"
 
 
+def _pct(rel: float) -> str:
+    """+11.1%, or +0.0011% for a change too small for one decimal."""
+    return f"{rel:+.1%}" if abs(rel) >= 0.001 else f"{rel * 100:+.2g}%"
+
+
 def _p(p: float) -> str:
     return "-" if not math.isfinite(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -300,7 +305,7 @@ def format_comparison(c: Comparison) -> str:
                              f"{a.note}")
         if r.sizes:
             for col, va, vb in r.sizes:
-                rel = (f" ({(vb - va) / va:+.2%})" if isinstance(va, (int, float))
+                rel = (f" ({_pct((vb - va) / va)})" if isinstance(va, (int, float))
                        and isinstance(vb, (int, float)) and va else "")
                 lines.append(f"  size     {col} {_num(va)} -> {_num(vb)}{rel}")
         else:

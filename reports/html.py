@@ -46,7 +46,7 @@ MAIN_COLUMNS = (
     ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high"), ("latency_cv",),
     ("speedup",), ("energy_mj_per_inference",), ("auc_roc", "auc_ci_low", "auc_ci_high"),
     ("delta_auc", "delta_auc_ci_low", "delta_auc_ci_high"), ("delong_p",), ("verdict",),
-    ("accuracy",), ("sensitivity",), ("specificity",), ("ece",), ("flip_rate",), ("notes",),
+    ("accuracy",), ("sensitivity",), ("specificity",), ("ece",), ("flip_rate",),
 )
 SUMMARY_COLUMNS = (
     ("model",), ("precision",), ("file_mib",), ("compression_ratio",),
@@ -143,6 +143,8 @@ def _e(value) -> str:
 
 
 def _sig(v: float) -> str:
+    """About 3 significant digits, without exponents above 0.01 (0.9997 -> 1.00, 0.289)."""
+    v = float(f"{v:.3g}")
     a = abs(v)
     if a == 0:
         return "0"
@@ -481,13 +483,17 @@ def _results(run: RunView) -> str:
     legend = ("<p class=\"legend\">Units under each name; ↑ higher / ↓ lower is better; "
               "<span class=\"best-key\">bold green</span>: the best value of the column among ok "
               "rows. Intervals are bootstrap 95% intervals. Hover a header for its meaning, a "
-              "row for its notes. Badges: <span class=\"badge ok\">ok</span> "
-              "<span class=\"badge quick\">quick</span> <span class=\"badge unstable\">unstable"
+              "row for its notes (all notes below the table). Badges: "
+              "<span class=\"badge ok\">ok</span> <span class=\"badge quick\">quick</span> <span class=\"badge unstable\">unstable"
               "</span> <span class=\"badge failed\">failed</span> <span class=\"badge na\">n/a"
               "</span>, with the reason below.</p>")
     every = [(c["name"],) for c in Result.columns()]
+    notes = "".join(f"<li><b>{_e(_id(r))}</b>: {_e(r['notes'])}</li>"
+                    for r in run.rows if r.get("notes"))
     return ("<h2 id=\"results\">Results</h2>" + legend
             + _table(run.rows, columns, mark_best=True, cls="results")
+            + (f"<details><summary>Notes per row (what each method did; why a figure is "
+               f"missing)</summary><ul class=\"notes\">{notes}</ul></details>" if notes else "")
             + "<details><summary>Every column, unrounded</summary>"
             + _table(run.rows, every, mark_best=False, exact=True, cls="full") + "</details>")
 
@@ -720,8 +726,9 @@ td{white-space:nowrap}
 th{background:#f3f3f3;vertical-align:bottom;font-weight:600;text-align:center}
 td.text{text-align:left;white-space:normal}
 table.results td.text:first-child,table.summary td.text{white-space:nowrap}
-table.results td:last-child{min-width:18em;max-width:30em;font-size:11px;color:#555}
+ul.notes{font-size:12px;color:#444}
 table.full{font-size:11px}
+table.full td.text{min-width:10em;max-width:40em}
 table.kv th{text-align:left;vertical-align:top}
 table.kv td{max-width:60em;word-break:break-word}
 td.best{font-weight:bold;background:#e3f4e6}

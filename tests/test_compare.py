@@ -107,7 +107,7 @@ def test_rows_in_one_run_failed_rows_and_size_changes(tmp_path):
     assert row.latency is None and row.sizes == [("file_mib", 27.0, 30.0)]
     text = format_comparison(c)
     assert "status   ok -> failed" in text and "B is failed: parity: broken export" in text
-    assert "size     file_mib 27 -> 30 (+11.11%)" in text
+    assert "size     file_mib 27 -> 30 (+11.1%)" in text
     assert "only in A: kd / torch / fp32" in text
 
 
