@@ -484,9 +484,10 @@ def _results(run: RunView) -> str:
               "<span class=\"best-key\">bold green</span>: the best value of the column among ok "
               "rows. Intervals are bootstrap 95% intervals. Hover a header for its meaning, a "
               "row for its notes (all notes below the table). Badges: "
-              "<span class=\"badge ok\">ok</span> <span class=\"badge quick\">quick</span> <span class=\"badge unstable\">unstable"
-              "</span> <span class=\"badge failed\">failed</span> <span class=\"badge na\">n/a"
-              "</span>, with the reason below.</p>")
+              "<span class=\"badge ok\">ok</span> <span class=\"badge quick\">quick</span> "
+              "<span class=\"badge unstable\">unstable</span> "
+              "<span class=\"badge failed\">failed</span> <span class=\"badge na\">n/a</span>"
+              ", with the reason below.</p>")
     every = [(c["name"],) for c in Result.columns()]
     notes = "".join(f"<li><b>{_e(_id(r))}</b>: {_e(r['notes'])}</li>"
                     for r in run.rows if r.get("notes"))
