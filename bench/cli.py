@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|check|list`."""
+"""Command line: `python -m bench run|check|report|compare|list`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--auc-margin", type=float, default=None,
                    help="allowed fall of AUC below the baseline (default: the baseline's, else 0.02)")
 
+    rp = sub.add_parser("report", help="re-render a run directory's report.html from its stored "
+                                       "rows, predictions and latency samples")
+    rp.add_argument("run_dir", help="run directory (holds results.json)")
+    rp.add_argument("--screenshot", action="store_true",
+                    help="also save RUN_DIR/report.png with headless Chromium (must be on PATH)")
+
+    cp = sub.add_parser("compare", help="what changed between two runs, per row, and whether it "
+                                        "is significant")
+    cp.add_argument("run_a", help="the earlier run directory (A)")
+    cp.add_argument("run_b", help="the later run directory (B)")
+    cp.add_argument("--bootstrap", type=int, default=2000,
+                    help="bootstrap resamples for the intervals (default 2000)")
+
     ls = sub.add_parser("list", help="show methods with their parameters, and backends")
     ls.add_argument("--archs", action="store_true", help="also list torchvision architectures")
     return p
@@ -103,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             return _list(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "compare":
+            return _compare(args)
         return _run(args)
     except ValueError as exc:  # bad input: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -233,6 +250,32 @@ def _check(args) -> int:
         print(line)
     print(f"gate: {len(baseline['rows'])} rows checked, {len(violations)} violations", file=sys.stderr)
     return 1 if violations else 0
+
+
+def _report(args) -> int:
+    from reports.html import write_report
+
+    path = write_report(args.run_dir)
+    print(path)
+    if args.screenshot:
+        from reports.browser import find_chromium, load_page
+
+        if find_chromium() is None:
+            raise ValueError("--screenshot: no Chromium on PATH (install chromium, or set $CHROMIUM)")
+        page = load_page(path, screenshot=path.with_name("report.png"))
+        for line in page.console + [f"network request: {u}" for u in page.requests]:
+            print(f"warning: {line}", file=sys.stderr)
+        print(page.screenshot)
+    return 0
+
+
+def _compare(args) -> int:
+    from bench.compare import compare_runs, format_comparison
+
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")
+    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.bootstrap)))
+    return 0
 
 
 def _list(args) -> int:

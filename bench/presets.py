@@ -21,8 +21,19 @@ class Preset:
     synthetic: options used only with `--dataset synthetic` (task type and label count
       of the embedded data that stands in for the paper's dataset).
     image_size / seeds: the paper's; a --quick run keeps the quick size and the first seed.
-    published: what the paper reports, {model or label: {column: value}}; a key that is
-      one of our model names (teacher, student, kd, ...) is shown beside our row.
+
+    `published` holds the reference paper's own figures, which the report shows beside
+    ours ("Published figures"). Its shape: this bench's model name (teacher, student, kd,
+    prune.structured, kd+quant.static, ...) -> {Result column name -> the paper's figure},
+    plus an optional "note" (where the figure comes from, e.g. "Table 3, ResNet-18
+    student"). A figure is a number in the column's unit (see bench.result.Result), or a
+    string when the paper gives more, such as "0.858 ± 0.004". For example:
+
+        published={"teacher": {"auc_roc": 0.858, "accuracy": 0.80, "note": "Table 2"},
+                   "kd": {"auc_roc": 0.851, "params": 11_200_000}}
+
+    Each figure is shown beside the same column of our row for that model (ok rows only),
+    on every backend of the run. `citation` names the paper.
     """
 
     name: str
@@ -95,10 +106,12 @@ register(Preset(
                "uncertainty": None},
     image_size=224, seeds=(0, 1, 2),
     published={
-        "teacher": {"auc_roc": 0.858, "auc_roc_sd": 0.0015, "params": 6.96e6, "weights_mib": 26.87},
-        "kd:alpha=0.3,temperature=6": {"auc_roc": 0.865, "auc_roc_sd": 0.0010, "params": 2.23e6,
-                                       "weights_mib": 8.64},
-        "student": {"auc_roc": 0.824, "auc_roc_sd": 0.0006, "params": 2.23e6, "weights_mib": 8.64},
+        "teacher": {"auc_roc": "0.858 ± 0.0015", "params": 6.96e6, "weights_mib": 26.87,
+                    "note": "macro AUC, mean ± sd of 3 seeds"},
+        "kd:alpha=0.3,temperature=6": {"auc_roc": "0.865 ± 0.0010", "params": 2.23e6,
+                                       "weights_mib": 8.64, "note": "the distilled student"},
+        "student": {"auc_roc": "0.824 ± 0.0006", "params": 2.23e6, "weights_mib": 8.64,
+                    "note": "the same student without distillation"},
     },
     citation="CheXpert knowledge-distillation reference paper (macro AUC, mean +- sd of 3 seeds)",
 ))
@@ -113,8 +126,10 @@ register(Preset(
     image_size=224,
     published={
         # the issue lists the paper's two settings without saying which method each is
-        "published setting 1": {"size_pct_of_teacher": 18.4, "speedup": 6.14, "quality_drop_pct": 0.9},
-        "published setting 2": {"size_pct_of_teacher": 15.0, "speedup": 5.86, "quality_drop_pct": 1.2},
+        "published setting 1": {"compression_ratio": round(100 / 18.4, 2), "speedup": 6.14,
+                                "note": "18.4% of the teacher's size; quality down 0.9%"},
+        "published setting 2": {"compression_ratio": round(100 / 15.0, 2), "speedup": 5.86,
+                                "note": "15% of the teacher's size; quality down 1.2%"},
     },
     citation="COVID-19 / malaria compression reference paper",
 ))

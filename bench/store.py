@@ -10,7 +10,7 @@ and artifacts. Layout:
 
 A variant is a lower precision asked for with --precision (bf16, fp16): the same model,
 deployed again, on a row of its own.
-    RUN/report.html
+    RUN/report.html                                        (reports.html.write_report)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,14 @@ def safe_name(model: str) -> str:
 def stem(model: str, backend: str, variant: str = "") -> str:
     """The file name stem of one row's predictions and latency samples."""
     return f"{safe_name(model)}__{backend}" + (f"__{variant}" if variant else "")
+
+
+def row_stem(model: str, backend: str, precision: str) -> str:
+    """The stem of a stored row's files: its precision is a variant only for bf16 / fp16
+    (int8 models are their own models, deployed without a variant)."""
+    from bench.backends import LOWER_PRECISIONS
+
+    return stem(model, backend, precision if precision in LOWER_PRECISIONS else "")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -121,5 +130,30 @@ def load_rows(run_dir: Path) -> list[Result]:
         raise ValueError(f"{path}: no results here (is this a run directory?)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    rows = doc.get("rows", []) if isinstance(doc, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path}: not a medbench results file (expected a list of rows)")
     known = {c["name"] for c in Result.columns()}
-    return [Result(**{k: v for k, v in row.items() if k in known}) for row in doc.get("rows", [])]
+    return [Result(**{k: v for k, v in row.items() if k in known}) for row in rows]
+
+
+def load_predictions(run_dir: Path, model: str, backend: str, precision: str) -> dict | None:
+    """A row's saved predictions {y_true, y_score, logits}, or None if absent or unreadable."""
+    path = Path(run_dir) / "predictions" / f"{row_stem(model, backend, precision)}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing or unreadable
+        return None
+
+
+def load_samples(run_dir: Path, model: str, backend: str, precision: str) -> list | None:
+    """A row's raw latency samples (ms), one array per measuring process, or None."""
+    path = Path(run_dir) / "latency" / f"{row_stem(model, backend, precision)}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = sorted((k for k in z.files if k.startswith("process_")),
+                           key=lambda k: int(k.split("_")[1]))
+            return [np.asarray(z[k], dtype=np.float64) for k in names] or None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None

@@ -1,0 +1,317 @@
+"""`python -m bench compare RUN_A RUN_B`: what changed between two runs, and whether it is
+more than noise. Pure functions on stored rows, samples and predictions, plus a formatter.
+
+Per (model, backend, precision) row present in both runs:
+  * latency: the ratio B/A of the headline medians (the median of the per-process
+    medians, as in the row), with a percentile bootstrap interval. Each run is resampled
+    on its own (the runs are independent), the same way bench.stats.latency makes the
+    row's interval: whole processes with 3 or more of them, else the samples within each
+    process (then the interval reflects within-process noise only, and says so). The
+    change is significant when the interval excludes 1.
+  * AUC: delta B - A from the saved predictions, paired case by case, which needs the
+    same test set: y_true must be identical (else 'not paired: different test sets', and
+    only the two AUCs are shown). The interval is a paired stratified bootstrap (the same
+    resamples for both runs); the p-value is DeLong's test for binary tasks and the paired
+    bootstrap z-test otherwise (macro AUC over classes or labels). Significant: p < 0.05.
+  * sizes: exact changes of params, params_nonzero, weights_mib, file_mib, file_gz_mib
+    and macs (deterministic given the code: any change is a change of the method).
+Rows only in one run are listed. A row that is not ok in either run shows its status.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.result import Result
+from bench.stats.auc import has_both_classes, one_vs_rest, weighted_auc
+from bench.stats.bootstrap import percentile_interval, resample_counts
+from bench.stats.delong import delong_test, wald
+from bench.stats.latency import _boot_medians
+from bench.store import load_predictions, load_rows, load_samples
+
+ALPHA = 0.05
+SIZE_COLUMNS = ("params", "params_nonzero", "weights_mib", "file_mib", "file_gz_mib", "macs")
+NAN = float("nan")
+
+Key = tuple[str, str, str]  # (model, backend, precision)
+
+
+@dataclass(frozen=True)
+class LatencyChange:
+    p50_a: float
+    p50_b: float
+    ratio: float  # p50_b / p50_a
+    ci_low: float = NAN
+    ci_high: float = NAN
+    significant: bool | None = None  # None: no interval (no raw samples)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AucChange:
+    auc_a: float
+    auc_b: float
+    delta: float  # auc_b - auc_a
+    ci_low: float = NAN
+    ci_high: float = NAN
+    p: float = NAN
+    p_method: str = ""  # "DeLong" or "paired bootstrap z"
+    paired: bool = True
+    significant: bool | None = None  # None: no test possible
+    note: str = ""
+
+
+@dataclass
+class RowChange:
+    key: Key
+    status_a: str
+    status_b: str
+    latency: LatencyChange | None = None
+    auc: AucChange | None = None
+    sizes: list = field(default_factory=list)  # (column, value in A, value in B)
+    notes: list = field(default_factory=list)
+
+    @property
+    def significant(self) -> bool:
+        return bool((self.latency and self.latency.significant)
+                    or (self.auc and self.auc.significant))
+
+
+@dataclass
+class Comparison:
+    run_a: Path
+    run_b: Path
+    rows: list[RowChange]
+    only_a: list[Key]
+    only_b: list[Key]
+
+
+def headline(processes: list) -> float:
+    """The row's latency_ms_p50: the median of the per-process medians."""
+    return float(np.median([np.median(p) for p in processes]))
+
+
+def _boot_headline(rng, processes: list, n_boot: int) -> np.ndarray:
+    medians = np.array([np.median(p) for p in processes])
+    r = len(medians)
+    if r >= 3:
+        return np.median(medians[rng.integers(0, r, size=(n_boot, r))], axis=1)
+    return np.median(np.stack([_boot_medians(rng, np.asarray(p, dtype=np.float64), n_boot)
+                               for p in processes], axis=1), axis=1)
+
+
+def latency_change(processes_a: list, processes_b: list, n_boot: int = 2000,
+                   seed: int = 0) -> LatencyChange:
+    """Ratio B/A of headline medians with a bootstrap interval (see the module docstring)."""
+    a = [np.asarray(p, dtype=np.float64) for p in processes_a if len(p)]
+    b = [np.asarray(p, dtype=np.float64) for p in processes_b if len(p)]
+    if not a or not b:
+        raise ValueError("latency_change needs samples in both runs")
+    p50_a, p50_b = headline(a), headline(b)
+    ratio = p50_b / p50_a if p50_a > 0 else NAN
+    if n_boot <= 0:
+        return LatencyChange(p50_a, p50_b, ratio, note="no bootstrap (n_boot = 0)")
+    ratios = (_boot_headline(np.random.default_rng([seed, 0]), b, n_boot)
+              / _boot_headline(np.random.default_rng([seed, 1]), a, n_boot))
+    lo, hi = percentile_interval(ratios)
+    note = "" if min(len(a), len(b)) >= 3 else (
+        f"within-process resampling only: {len(a)} and {len(b)} processes")
+    return LatencyChange(p50_a, p50_b, ratio, lo, hi, bool(lo > 1 or hi < 1), note)
+
+
+def task_kind(y_true: np.ndarray, y_score: np.ndarray) -> str:
+    """binary (1-D scores), multiclass (1-D labels, 2-D scores) or multilabel (2-D both)."""
+    if np.ndim(y_score) == 1:
+        return "binary"
+    return "multilabel" if np.ndim(y_true) == 2 else "multiclass"
+
+
+def same_test_set(y_a, y_b) -> bool:
+    a, b = np.asarray(y_a, dtype=np.float64), np.asarray(y_b, dtype=np.float64)
+    return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
+
+
+def macro_auc(y_true, y_score) -> float:
+    """Binary AUC, or the macro one-vs-rest / per-label AUC over the columns with both
+    classes (NaN targets ignored), as in the row's auc_roc."""
+    kind = task_kind(y_true, y_score)
+    targets, cols = one_vs_rest(kind, np.asarray(y_true), np.asarray(y_score, dtype=np.float64))
+    used = [j for j in range(targets.shape[1]) if has_both_classes(targets[:, j])]
+    if not used:
+        return NAN
+    return float(np.mean([weighted_auc(cols[:, j], targets[:, j]) for j in used]))
+
+
+def auc_change(pred_a: dict, pred_b: dict, n_boot: int = 2000, seed: int = 0) -> AucChange:
+    """delta AUC B - A on the same test cases (see the module docstring)."""
+    y_a, y_b = np.asarray(pred_a["y_true"]), np.asarray(pred_b["y_true"])
+    s_a = np.asarray(pred_a["y_score"], dtype=np.float64)
+    s_b = np.asarray(pred_b["y_score"], dtype=np.float64)
+    auc_a, auc_b = macro_auc(y_a, s_a), macro_auc(y_b, s_b)
+    if not same_test_set(y_a, y_b) or s_a.shape != s_b.shape:
+        return AucChange(auc_a, auc_b, auc_b - auc_a, paired=False,
+                         note="not paired: different test sets")
+    kind = task_kind(y_a, s_a)
+    targets, cols_a = one_vs_rest(kind, y_a, s_a)
+    cols_b = one_vs_rest(kind, y_a, s_b)[1]
+    used = [j for j in range(targets.shape[1]) if has_both_classes(targets[:, j])]
+    if not used:
+        return AucChange(NAN, NAN, NAN, note="no AUC: the test set has a single class")
+    delta = auc_b - auc_a
+    lo = hi = NAN
+    deltas = None
+    if n_boot > 0:
+        strata = y_a.astype(np.int64) if kind in ("binary", "multiclass") else None
+        w = resample_counts(n_boot, seed, len(y_a), strata=strata)
+        boot = np.mean([weighted_auc(np.vstack([cols_b[:, j], cols_a[:, j]]), targets[:, j], w)
+                        for j in used], axis=0)  # (2, B)
+        deltas = boot[0] - boot[1]
+        lo, hi = percentile_interval(deltas)
+    if kind == "binary":
+        keep = ~np.isnan(targets[:, 0])
+        p, method = delong_test(targets[keep, 0], cols_b[keep, 0], cols_a[keep, 0]).p, "DeLong"
+    else:
+        finite = np.array([]) if deltas is None else deltas[np.isfinite(deltas)]
+        p = wald(delta, float(finite.std(ddof=1)) if finite.size > 1 else NAN)[1]
+        method = "paired bootstrap z"
+    if math.isfinite(p):
+        significant = bool(p < ALPHA)
+    elif math.isfinite(lo) and math.isfinite(hi):
+        significant = bool(lo > 0 or hi < 0)
+    else:
+        significant = None
+    return AucChange(auc_a, auc_b, delta, lo, hi, p, method, True, significant)
+
+
+def size_changes(a: Result, b: Result) -> list[tuple[str, object, object]]:
+    out = []
+    for c in SIZE_COLUMNS:
+        va, vb = getattr(a, c), getattr(b, c)
+        if va != vb:
+            out.append((c, va, vb))
+    return out
+
+
+def _by_key(run_dir: Path) -> dict[Key, Result]:
+    rows = load_rows(run_dir)
+    out: dict[Key, Result] = {}
+    for r in rows:
+        key = (r.model, r.backend, r.precision)
+        if key in out:
+            raise ValueError(f"{run_dir}: several rows for {' / '.join(key)} (a --seeds run?): "
+                             "compare its seed-<s> directories")
+        out[key] = r
+    return out
+
+
+def compare_runs(run_a: Path, run_b: Path, n_boot: int = 2000, seed: int = 0) -> Comparison:
+    """Compare every row two run directories share; ValueError if one is not a run."""
+    run_a, run_b = Path(run_a), Path(run_b)
+    rows_a, rows_b = _by_key(run_a), _by_key(run_b)
+    changes = []
+    for key in [k for k in rows_a if k in rows_b]:
+        a, b = rows_a[key], rows_b[key]
+        change = RowChange(key, a.status, b.status, sizes=size_changes(a, b))
+        if a.ok and b.ok:
+            change.latency = _latency(run_a, run_b, a, b, key, n_boot, seed, change.notes)
+            change.auc = _auc(run_a, run_b, a, b, key, n_boot, seed, change.notes)
+        else:
+            for name, r in (("A", a), ("B", b)):
+                if not r.ok:
+                    change.notes.append(f"{name} is {r.status}"
+                                        + (f": {r.error}" if r.error else ""))
+        changes.append(change)
+    return Comparison(run_a, run_b, changes, [k for k in rows_a if k not in rows_b],
+                      [k for k in rows_b if k not in rows_a])
+
+
+def _latency(run_a, run_b, a, b, key, n_boot, seed, notes) -> LatencyChange | None:
+    sa, sb = load_samples(run_a, *key), load_samples(run_b, *key)
+    if sa and sb and any(len(p) for p in sa) and any(len(p) for p in sb):
+        return latency_change(sa, sb, n_boot, seed)
+    if a.latency_ms_p50 and b.latency_ms_p50:
+        return LatencyChange(a.latency_ms_p50, b.latency_ms_p50,
+                             b.latency_ms_p50 / a.latency_ms_p50,
+                             note="no raw samples in " + ("both runs" if not (sa or sb) else
+                                                          "A" if not sa else "B")
+                                  + ": stored medians only, no test")
+    notes.append("no latency in one of the runs")
+    return None
+
+
+def _auc(run_a, run_b, a, b, key, n_boot, seed, notes) -> AucChange | None:
+    pa, pb = load_predictions(run_a, *key), load_predictions(run_b, *key)
+    if pa is not None and pb is not None:
+        return auc_change(pa, pb, n_boot, seed)
+    if a.auc_roc is not None and b.auc_roc is not None:
+        return AucChange(a.auc_roc, b.auc_roc, b.auc_roc - a.auc_roc, paired=False,
+                         note="no predictions in " + ("A" if pa is None else "B")
+                              + ": stored AUCs only, no test")
+    notes.append("no AUC in one of the runs")
+    return None
+
+
+def _num(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:.6g}"
+
+
+def _pct(rel: float) -> str:
+    """+11.1%, or +0.0011% for a change too small for one decimal."""
+    return f"{rel:+.1%}" if abs(rel) >= 0.001 else f"{rel * 100:+.2g}%"
+
+
+def _p(p: float) -> str:
+    return "-" if not math.isfinite(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _verdict(significant: bool | None) -> str:
+    return {True: "SIGNIFICANT", False: "not significant", None: "untested"}[significant]
+
+
+def format_comparison(c: Comparison) -> str:
+    """The report `compare` prints: one block per shared row, then rows in one run only."""
+    lines = [f"A: {c.run_a}", f"B: {c.run_b}",
+             f"{len(c.rows)} rows in both, {sum(r.significant for r in c.rows)} with a "
+             f"significant change; {len(c.only_a)} only in A, {len(c.only_b)} only in B", ""]
+    for r in c.rows:
+        lines.append(" / ".join(r.key) + ("   [changed]" if r.significant else ""))
+        if r.status_a != r.status_b:
+            lines.append(f"  status   {r.status_a} -> {r.status_b}")
+        if r.latency is not None:
+            lat = r.latency
+            ci = ("" if not math.isfinite(lat.ci_low) else
+                  f" [{lat.ci_low:.3f}, {lat.ci_high:.3f}]")
+            lines.append(f"  latency  p50 {lat.p50_a:.4g} -> {lat.p50_b:.4g} ms, ratio B/A "
+                         f"{lat.ratio:.3f}{ci}  {_verdict(lat.significant)}"
+                         + (f" ({lat.note})" if lat.note else ""))
+        if r.auc is not None:
+            a = r.auc
+            if a.paired:
+                ci = "" if not math.isfinite(a.ci_low) else f" [{a.ci_low:+.4f}, {a.ci_high:+.4f}]"
+                test = f", {a.p_method} p {_p(a.p)}" if a.p_method else ""
+                lines.append(f"  AUC      {a.auc_a:.4f} -> {a.auc_b:.4f}, delta {a.delta:+.4f}{ci}"
+                             f"{test}  {_verdict(a.significant)}"
+                             + (f" ({a.note})" if a.note else ""))
+            else:
+                lines.append(f"  AUC      {a.auc_a:.4f} -> {a.auc_b:.4f}, delta {a.delta:+.4f}  "
+                             f"{a.note}")
+        if r.sizes:
+            for col, va, vb in r.sizes:
+                rel = (f" ({_pct((vb - va) / va)})" if isinstance(va, (int, float))
+                       and isinstance(vb, (int, float)) and va else "")
+                lines.append(f"  size     {col} {_num(va)} -> {_num(vb)}{rel}")
+        else:
+            lines.append("  sizes    unchanged")
+        lines.extend(f"  note     {n}" for n in r.notes)
+    for label, keys in (("only in A", c.only_a), ("only in B", c.only_b)):
+        for key in keys:
+            lines.append(f"{label}: {' / '.join(key)}")
+    return "\n".join(lines)
