@@ -15,6 +15,7 @@ import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, telemetry
 
+PREDICT_BATCH = 64  # the worker predicts the test split in batches of this size
 SOURCE = "onnx"  # converted from the shared fp32 ONNX export (recorded in the manifest)
 
 
@@ -87,18 +88,37 @@ class OpenVinoBackend(Backend):
             props.inference_num_threads: threads,
             hints.inference_precision: options.get("inference_precision", "f32"),
         }
-        compiled = ov.Core().compile_model(str(files[0]), "CPU", config)
+        core = ov.Core()
+        compiled = core.compile_model(str(files[0]), "CPU", config)
         request = compiled.create_infer_request()
         output = compiled.output(0)
+        batched = {}  # a batch-64 compilation of the same file, made on first use
 
         def infer(x: np.ndarray) -> np.ndarray:
             # Zero-copy in and out (the least Python overhead), then copy: the output
             # buffer is reused by the next call.
             return request.infer({0: x}, share_inputs=True, share_outputs=True)[output].copy()
 
+        def infer_batch(x: np.ndarray) -> np.ndarray:
+            """Predicting the test split (not timed): the deployed IR reshaped to batch 64,
+            about 3x faster than 64 batch-1 calls for DenseNet-121 here."""
+            if not batched:
+                model = core.read_model(str(files[0]))
+                model.reshape([PREDICT_BATCH, *x.shape[1:]])
+                big = core.compile_model(model, "CPU", config)
+                batched.update(request=big.create_infer_request(), output=big.output(0))
+            n = len(x)
+            padded = np.zeros((PREDICT_BATCH, *x.shape[1:]), np.float32)
+            padded[:n] = x
+            out = batched["request"].infer({0: padded})[batched["output"]]
+            return np.array(out[:n])
+
         def predict(x: np.ndarray) -> np.ndarray:
             if len(x) == 1:
                 return infer(x)
-            return np.concatenate([infer(x[i:i + 1]) for i in range(len(x))])  # static batch 1
+            if len(x) <= PREDICT_BATCH:
+                return infer_batch(x)
+            return np.concatenate([infer_batch(x[i:i + PREDICT_BATCH])
+                                   for i in range(0, len(x), PREDICT_BATCH)])
 
         return predict
