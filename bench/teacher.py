@@ -23,7 +23,8 @@ from bench.models import EnsembleTeacher, build, load_checkpoint
 from bench.progress import log
 from bench.training import TrainSettings, predict_logits, train
 
-RECIPE_VERSION = 1  # bump when training code changes what a cached teacher would be
+RECIPE_VERSION = 2  # bump when training code changes what a cached teacher would be
+# 2: initial weights seeded right before the build (they depended on what ran earlier)
 
 
 @dataclass
@@ -73,6 +74,7 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
                        {**info, "key": k, "path": str(path), **json.loads(blob["meta"])})
     log(f"teacher: training {arch} for {epochs} epochs on {len(data.train)} images")
     start = time.perf_counter()
+    torch.manual_seed(seed)
     module = train(build(arch, data.task.num_outputs, pretrained), data.train.images, data.train.labels,
                    data.task, settings, "teacher")
     seconds = time.perf_counter() - start

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import torch
+
 from bench.models import build
 from bench.training import TrainSettings, predict_logits, train
 from methods import register
@@ -44,6 +46,7 @@ def train_student(ctx: Context, epochs: float, lr: float, soft_targets, alpha: f
     Same architecture, data, seed, schedule and budget, so the only difference between
     the two rows is the distillation term.
     """
+    torch.manual_seed(ctx.seed)  # the initial weights too: not whatever ran before
     model = build(ctx.student_arch, ctx.task.num_outputs)
     settings = TrainSettings(epochs=epochs or ctx.student_epochs, lr=lr, seed=ctx.seed)
     return train(model, ctx.train_images, ctx.train_labels, ctx.task, settings, label,

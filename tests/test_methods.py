@@ -60,3 +60,15 @@ def test_kd_trains_a_smaller_student_and_leaves_teacher_alone(tiny_teacher, tiny
     assert art.arch == "mobilenet_v3_small"
     assert art.module(torch.zeros(1, 3, 16, 16)).shape == (1, 2)
     assert "distilled from teacher" in art.notes[0]
+
+
+def test_student_does_not_depend_on_what_ran_before(tiny_context):
+    """A cached teacher (nothing trained first) and a fresh one must give the same student."""
+    from methods.kd import train_student
+
+    torch.manual_seed(123)
+    a = train_student(tiny_context, 0.34, 0.05, None, 0.0, 1.0, "a")
+    torch.rand(1000)  # as if a teacher had been trained in this process first
+    b = train_student(tiny_context, 0.34, 0.05, None, 0.0, 1.0, "b")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
