@@ -86,3 +86,20 @@ def test_bad_baseline_is_one_line(tmp_path):
     bad.write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="not a medbench baseline"):
         gate.load_baseline(bad)
+
+
+def test_unstable_speedups_are_reported_not_gated(tmp_path):
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    noisy = _run(tmp_path / "b", {"quant.static": {"speedup": 1.2, "status": "ok;unstable"}})
+    notes = []
+    assert gate.check(noisy, base, notes=notes) == []
+    (note,) = notes
+    assert note.startswith("quant.static / onnxruntime / int8: speedup 1.2x is -40%")
+    assert note.endswith("not gated: quant.static unstable in this run")
+    teacher_noisy = _run(tmp_path / "c", {"quant.static": {"speedup": 1.2},
+                                          "teacher": {"status": "ok;unstable"}})
+    assert gate.check(teacher_noisy, base) == []
+    # sizes are still gated exactly on an unstable row
+    sized = _run(tmp_path / "d", {"quant.static": {"status": "ok;unstable", "file_mib": 7.0,
+                                                   "compression_ratio": 3.8}})
+    assert "compression_ratio" in gate.check(sized, base)[0]
