@@ -56,12 +56,15 @@ def test_quick_run_succeeds_with_every_row_and_column(quick_run):
     assert "no dynamic int8" in na["error"].iloc[0]
     df = torch_rows(root)
     assert list(df["model"]) == MODELS
-    assert set(df["status"]) == {"ok;quick"}
+    assert df["status"].str.startswith("ok;quick").all()  # ";unstable" may follow
     for col in REQUIRED:
         assert col in df.columns
     numeric = ["params", "params_nonzero", "weights_mib", "file_mib", "file_gz_mib",
                "compression_ratio", "macs", "latency_ms_p50", "latency_n", "speedup",
-               "peak_rss_mib", "energy_mj_per_inference", "auc_roc", "accuracy"]
+               "peak_rss_mib", "energy_mj_per_inference", "auc_roc", "accuracy",
+               "auc_ci_low", "auc_ci_high", "delta_auc", "delong_p", "f1", "ece", "brier",
+               "flip_rate", "latency_ms_iqr", "latency_cv", "throughput_per_s", "gmacs_per_s",
+               "peak_fraction", "load_rss_mib"]
     assert df[numeric].notna().all().all(), df[numeric].isna().sum()
     assert (df["energy_source"].str.startswith("estimate:") | (df["energy_source"] == "rapl")).all()
     assert (df["threads"] > 0).all() and (df["latency_n"] >= 20).all()
@@ -72,7 +75,8 @@ def test_rows_agree_with_independent_computations(quick_run, backend):
     root, _ = quick_run
     run = root / "run"
     df = read(run / "results.csv")
-    df = df[(df["backend"] == backend) & (df["status"] == "ok;quick")].set_index("model")
+    df = df[(df["backend"] == backend) & df["status"].str.startswith("ok;quick")].set_index("model")
+    assert {"teacher", "student"} <= set(df.index)
     suffixes = {"torch": [".pt"], "onnxruntime": [".onnx"], "openvino": [".xml", ".bin"]}[backend]
     for model, row in df.iterrows():
         files = sorted((run / "artifacts" / model / backend).iterdir())
@@ -83,7 +87,13 @@ def test_rows_agree_with_independent_computations(quick_run, backend):
             assert roc_auc_score(z["y_true"], z["y_score"]) == pytest.approx(row["auc_roc"], abs=1e-9)
         assert row["compression_ratio"] == pytest.approx(df.loc["teacher", "file_mib"] / row["file_mib"])
         assert row["speedup"] == pytest.approx(df.loc["teacher", "latency_ms_p50"] / row["latency_ms_p50"])
-        assert (run / "latency" / f"{model}__{backend}.npy").exists()
+        with np.load(run / "latency" / f"{model}__{backend}.npz") as z:
+            (samples,) = [z[k] for k in z.files]  # one process per row by default
+        assert row["latency_ms_p50"] == pytest.approx(np.median(samples), rel=1e-12)
+        assert row["latency_n"] == len(samples) and row["latency_repeats"] == 1
+        assert row["latency_ms_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_ci_high"]
+        assert row["auc_ci_low"] <= row["auc_roc"] <= row["auc_ci_high"]
+        assert row["gmacs_per_s"] == pytest.approx(row["macs"] / row["latency_ms_p50"] / 1e6)
         if row["precision"] == "fp32":
             assert row["parity_max_abs"] < 1e-3 and row["parity_agree"] == 1.0
         else:  # int8: reported, not failed (the quick teacher is near chance: labels flip)
@@ -146,7 +156,8 @@ def test_second_run_reuses_teacher_and_a_failing_method_does_not_stop_the_run(qu
     df = read(out / "results.csv").set_index("model")
     assert df.loc["broken.always", "status"] == "failed"
     assert "deliberate failure" in df.loc["broken.always", "error"]
-    assert df.loc["quant.dynamic", "status"] == "ok;quick" and df.loc["teacher", "status"] == "ok;quick"
+    assert df.loc["quant.dynamic", "status"].startswith("ok;quick")
+    assert df.loc["teacher", "status"].startswith("ok;quick")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["teacher"]["source"] == "cache"
     first = torch_rows(root).set_index("model")
@@ -171,10 +182,11 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
                     work_dir=tmp_path / "work")
     deployed = get("openvino").export(art, tmp_path, env)
     threads = physical_cores()
-    # Processes on this machine differ by up to ~40% (README), so each tool runs five
-    # times, alternating, and the medians of their medians are compared.
+    # Processes on this machine differ by up to ~40% (README), so each tool runs seven
+    # times, alternating, and the medians of their medians are compared (with five, one
+    # run in three here failed the 15% at 2 threads).
     ours, theirs = [], []
-    for _ in range(5):
+    for _ in range(7):
         ours.append(bench_median(deployed.files, threads, 64, seconds=2))
         theirs.append(benchmark_app_median(deployed.files[0], threads, 64, seconds=2))
     ours, theirs = float(np.median(ours)), float(np.median(theirs))

@@ -121,3 +121,23 @@ def test_timm_or_unknown_architecture_is_one_line():
             check_architecture("timm:resnetv2_50", "--teacher")
         else:
             check_architecture("timm:no_such_model_x", "--teacher")
+
+
+def test_pretrained_loads_local_imagenet_weights_and_swaps_the_head(tmp_path, monkeypatch):
+    """The success path without a download: a weights file placed where torch's hub cache is."""
+    import os
+
+    from torchvision import models
+
+    from bench.models import build
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = models.get_model_weights("resnet18").DEFAULT.url
+    os.makedirs(tmp_path / "checkpoints")
+    torch.manual_seed(7)
+    imagenet = models.resnet18(num_classes=1000)
+    torch.save(imagenet.state_dict(), tmp_path / "checkpoints" / os.path.basename(url))
+    m = build("resnet18", 3, pretrained=True)
+    assert torch.equal(m.conv1.weight, imagenet.conv1.weight)
+    assert m.fc.out_features == 3
