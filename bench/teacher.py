@@ -63,6 +63,9 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
             "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]}
     if pretrained:
         info["pretrained"] = "imagenet"  # old cache keys stay valid without it
+    # CPU training is reproducible for a given thread count, not across counts: a teacher
+    # trained by the tests at 2 threads differed from the ci preset's at 1 thread.
+    info["threads"] = torch.get_num_threads()
     k = cache.key(info)
     path = cache.cache_dir() / "teachers" / f"{arch}-{k}.pt"
     if use_cache and path.exists():
