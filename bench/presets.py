@@ -112,7 +112,7 @@ register(Preset(
     published={
         "teacher": {"auc_roc": "0.858 ± 0.0015", "params": 6.96e6, "weights_mib": 26.87,
                     "note": "macro AUC, mean ± sd of 3 seeds"},
-        "kd:alpha=0.3,temperature=6": {"auc_roc": "0.865 ± 0.0010", "params": 2.23e6,
+        "kd:temperature=6.0,alpha=0.3": {"auc_roc": "0.865 ± 0.0010", "params": 2.23e6,
                                        "weights_mib": 8.64, "note": "the distilled student"},
         "student": {"auc_roc": "0.824 ± 0.0006", "params": 2.23e6, "weights_mib": 8.64,
                     "note": "the same student without distillation"},

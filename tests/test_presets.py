@@ -64,3 +64,13 @@ def test_preset_quick_run_on_embedded_data(name, backends, kind, tmp_path):
     assert {"teacher", "student"} <= set(measured["model"])
     assert measured["auc_roc"].notna().all()
     assert set(df["backend"]) == ({backends} if backends else {"torch", "onnxruntime", "openvino"})
+
+
+def test_published_keys_name_models_the_preset_makes():
+    import methods
+
+    for preset in presets.PRESETS.values():
+        chains = methods.expand(preset.options.get("methods", "kd,prune,quant"))
+        made = {"teacher", "student", *(methods.chain_name(c) for c in chains)}
+        for key in preset.published:
+            assert key in made or key.startswith("published"), (preset.name, key)
