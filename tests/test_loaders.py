@@ -573,7 +573,7 @@ def test_quick_run_on_a_medmnist_npz(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     df = pd.read_csv(tmp_path / "run" / "results.csv", keep_default_na=False, na_values=[""])
     assert list(df["model"]) == ["teacher", "student", "quant.dynamic"]
-    assert set(df["status"]) == {"ok;quick"}
+    assert df["status"].str.startswith("ok;quick").all()  # ";unstable" may follow
     import json
 
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
