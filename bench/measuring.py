@@ -47,6 +47,7 @@ class _Pending:
     item: dict | None  # what the worker runs; None: nothing to run (n/a, failed export)
     processes: list = field(default_factory=list)  # raw samples (ms) per process
     results: list = field(default_factory=list)  # the worker's report per process
+    latency: dict | None = None  # bench.stats.latency.latency_row over `processes`
     probs: np.ndarray | None = None
     val_probs: np.ndarray | None = None
     failed: bool = False
@@ -106,8 +107,11 @@ def _take(p: _Pending, item: dict, res: dict, rnd: int, cfg, data, store, refere
         p.failed = True
         p.row = p.row.with_(status=STATUS_FAILED, error=res["error"])
         return
+    from bench.stats.latency import latency_row
+
     p.processes.append(np.load(item["samples_out"]))
     p.results.append(res)
+    p.latency = latency_row(p.processes, n_boot=cfg.n_boot, seed=cfg.seed)  # once per process
     store.save_samples(p.row.model, p.row.backend, p.item["variant"], p.processes)
     if rnd == 0:
         _quality(p, cfg, data, store, references[p.row.model], teacher)
@@ -117,7 +121,7 @@ def _quality(p: _Pending, cfg, data, store, reference: np.ndarray, teacher) -> N
     """Parity against PyTorch fp32, then every quality column from the saved predictions."""
     import torch
 
-    from bench.stats.quality import quality_row
+    from bench.stats import quality
 
     task = data.task
     logits = np.load(p.item["logits_out"])
@@ -137,14 +141,15 @@ def _quality(p: _Pending, cfg, data, store, reference: np.ndarray, teacher) -> N
     is_teacher = teacher is p
     ref_probs = p.probs if is_teacher else (teacher.probs if teacher is not None else None)
     ref_val = p.val_probs if is_teacher else (teacher.val_probs if teacher is not None else None)
-    q = quality_row(task, data.test.labels, task.scores(p.probs),
-                    teacher_probs=None if ref_probs is None else task.scores(ref_probs),
-                    val_true=data.val.labels if p.val_probs is not None else None,
-                    val_probs=None if p.val_probs is None else task.scores(p.val_probs),
-                    teacher_val_probs=None if ref_val is None else task.scores(ref_val),
-                    groups=getattr(data.test, "groups", None), margin=cfg.margin,
-                    operating_point=cfg.operating_point, n_boot=cfg.n_boot, seed=cfg.seed)
-    columns = {k: q[k] for k in QUALITY_COLUMNS}
+    q = quality.quality_row(
+        task, data.test.labels, task.scores(p.probs),
+        teacher_probs=None if ref_probs is None else task.scores(ref_probs),
+        val_true=data.val.labels if p.val_probs is not None else None,
+        val_probs=None if p.val_probs is None else task.scores(p.val_probs),
+        teacher_val_probs=None if ref_val is None else task.scores(ref_val),
+        groups=data.test.groups, margin=cfg.margin,
+        operating_point=cfg.operating_point, n_boot=cfg.n_boot, seed=cfg.seed)
+    columns = {k: q[k] for k in quality.COLUMNS}
     columns["verdict"] = columns["verdict"] or ""
     notes = [row.notes] if row.notes else []
     notes += q["reasons"]
@@ -159,19 +164,11 @@ def _quality(p: _Pending, cfg, data, store, reference: np.ndarray, teacher) -> N
     p.row = row.with_(status=status, error=error, notes="; ".join(notes), **columns)
 
 
-QUALITY_COLUMNS = ("auc_roc", "auc_ci_low", "auc_ci_high", "delta_auc", "delta_auc_ci_low",
-                   "delta_auc_ci_high", "delong_p", "verdict", "accuracy", "f1", "sensitivity",
-                   "specificity", "threshold", "ece", "brier", "flip_rate")
-
-
 def _compose(p: _Pending, teacher: _Pending | None, machine: dict, cfg) -> Result:
     """The row as it stands: quality (once) plus latency over the processes so far."""
-    from bench.stats.latency import latency_row
-
-    row = p.row
-    if not p.processes:
+    row, lat = p.row, p.latency
+    if lat is None:
         return row
-    lat = latency_row(p.processes, n_boot=cfg.n_boot, seed=cfg.seed)
     fields = {k: lat.get(k) for k in _LATENCY_COLUMNS}
     fields["latency_repeats"] = lat["latency_processes"]
     fields["latency_cold_ms"] = _median([r.get("latency_cold_ms") for r in p.results])
@@ -205,10 +202,10 @@ def _median(values):
 
 def _relative_to_teacher(row: Result, teacher: _Pending | None) -> Result:
     """compression_ratio and speedup against the teacher's fp32 row on the same backend."""
-    if teacher is None or not teacher.processes or teacher.failed:
+    if teacher is None or teacher.latency is None or teacher.failed:
         return row
     t_file = teacher.row.file_mib
-    t_p50 = float(np.median([np.median(s) for s in teacher.processes]))
+    t_p50 = teacher.latency["latency_ms_p50"]
     ratio = t_file / row.file_mib if row.file_mib and t_file else None
     speed = t_p50 / row.latency_ms_p50 if row.latency_ms_p50 else None
     return row.with_(compression_ratio=ratio, speedup=speed)
@@ -234,7 +231,7 @@ def run_worker(backend: str, threads: int, device: str, plan, paths: Paths, item
     job = {"backend": backend, "threads": threads, "device": device,
            "test_images": str(paths.test), "val_images": str(paths.val) if paths.val else None,
            "latency": plan.__dict__, "idle_w": idle_w,
-           "items": [{k: v for k, v in item.items() if k != "sizes"} for item in items]}
+           "items": items}
     job_path = paths.work / f"job-{backend}.json"
     job_path.write_text(json.dumps(job))
     proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
