@@ -9,13 +9,12 @@ within-run AUC interval, which is how the CheXpert KD paper reports its AUCs
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from bench.result import SCHEMA_VERSION, Result
-from bench.store import load_rows
+from bench.result import Result
+from bench.store import load_rows, write_tables
 
 SUMMARIZED = ("auc_roc", "auc_ci_low", "auc_ci_high", "delta_auc", "accuracy", "f1",
               "sensitivity", "specificity", "ece", "brier", "flip_rate", "params",
@@ -25,11 +24,9 @@ KEY = ["model", "backend", "precision"]
 
 
 def write_summary(root: Path, runs: dict[int, Path]) -> Path:
-    rows = [r.to_dict() for seed, run in runs.items() for r in load_rows(run)]
-    frame = pd.DataFrame(rows, columns=[c["name"] for c in Result.columns()])
-    frame.to_csv(root / "results.csv", index=False)
-    doc = {"schema_version": SCHEMA_VERSION, "columns": Result.columns(), "rows": rows}
-    (root / "results.json").write_text(json.dumps(doc, indent=1))
+    rows = [r for run in runs.values() for r in load_rows(run)]
+    write_tables(root, rows)  # every seed's rows, in the run directory's own format
+    frame = pd.DataFrame([r.to_dict() for r in rows], columns=[c["name"] for c in Result.columns()])
     summary = summarize(frame)
     path = root / "summary.csv"
     summary.to_csv(path, index=False)

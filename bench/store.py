@@ -110,16 +110,21 @@ class RunStore:
         self.flush()
 
     def flush(self) -> None:
-        dicts = [r.to_dict() for r in self.rows]
-        names = [c["name"] for c in Result.columns()]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
-        writer.writeheader()
-        for d in dicts:
-            writer.writerow({k: "" if v is None else v for k, v in d.items()})
-        _atomic_write(self.root / "results.csv", buf.getvalue())
-        doc = {"schema_version": SCHEMA_VERSION, "columns": Result.columns(), "rows": dicts}
-        _atomic_write(self.root / "results.json", json.dumps(doc, indent=1))
+        write_tables(self.root, self.rows)
+
+
+def write_tables(root: Path, rows: list[Result]) -> None:
+    """results.csv and results.json of `rows`, each replaced atomically."""
+    dicts = [r.to_dict() for r in rows]
+    names = [c["name"] for c in Result.columns()]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
+    writer.writeheader()
+    for d in dicts:
+        writer.writerow({k: "" if v is None else v for k, v in d.items()})
+    _atomic_write(Path(root) / "results.csv", buf.getvalue())
+    doc = {"schema_version": SCHEMA_VERSION, "columns": Result.columns(), "rows": dicts}
+    _atomic_write(Path(root) / "results.json", json.dumps(doc, indent=1))
 
 
 def load_rows(run_dir: Path) -> list[Result]:
