@@ -176,17 +176,21 @@ def clone(model: nn.Module) -> nn.Module:
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
-    """(total, nonzero) over the model's state tensors, quantized weights included."""
+    """(total, nonzero) trainable parameters (`nn.Parameter`s), what papers count.
+
+    Batch-norm running statistics are buffers, not parameters: see `count_buffers`. A
+    quantized model holds packed weights instead of parameters, so count its float parent.
+    """
     total = nonzero = 0
-    for t in _state_tensors(model):
-        if not t.is_floating_point() and not t.is_quantized:
-            continue  # integer buffers (BN's num_batches_tracked) are not parameters
-        if t.numel() <= 1 and not isinstance(t, nn.Parameter):
-            continue  # scales / zero points
-        total += t.numel()
-        values = t.int_repr() if t.is_quantized else t
-        nonzero += int(torch.count_nonzero(values))
+    for p in model.parameters():
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()))
     return total, nonzero
+
+
+def count_buffers(model: nn.Module) -> int:
+    """Floating-point buffer elements (batch-norm running means and variances)."""
+    return sum(b.numel() for b in model.buffers() if b.is_floating_point())
 
 
 def state_bytes(model: nn.Module) -> int:

@@ -5,18 +5,31 @@ import pytest
 import torch
 from torch import nn
 
-from bench.models import build, count_macs, count_params, load_checkpoint, state_bytes
+from bench.models import (
+    build,
+    count_buffers,
+    count_macs,
+    count_params,
+    load_checkpoint,
+    state_bytes,
+)
 from tests.conftest import TinyNet
 
 
 def test_param_counts_match_torch():
     m = TinyNet()
     total, nonzero = count_params(m)
-    assert total == sum(p.numel() for p in m.parameters()) + sum(
-        b.numel() for n, b in m.named_buffers() if "running" in n)
+    assert total == sum(p.numel() for p in m.parameters())  # running stats are buffers
+    assert count_buffers(m) == sum(b.numel() for n, b in m.named_buffers() if "running" in n)
     with torch.no_grad():
         m.classifier.weight.zero_()
     assert count_params(m)[1] == nonzero - m.classifier.weight.numel()
+
+
+def test_params_are_what_papers_count():
+    # the chexpert-kd paper: DenseNet-121 6.96M and MobileNetV2 2.23M with 5 outputs
+    assert count_params(build("densenet121", 5))[0] == 6_958_981
+    assert count_params(build("mobilenet_v2", 5))[0] == 2_230_277
 
 
 def test_state_bytes_counts_every_tensor():
