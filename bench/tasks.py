@@ -31,12 +31,22 @@ class Task:
         return len(self.class_names)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Hard-label loss. Multilabel targets may hold NaN for 'ignore' (masked out)."""
+        """Hard-label loss over the labelled targets: multilabel NaN ('ignore', or an
+        unlabelled image) and class -1 (an unlabelled image) are masked out."""
         if self.kind == "multilabel":
             mask = ~torch.isnan(y)
             per = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), reduction="none")
             return (per * mask).sum() / mask.sum().clamp(min=1)
-        return F.cross_entropy(logits, y.long())
+        y = y.long()
+        mask = y >= 0
+        per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
+        return (per * mask).sum() / mask.sum().clamp(min=1)
+
+    def unlabelled(self, n: int) -> torch.Tensor:
+        """Targets that mark n images as unlabelled (no hard-label loss: KD only)."""
+        if self.kind == "multilabel":
+            return torch.full((n, self.num_outputs), float("nan"))
+        return torch.full((n,), -1, dtype=torch.int64)
 
     def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
         """Hinton's soft-target loss, scaled by T^2 so its gradients match the hard loss.

@@ -23,8 +23,9 @@ from bench.models import EnsembleTeacher, build, load_checkpoint
 from bench.progress import log
 from bench.training import TrainSettings, predict_logits, train
 
-RECIPE_VERSION = 2  # bump when training code changes what a cached teacher would be
+RECIPE_VERSION = 3  # bump when training code changes what a cached teacher would be
 # 2: initial weights seeded right before the build (they depended on what ran earlier)
+# 3: channels-last training; logits on the unlabelled transfer images cached too
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Teacher:
     source: str  # "trained", "cache", "checkpoint", or "ensemble"
     info: dict
     member_logits: tuple | None = None  # --teachers: each member's train logits
+    transfer_logits: torch.Tensor | None = None  # on data.transfer, the unlabelled images
+    member_transfer_logits: tuple | None = None
 
 
 def get_ensemble(archs: list[str], data: DataBundle, epochs: float, seed: int,
@@ -46,7 +49,14 @@ def get_ensemble(archs: list[str], data: DataBundle, epochs: float, seed: int,
     return Teacher(module, logits, "+".join(archs), "ensemble",
                    {"members": [{"arch": m.arch, "source": m.source, **m.info} for m in members],
                     "combine": "mean of the members' probabilities; KD from their averaged soft targets"},
-                   member_logits=tuple(m.train_logits for m in members))
+                   member_logits=tuple(m.train_logits for m in members),
+                   transfer_logits=_transfer_logits(module, data),
+                   member_transfer_logits=(tuple(m.transfer_logits for m in members)
+                                           if data.transfer is not None else None))
+
+
+def _transfer_logits(module: nn.Module, data: DataBundle) -> torch.Tensor | None:
+    return None if data.transfer is None else predict_logits(module, data.transfer)
 
 
 def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
@@ -57,7 +67,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
         digest = hashlib.sha256(open(checkpoint, "rb").read()).hexdigest()[:16]
         log(f"teacher: loaded {arch} from {checkpoint} (sha256 {digest})")
         return Teacher(module, predict_logits(module, data.train.images), arch, "checkpoint",
-                       {"checkpoint": str(checkpoint), "sha256": digest})
+                       {"checkpoint": str(checkpoint), "sha256": digest},
+                       transfer_logits=_transfer_logits(module, data))
     settings = TrainSettings(epochs=epochs, seed=seed)
     info = {"arch": arch, "data": data.fingerprint, "settings": settings.__dict__,
             "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]}
@@ -74,7 +85,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
         module.load_state_dict(blob["state_dict"])
         log(f"teacher: reusing cached {arch} ({path})")
         return Teacher(module.eval(), blob["train_logits"], arch, "cache",
-                       {**info, "key": k, "path": str(path), **json.loads(blob["meta"])})
+                       {**info, "key": k, "path": str(path), **json.loads(blob["meta"])},
+                       transfer_logits=blob.get("transfer_logits"))
     log(f"teacher: training {arch} for {epochs} epochs on {len(data.train)} images")
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -82,11 +94,13 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
                    data.task, settings, "teacher")
     seconds = time.perf_counter() - start
     logits = predict_logits(module, data.train.images)
+    transfer = _transfer_logits(module, data)
     meta = {"train_seconds": round(seconds, 1)}
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save({"state_dict": module.state_dict(), "train_logits": logits,
-                    "meta": json.dumps(meta)}, buf)
+                    "transfer_logits": transfer, "meta": json.dumps(meta)}, buf)
         cache.atomic_write_bytes(path, buf.getvalue())
-    return Teacher(module, logits, arch, "trained", {**info, "key": k, "path": str(path), **meta})
+    return Teacher(module, logits, arch, "trained", {**info, "key": k, "path": str(path), **meta},
+                   transfer_logits=transfer)

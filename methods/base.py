@@ -102,12 +102,25 @@ class Context:
     seed: int = 0
     #: --teachers: each member's logits on train_images; KD averages their soft targets
     teacher_member_logits: tuple | None = None
+    #: unlabelled images the teacher labels for distillation (DataBundle.transfer), with
+    #: the teacher's logits on them (and each member's, for --teachers)
+    transfer_images: np.ndarray | None = None
+    transfer_logits: torch.Tensor | None = None
+    transfer_member_logits: tuple | None = None
 
     def soft_targets(self, temperature: float) -> torch.Tensor:
         """Teacher logits for KD at `temperature` (an ensemble's averaged soft targets)."""
         if self.teacher_member_logits:
             return self.task.ensemble_soft_logits(list(self.teacher_member_logits), temperature)
         return self.teacher_logits
+
+    def transfer_soft_targets(self, temperature: float) -> torch.Tensor | None:
+        """The same on the unlabelled transfer images (None where there are none)."""
+        if self.transfer_images is None:
+            return None
+        if self.transfer_member_logits:
+            return self.task.ensemble_soft_logits(list(self.transfer_member_logits), temperature)
+        return self.transfer_logits
 
 
 class Method:

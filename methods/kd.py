@@ -1,13 +1,20 @@
-"""Knowledge distillation (Hinton et al., 2015) into a smaller torchvision student."""
+"""Knowledge distillation (Hinton et al., 2015) into a smaller torchvision student.
+
+The student sees the labelled training images with the hard-label loss and the teacher's
+soft targets, plus (where the dataset has them) unlabelled images that only the teacher
+can label: distillation's own advantage over a student trained without a teacher, which
+cannot use them. Both students get the same recipe and the same number of optimiser steps.
+"""
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from bench.models import build
-from bench.training import TrainSettings, predict_logits, train
+from bench.training import STUDENT_LR, STUDENT_OPTIMIZER, TrainSettings, predict_logits, train
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 
@@ -16,39 +23,58 @@ from methods.base import Artifact, Context, Method, Param
 class Distill(Method):
     name = "kd"
     summary = ("Hinton distillation from the parent (the teacher unless chained) into a fresh "
-               "student (--student, default mobilenet_v2); loss = alpha*KD + (1-alpha)*hard loss")
+               "student (--student, default mobilenet_v2); loss = alpha*KD + (1-alpha)*hard loss, "
+               "on the labelled images plus the unlabelled ones the teacher labels")
     params = (
         Param("temperature", float, 4.0, "softening temperature T (the KD term is scaled by T^2)"),
         Param("alpha", float, 0.7, "weight of the distillation term; 1-alpha weighs the hard labels"),
-        Param("epochs", float, 0.0, "training epochs (0: the run's student budget)"),
-        Param("lr", float, 0.05, "peak SGD learning rate (one-cycle)"),
+        Param("epochs", float, 0.0, "training budget in epochs of the labelled images (0: the "
+                                    "run's student budget)"),
+        Param("lr", float, STUDENT_LR, "peak AdamW learning rate (warm-up, then cosine)"),
+        Param("unlabelled", int, 1, "1: also distil on the dataset's unlabelled images; 0: not"),
     )
 
     def apply(self, parent: Artifact, ctx: Context, temperature: float, alpha: float,
-              epochs: float, lr: float) -> Artifact:
+              epochs: float, lr: float, unlabelled: int) -> Artifact:
         start = time.perf_counter()
+        use_transfer = bool(unlabelled) and ctx.transfer_images is not None and alpha > 0
         if parent.module is ctx.teacher:
             soft = ctx.soft_targets(temperature)
+            soft_u = ctx.transfer_soft_targets(temperature) if use_transfer else None
         else:
             soft = predict_logits(parent.module, ctx.train_images)
-        student = train_student(ctx, epochs, lr, soft, alpha, temperature, "kd")
+            soft_u = predict_logits(parent.module, ctx.transfer_images) if use_transfer else None
+        student = train_student(ctx, epochs, lr, soft, alpha, temperature, "kd", soft_u)
+        notes = [f"distilled from {parent.name} ({parent.arch}), T={temperature}, alpha={alpha}"]
+        if soft_u is not None:
+            notes.append(f"also on {len(soft_u)} unlabelled images labelled by {parent.name}, which "
+                         "the student baseline cannot use")
         return Artifact(
             name="kd", arch=ctx.student_arch, module=student, float_module=student,
-            notes=(f"distilled from {parent.name} ({parent.arch}), T={temperature}, alpha={alpha}",),
-            seconds=parent.seconds + time.perf_counter() - start,
+            notes=tuple(notes), seconds=parent.seconds + time.perf_counter() - start,
         )
 
 
 def train_student(ctx: Context, epochs: float, lr: float, soft_targets, alpha: float,
-                  temperature: float, label: str):
+                  temperature: float, label: str, transfer_soft=None):
     """The student recipe shared by `kd` and the no-distillation `student` baseline.
 
-    Same architecture, data, seed, schedule and budget, so the only difference between
-    the two rows is the distillation term.
+    Same architecture, seed, optimiser, schedule, batch size and number of steps (epochs
+    of the labelled images), so the two rows differ only by the distillation term and
+    the unlabelled images it brings (`transfer_soft`: the teacher's logits on them).
     """
     torch.manual_seed(ctx.seed)  # the initial weights too: not whatever ran before
     model = build(ctx.student_arch, ctx.task.num_outputs)
-    settings = TrainSettings(epochs=epochs or ctx.student_epochs, lr=lr, seed=ctx.seed)
-    return train(model, ctx.train_images, ctx.train_labels, ctx.task, settings, label,
-                 teacher_logits=soft_targets if alpha > 0 else None, alpha=alpha,
+    epochs = epochs or ctx.student_epochs
+    batch = TrainSettings(epochs=epochs).batch_size
+    steps = max(1, int(round(epochs * -(-len(ctx.train_images) // batch))))
+    settings = TrainSettings(epochs=epochs, lr=lr, seed=ctx.seed, steps=steps, **STUDENT_OPTIMIZER)
+    images, labels, teacher = ctx.train_images, ctx.train_labels, soft_targets
+    if transfer_soft is not None:
+        images = np.concatenate([images, ctx.transfer_images])
+        labels = np.concatenate([np.asarray(labels),
+                                 ctx.task.unlabelled(len(ctx.transfer_images)).numpy()])
+        teacher = torch.cat([soft_targets, transfer_soft])
+    return train(model, images, labels, ctx.task, settings, label,
+                 teacher_logits=teacher if alpha > 0 else None, alpha=alpha,
                  temperature=temperature)
