@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default=None,
                    help="also deploy every float model in these precisions, as rows of their own: "
                         "comma-separated bf16,fp16 (default: fp32 only; int8 comes from quant.*)")
-    r.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="intra-op threads of every measurement (default: physical cores minus "
+                        "one, at least 1: batch-1 runs on all cores of a small VM are bimodal)")
+    r.add_argument("--train-threads", type=int, default=None,
+                   help="threads for training and the bench's own inference (default: physical "
+                        "cores); part of the teacher cache key")
     r.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
                         "provider when installed; OpenVINO rows are n/a (default cpu)")
@@ -65,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", type=int, default=None,
                    help="fresh measuring processes per row (default 1: what fits the 4-minute budget "
                         "here; --rigorous 5)")
+    r.add_argument("--retime-budget", type=float, default=None,
+                   help="seconds of further fresh processes for rows whose latency is not yet "
+                        "stable, and their backend's teacher (default 30; 0: off)")
     r.add_argument("--rigorous", action="store_true",
                    help="for publication: at least 5 processes of at least 10 s per row")
     r.add_argument("--margin", type=float, default=None,
@@ -203,10 +211,16 @@ def _run(args) -> int:
     for name in ("teacher_epochs", "student_epochs", "finetune_epochs"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads {args.threads}: must be at least 1")
-        cfg.threads = args.threads
+    for name in ("threads", "train_threads"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+            setattr(cfg, name, value)
+    if args.retime_budget is not None:
+        if args.retime_budget < 0:
+            raise ValueError(f"--retime-budget {args.retime_budget}: must be 0 (off) or more")
+        cfg.retime_budget_s = args.retime_budget
     cfg.backends = (args.backends.split(",") if args.backends else backends.installed())
     for b in cfg.backends:
         if b not in backends.names():

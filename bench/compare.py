@@ -7,7 +7,9 @@ Per (model, backend, precision) row present in both runs:
     on its own (the runs are independent), the same way bench.stats.latency makes the
     row's interval: whole processes with 3 or more of them, else the samples within each
     process (then the interval reflects within-process noise only, and says so). The
-    change is significant when the interval excludes 1.
+    interval is then widened by the backend's noise floor (the larger of the two runs':
+    how far two processes of the same teacher file disagree), as the row's speedup
+    interval is. The change is significant when the interval excludes 1.
   * AUC: delta B - A from the saved predictions, paired case by case, which needs the
     same test set: y_true must be identical (else 'not paired: different test sets', and
     only the two AUCs are shown). The interval is a paired stratified bootstrap (the same
@@ -30,7 +32,7 @@ from bench.result import Result
 from bench.stats.auc import has_both_classes, one_vs_rest, weighted_auc
 from bench.stats.bootstrap import percentile_interval, resample_counts
 from bench.stats.delong import delong_test, wald
-from bench.stats.latency import _boot_medians
+from bench.stats.latency import boot_headline, headline
 from bench.store import load_predictions, load_rows, load_samples
 
 ALPHA = 0.05
@@ -90,23 +92,10 @@ class Comparison:
     only_b: list[Key]
 
 
-def headline(processes: list) -> float:
-    """The row's latency_ms_p50: the median of the per-process medians."""
-    return float(np.median([np.median(p) for p in processes]))
-
-
-def _boot_headline(rng, processes: list, n_boot: int) -> np.ndarray:
-    medians = np.array([np.median(p) for p in processes])
-    r = len(medians)
-    if r >= 3:
-        return np.median(medians[rng.integers(0, r, size=(n_boot, r))], axis=1)
-    return np.median(np.stack([_boot_medians(rng, np.asarray(p, dtype=np.float64), n_boot)
-                               for p in processes], axis=1), axis=1)
-
-
 def latency_change(processes_a: list, processes_b: list, n_boot: int = 2000,
-                   seed: int = 0) -> LatencyChange:
-    """Ratio B/A of headline medians with a bootstrap interval (see the module docstring)."""
+                   seed: int = 0, floor: float | None = None) -> LatencyChange:
+    """Ratio B/A of headline medians with a bootstrap interval (see the module docstring),
+    widened by `floor`, the larger of the two runs' noise floors on that backend."""
     a = [np.asarray(p, dtype=np.float64) for p in processes_a if len(p)]
     b = [np.asarray(p, dtype=np.float64) for p in processes_b if len(p)]
     if not a or not b:
@@ -115,11 +104,15 @@ def latency_change(processes_a: list, processes_b: list, n_boot: int = 2000,
     ratio = p50_b / p50_a if p50_a > 0 else NAN
     if n_boot <= 0:
         return LatencyChange(p50_a, p50_b, ratio, note="no bootstrap (n_boot = 0)")
-    ratios = (_boot_headline(np.random.default_rng([seed, 0]), b, n_boot)
-              / _boot_headline(np.random.default_rng([seed, 1]), a, n_boot))
+    ratios = (boot_headline(np.random.default_rng([seed, 0]), b, n_boot)
+              / boot_headline(np.random.default_rng([seed, 1]), a, n_boot))
     lo, hi = percentile_interval(ratios)
-    note = "" if min(len(a), len(b)) >= 3 else (
-        f"within-process resampling only: {len(a)} and {len(b)} processes")
+    notes = [] if min(len(a), len(b)) >= 3 else [
+        f"within-process resampling only: {len(a)} and {len(b)} processes"]
+    if floor:
+        lo, hi = lo / (1 + floor), hi * (1 + floor)
+        notes.append(f"interval widened by the noise floor {floor:.1%}")
+    note = "; ".join(notes)
     return LatencyChange(p50_a, p50_b, ratio, lo, hi, bool(lo > 1 or hi < 1), note)
 
 
@@ -232,7 +225,8 @@ def compare_runs(run_a: Path, run_b: Path, n_boot: int = 2000, seed: int = 0) ->
 def _latency(run_a, run_b, a, b, key, n_boot, seed, notes) -> LatencyChange | None:
     sa, sb = load_samples(run_a, *key), load_samples(run_b, *key)
     if sa and sb and any(len(p) for p in sa) and any(len(p) for p in sb):
-        return latency_change(sa, sb, n_boot, seed)
+        floors = [f for f in (a.noise_floor, b.noise_floor) if f is not None]
+        return latency_change(sa, sb, n_boot, seed, max(floors) if floors else None)
     if a.latency_ms_p50 and b.latency_ms_p50:
         return LatencyChange(a.latency_ms_p50, b.latency_ms_p50,
                              b.latency_ms_p50 / a.latency_ms_p50,

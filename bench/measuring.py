@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,25 +52,98 @@ class _Pending:
     probs: np.ndarray | None = None
     val_probs: np.ndarray | None = None
     failed: bool = False
+    seconds: list = field(default_factory=list)  # wall time of each of its processes
+
+
+#: a machine probe is reused for this long on the same machine and settings
+PROBE_MAX_AGE_S = 12 * 3600
 
 
 def measure_machine(cfg, work: Path) -> dict:
-    """Idle power draw (subtracted from energy) and GEMM peaks per precision, once per run."""
+    """Idle power draw (subtracted from energy) and GEMM peaks per precision: probed in a
+    process of its own, and reused from the cache for PROBE_MAX_AGE_S on the same CPU,
+    threads, device and torch (the manifest says when it was probed)."""
+    import platform
+
+    from bench import cache
+
     job = {"kind": "machine", "threads": cfg.threads, "device": cfg.device,
            "idle_s": cfg.latency.min_s}
+    key = cache.key({**job, "node": platform.node(), "cpu": platform.processor(),
+                     "python": sys.version, "torch": _torch_version()})
+    cached = cache.cache_dir() / "machine" / f"probe-{key}.json"
+    if cfg.use_cache and cached.exists():
+        try:
+            probe = json.loads(cached.read_text())
+            if time.time() - probe["probed_at"] < PROBE_MAX_AGE_S:
+                return {**probe, "cached": str(cached)}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
     path = work / "job-machine.json"
     path.write_text(json.dumps(job))
     proc = subprocess.run([sys.executable, "-m", "bench.worker", str(path)], stdout=subprocess.PIPE,
                           text=True, env=worker_env(cfg.threads))
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            probe = {**json.loads(line[len(RESULT_PREFIX):]), "probed_at": time.time()}
+            if cfg.use_cache and "idle_error" not in probe:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cache.atomic_write_bytes(cached, json.dumps(probe).encode())
+            return probe
     return {"error": f"machine probe exited with code {proc.returncode}"}
 
 
-def measure_backend(name: str, outcomes: list, cfg, data, store: RunStore, paths: Paths,
-                    references: dict, machine: dict) -> None:
-    """Measure one backend's rows (outcomes: [(row, worker item or None)], teacher first)."""
+def _torch_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+@dataclass
+class _Backend:
+    """One backend's rows while they are measured."""
+
+    name: str
+    pending: list
+    teacher: _Pending | None
+    server: object = None  # bench.forkserver.Server, or None: plain processes
+
+
+def measure_all(outcomes: dict, cfg, data, store: RunStore, paths: Paths, references: dict,
+                machine: dict) -> None:
+    """Measure every backend's rows (outcomes: backend -> [(row, worker item or None)],
+    teacher first): a first pass per backend, then the adaptive pass across backends."""
+    from bench import forkserver
+
+    servers = {}
+    try:
+        session = []
+        for name, rows in outcomes.items():  # each server starts right before its pass
+            servers[name] = forkserver.start(name, worker_env(cfg.threads))
+            session.append(_first_pass(name, rows, cfg, data, store, paths, references,
+                                       machine, servers[name]))
+        _adaptive_pass(session, cfg, data, store, paths, references, machine)
+    finally:
+        for server in servers.values():
+            if server is not None:
+                server.close()
+    for b in session:  # the teacher's headline and noise floor are final now
+        for p in b.pending:
+            if p.item is not None:
+                row = _compose(p, b.teacher, machine, cfg)
+                store.add(row)
+                if not p.failed:
+                    _log_row(b.name, row)
+
+
+def _first_pass(name: str, outcomes: list, cfg, data, store: RunStore, paths: Paths,
+                references: dict, machine: dict, server=None) -> _Backend:
+    """Every row in `cfg.repeats` interleaved rounds of fresh processes; the teacher in at
+    least two (its disagreement is the backend's noise floor), one before the other rows
+    and one after them, so the pair brackets the pass."""
     pending = [_Pending(row, item) for row, item in outcomes]
     for p in pending:
         if p.item is not None and paths.val is None:
@@ -77,31 +151,96 @@ def measure_backend(name: str, outcomes: list, cfg, data, store: RunStore, paths
     runnable = sum(p.item is not None for p in pending)
     log(f"{name}: measuring {runnable} models ("
         + ("one shared process: --quick" if cfg.shared_process else "a fresh process each")
-        + f", {cfg.threads} threads" + (f", {cfg.repeats} rounds" if cfg.repeats > 1 else "") + ")")
+        + f", {cfg.threads} thread{'s' if cfg.threads > 1 else ''}"
+        + (f", {cfg.repeats} rounds" if cfg.repeats > 1 else "") + ")")
     for p in pending:
         if p.item is None:
             store.add(p.row)
-    teacher = next((p for p in pending if p.row.model == "teacher"), None)
-    for rnd in range(cfg.repeats):
+    backend = _Backend(name, pending, next((p for p in pending if p.row.model == "teacher"), None),
+                       server)
+    for _ in range(cfg.repeats):
         live = [p for p in pending if p.item is not None and not p.failed]
-        for group in ([live] if cfg.shared_process else [[p] for p in live]):
-            items = [{**p.item, "predict": rnd == 0,
-                      "samples_out": str(paths.work / f"{stem(p.row.model, name, p.item['variant'])}.r{rnd}.npy")}
-                     for p in group]
-            results = run_worker(name, cfg.threads, cfg.device, cfg.latency, paths, items,
-                                 machine.get("idle_w"))
-            for p, item, res in zip(group, items, results, strict=True):
-                _take(p, item, res, rnd, cfg, data, store, references, teacher)
-                store.add(_compose(p, teacher, machine, cfg))
-                if rnd == cfg.repeats - 1 or p.failed:
-                    _log_row(name, store.rows[-1])
-        if rnd < cfg.repeats - 1:
-            for p in pending:  # the teacher's headline moved: every speedup with it
-                if p.item is not None:
-                    store.add(_compose(p, teacher, machine, cfg))
+        _run_group(backend, live, cfg, data, store, paths, references, machine)
+    t = backend.teacher
+    if (not cfg.shared_process and t is not None and t.item is not None and not t.failed
+            and len(t.processes) < 2):
+        _run_group(backend, [t], cfg, data, store, paths, references, machine)
+    return backend
 
 
-def _take(p: _Pending, item: dict, res: dict, rnd: int, cfg, data, store, references, teacher) -> None:
+def _adaptive_pass(session: list, cfg, data, store, paths, references, machine) -> None:
+    """Time goes where the noise is: rows whose latency is not yet stable, and their
+    backend's teacher (every speedup divides by its median; up to three processes, more
+    only if it is unstable itself), get further fresh processes while cfg.retime_budget_s
+    lasts, up to cfg.max_repeats processes per row."""
+    if cfg.shared_process or cfg.retime_budget_s <= 0:
+        return
+    deadline = time.perf_counter() + cfg.retime_budget_s
+    spent_on = 0
+    while True:
+        todo = [(b, [p for p in b.pending if _needs_more(p, cfg)]) for b in session]
+        todo = [(b, rows) for b, rows in todo if rows]
+        if not todo:
+            break
+        progressed = False
+        for b, rows in todo:
+            t = b.teacher  # every speedup divides by its median: a median of three at least
+            if t is not None and t not in rows and _usable(t) and len(t.processes) < 3:
+                rows = [t] + rows
+            rows = [p for p in rows if time.perf_counter() + _cost(p) <= deadline]
+            if not rows:
+                continue
+            if not spent_on:
+                log(f"re-timing rows that are not yet stable ({cfg.retime_budget_s:.0f} s budget)")
+            spent_on += len(rows)
+            log(f"{b.name}: re-timing " + ", ".join(
+                f"{p.row.model} (process {len(p.processes) + 1})" for p in rows))
+            _run_group(b, rows, cfg, data, store, paths, references, machine)
+            progressed = True
+        if not progressed:
+            break
+    if spent_on:
+        left = [f"{b.name}/{p.row.model}" for b in session for p in b.pending if _needs_more(p, cfg)]
+        log(f"re-timing done: {spent_on} more processes"
+            + (f"; still unstable: {', '.join(left)}" if left else ""))
+
+
+def _usable(p: _Pending) -> bool:
+    return p.item is not None and not p.failed and p.latency is not None
+
+
+def _needs_more(p: _Pending, cfg) -> bool:
+    return _usable(p) and p.latency["unstable"] and len(p.processes) < cfg.max_repeats
+
+
+def _cost(p: _Pending) -> float:
+    """Wall seconds a further process of this row will take: as its cheapest one did (the
+    first also predicted the test split)."""
+    return min(p.seconds) if p.seconds else 0.0
+
+
+def _run_group(backend: _Backend, rows: list, cfg, data, store, paths, references, machine) -> None:
+    """One fresh process per row (or one shared process with --quick), in order."""
+    for group in ([rows] if cfg.shared_process else [[p] for p in rows]):
+        items = [{**p.item, "predict": p.probs is None,
+                  "samples_out": str(paths.work / f"{stem(p.row.model, backend.name, p.item['variant'])}"
+                                                  f".r{len(p.processes)}.npy")}
+                 for p in group]
+        started = time.perf_counter()
+        results = run_worker(backend.name, cfg.threads, cfg.device, cfg.latency, paths, items,
+                             machine.get("idle_w"), server=backend.server,
+                             predict_threads=cfg.train_threads)
+        wall = (time.perf_counter() - started) / len(group)
+        for p, item, res in zip(group, items, results, strict=True):
+            p.seconds.append(wall)
+            _take(p, item, res, cfg, data, store, references, backend.teacher)
+            row = _compose(p, backend.teacher, machine, cfg)
+            store.add(row)
+            if p.failed:
+                _log_row(backend.name, row)
+
+
+def _take(p: _Pending, item: dict, res: dict, cfg, data, store, references, teacher) -> None:
     """Fold one process's report into the row; the first one also brings predictions."""
     if "error" in res:
         p.failed = True
@@ -113,7 +252,7 @@ def _take(p: _Pending, item: dict, res: dict, rnd: int, cfg, data, store, refere
     p.results.append(res)
     p.latency = latency_row(p.processes, n_boot=cfg.n_boot, seed=cfg.seed)  # once per process
     store.save_samples(p.row.model, p.row.backend, p.item["variant"], p.processes)
-    if rnd == 0:
+    if item.get("predict"):
         _quality(p, cfg, data, store, references[p.row.model], teacher)
 
 
@@ -186,7 +325,7 @@ def _compose(p: _Pending, teacher: _Pending | None, machine: dict, cfg) -> Resul
                         notes="; ".join(filter(None, [row.notes, "unstable: " + "; ".join(lat["unstable_reasons"])])))
     if lat["latency_notes"]:
         row = row.with_(notes="; ".join(filter(None, [row.notes, *lat["latency_notes"]])))
-    return _relative_to_teacher(row, teacher)
+    return _relative_to_teacher(row, p, teacher, cfg)
 
 
 _LATENCY_COLUMNS = ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high", "latency_ms_p90",
@@ -200,15 +339,24 @@ def _median(values):
     return float(np.median(values)) if values else None
 
 
-def _relative_to_teacher(row: Result, teacher: _Pending | None) -> Result:
-    """compression_ratio and speedup against the teacher's fp32 row on the same backend."""
+def _relative_to_teacher(row: Result, p: _Pending, teacher: _Pending | None, cfg) -> Result:
+    """compression_ratio, speedup with its interval, and the noise floor, against the
+    teacher's fp32 row on the same backend (see bench.stats.latency)."""
+    from bench.stats.latency import speedup_interval
+
     if teacher is None or teacher.latency is None or teacher.failed:
         return row
     t_file = teacher.row.file_mib
     t_p50 = teacher.latency["latency_ms_p50"]
+    floor = teacher.latency["noise_floor"]
     ratio = t_file / row.file_mib if row.file_mib and t_file else None
     speed = t_p50 / row.latency_ms_p50 if row.latency_ms_p50 else None
-    return row.with_(compression_ratio=ratio, speedup=speed)
+    low = high = None
+    if speed is not None and p is not teacher and cfg.n_boot > 0:
+        low, high = speedup_interval(teacher.processes, p.processes, floor,
+                                     n_boot=cfg.n_boot, seed=cfg.seed)
+    return row.with_(compression_ratio=ratio, speedup=speed, speedup_ci_low=low,
+                     speedup_ci_high=high, noise_floor=floor)
 
 
 def _log_row(backend: str, row: Result) -> None:
@@ -220,31 +368,38 @@ def _log_row(backend: str, row: Result) -> None:
 
 
 def run_worker(backend: str, threads: int, device: str, plan, paths: Paths, items: list[dict],
-               idle_w: float | None = None) -> list[dict]:
+               idle_w: float | None = None, server=None,
+               predict_threads: int | None = None) -> list[dict]:
     """Measure models in a fresh process; returns one result per item, in order.
 
     Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
     inference in a fresh process but 17.3 ms in a process that had first run two
     MobileNetV2 models, so models sharing a process do not get equal conditions.
     --quick shares one process per backend to stay fast: a smoke test, not a measurement.
+    With a `server` (bench.forkserver) the process is forked from it instead of started.
     """
     job = {"backend": backend, "threads": threads, "device": device,
+           "predict_threads": predict_threads or threads,
            "test_images": str(paths.test), "val_images": str(paths.val) if paths.val else None,
            "latency": plan.__dict__, "idle_w": idle_w,
            "items": items}
     job_path = paths.work / f"job-{backend}.json"
     job_path.write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
-                          stdout=subprocess.PIPE, text=True, env=worker_env(threads))
+    if server is not None:
+        lines, code = server.run(str(job_path))
+    else:
+        proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
+                              stdout=subprocess.PIPE, text=True, env=worker_env(threads))
+        lines, code = proc.stdout.splitlines(), proc.returncode
     results = []
-    for line in proc.stdout.splitlines():
+    for line in lines:
         if line.startswith(RESULT_PREFIX):
             results.append(json.loads(line[len(RESULT_PREFIX):]))
         else:
             sys.stderr.write(line + "\n")
     for item in items[len(results):]:
         results.append({"model": item["model"], "error": f"measuring process exited with code "
-                                                         f"{proc.returncode} before reporting"})
+                                                         f"{code} before reporting"})
     return results
 
 
@@ -253,5 +408,7 @@ def worker_env(threads: int) -> dict:
     from bench.backends import telemetry
 
     # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
-    return telemetry.subprocess_env({**os.environ, "OMP_NUM_THREADS": str(threads),
+    pinned = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                            "OPENBLAS_NUM_THREADS")}
+    return telemetry.subprocess_env({**os.environ, **pinned,
                                      "PYTHONWARNINGS": "ignore", "TORCH_CPP_LOG_LEVEL": "ERROR"})

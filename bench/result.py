@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-SCHEMA_VERSION = 2  # 2: statistics columns (issue 4), seed, precision variants
+SCHEMA_VERSION = 3  # 2: statistics columns (issue 4), seed, precision variants
+# 3: params count nn.Parameters only (buffers apart); speedup interval; noise floor
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -31,8 +32,9 @@ class Result:
     precision: str = col(doc="numeric format it runs in: fp32, bf16, fp16, int8")
     status: str = col(doc="ok, failed, or n/a; qualifiers follow after ';' (quick: a --quick smoke-test row, not a measurement)", default=STATUS_OK)
     error: str = col(doc="why a row failed or is n/a", default="")
-    params: int | None = col("count", "lower", "parameters in the model's state (quantized weights included)")
-    params_nonzero: int | None = col("count", "lower", "parameters that are not zero")
+    params: int | None = col("count", "lower", "trainable parameters (nn.Parameter elements), as papers count them; int8 rows: their float parent's")
+    params_nonzero: int | None = col("count", "lower", "of those parameters, the ones that are not zero")
+    buffers: int | None = col("count", None, "floating-point buffer elements (batch-norm running statistics), not in params")
     weights_mib: float | None = col("MiB", "lower", "bytes of every tensor in the model's state")
     file_mib: float | None = col("MiB", "lower", "size of the file(s) this backend deploys")
     file_gz_mib: float | None = col("MiB", "lower", "the deployed file(s) gzipped: shows unstructured sparsity")
@@ -54,6 +56,9 @@ class Result:
     latency_cv: float | None = col("", "lower", "coefficient of variation (see README: Statistics)")
     throughput_per_s: float | None = col("1/s", "higher", "batch-1 inferences per second: 1000 / latency_ms_p50")
     speedup: float | None = col("x", "higher", "teacher's latency_ms_p50 / this row's, same backend")
+    speedup_ci_low: float | None = col("x", "higher", "95% interval of speedup, low end: bootstrap of both headlines, widened by the noise floor")
+    speedup_ci_high: float | None = col("x", "higher", "95% interval of speedup, high end; an interval holding 1 is 'no measurable difference'")
+    noise_floor: float | None = col("", "lower", "this backend's noise floor: its teacher's processes' largest median / smallest - 1")
     threads: int | None = col("count", None, "intra-op threads the backend was pinned to")
     gmacs_per_s: float | None = col("GMAC/s", "higher", "macs / latency_ms_p50")
     peak_fraction: float | None = col("", "higher", "gmacs_per_s / this machine's measured GEMM peak in the row's precision")

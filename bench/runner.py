@@ -72,7 +72,7 @@ def _run_one(cfg: RunConfig) -> int:
     telemetry.switch_off()  # before any runtime is imported
     t_start = time.perf_counter()
     use_device(cfg.device)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.train_threads)  # measuring processes pin cfg.threads
     torch.manual_seed(cfg.seed)
     # Bad input fails here, before minutes of training.
     chains = methods.expand(cfg.methods)
@@ -127,14 +127,13 @@ def _run_one(cfg: RunConfig) -> int:
             for _, item in outcomes:
                 if item is not None:
                     item["file_mib"], item["file_gz_mib"] = item.pop("sizes").result()
-    log("machine: idle power draw and GEMM peaks (once per run)")
+    log("machine: idle power draw and GEMM peaks (probed, or from the cache if under 12 h old)")
     machine = measuring.measure_machine(cfg, work)
     store.update_manifest(machine_probe=machine)
-    for engine in engines:
-        outcomes = [(row if item is None else row.with_(file_mib=item["file_mib"],
-                                                        file_gz_mib=item["file_gz_mib"]), item)
-                    for row, item in exported[engine.name]]
-        measuring.measure_backend(engine.name, outcomes, cfg, data, store, paths, references, machine)
+    outcomes = {name: [(row if item is None else row.with_(file_mib=item["file_mib"],
+                                                           file_gz_mib=item["file_gz_mib"]), item)
+                       for row, item in rows] for name, rows in exported.items()}
+    measuring.measure_all(outcomes, cfg, data, store, paths, references, machine)
     store.update_manifest(backends={e.name: e.describe(cfg.threads) for e in engines})
     shutil.rmtree(work, ignore_errors=True)
 
@@ -204,6 +203,7 @@ def _git_commit() -> str | None:
 
 
 def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact | Exception]:
+    from bench.training import STUDENT_LR
     from methods.kd import train_student
 
     ctx = methods.Context(
@@ -212,6 +212,8 @@ def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact |
         teacher_logits=teacher.train_logits, teacher_member_logits=teacher.member_logits,
         student_arch=cfg.student, image_size=cfg.image_size,
         student_epochs=cfg.student_epochs, finetune_epochs=cfg.finetune_epochs, seed=cfg.seed,
+        transfer_images=data.transfer, transfer_logits=teacher.transfer_logits,
+        transfer_member_logits=teacher.member_transfer_logits,
     )
     root = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
                             float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
@@ -219,10 +221,10 @@ def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact |
     start = time.perf_counter()
     try:
         log(f"student: training {cfg.student} without distillation (the KD baseline)")
-        module = train_student(ctx, 0, 0.05, None, 0.0, 1.0, "student")
+        module = train_student(ctx, 0, STUDENT_LR, None, 0.0, 1.0, "student")
         out["student"] = methods.Artifact(
             name="student", arch=cfg.student, module=module, float_module=module,
-            notes=("same student recipe as kd, hard labels only",),
+            notes=("same student recipe and steps as kd, hard labels only",),
             seconds=time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - recorded in the row
         out["student"] = exc
@@ -252,14 +254,16 @@ def _build_artifacts(cfg, chains, data, teacher) -> dict[str, methods.Artifact |
 
 def _static_stats(artifact: methods.Artifact, image_size: int) -> dict:
     """Backend-independent row figures."""
-    from bench.models import count_macs, count_params, state_bytes
+    from bench.models import count_buffers, count_macs, count_params, state_bytes
 
-    params, nonzero = count_params(artifact.module)
+    # Counts come from the float model: an int8 row has its float parent's parameters.
+    params, nonzero = count_params(artifact.float_module)
     try:
         macs = count_macs(artifact.float_module, image_size)
     except Exception:  # noqa: BLE001 - an uncountable graph leaves the cell empty
         macs = None
     return {"params": params, "params_nonzero": nonzero,
+            "buffers": count_buffers(artifact.float_module),
             "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs}
 
 
@@ -348,8 +352,10 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _print_table(rows: list[Result]) -> None:
+    from bench.stats.latency import no_measurable_difference
+
     cols = [("model", 34), ("backend", 8), ("precision", 5), ("params", 10), ("file_mib", 8),
-            ("compression_ratio", 6), ("latency_ms_p50", 8), ("speedup", 6), ("auc_roc", 6),
+            ("compression_ratio", 6), ("latency_ms_p50", 8), ("speedup", 15), ("auc_roc", 6),
             ("status", 8)]
     head = {"compression_ratio": "ratio", "latency_ms_p50": "p50_ms", "precision": "prec"}
     print("  ".join(f"{head.get(c, c):>{w}}" if c != "model" else f"{c:<{w}}" for c, w in cols))
@@ -357,8 +363,17 @@ def _print_table(rows: list[Result]) -> None:
         cells = []
         for c, w in cols:
             v = getattr(r, c)
-            if isinstance(v, float):
+            if c == "speedup" and v is not None and r.model != "teacher":
+                v = ("no difference" if no_measurable_difference(r.speedup_ci_low, r.speedup_ci_high)
+                     else f"{v:.2f}" + (f" [{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}]"
+                                        if r.speedup_ci_low is not None else ""))
+            elif isinstance(v, float):
                 v = f"{v:.3f}" if c == "auc_roc" else f"{v:.2f}"
             v = "-" if v is None else str(v)
             cells.append(f"{v:<{w}}" if c == "model" else f"{v:>{w}}")
         print("  ".join(cells))
+    floors = {r.backend: r.noise_floor for r in rows if r.model == "teacher" and r.noise_floor is not None}
+    if floors:
+        print("noise floor (the teacher's processes disagree by): "
+              + ", ".join(f"{b} {f:.1%}" for b, f in floors.items())
+              + "; 'no difference': the speedup's 95% interval, widened by it, holds 1")

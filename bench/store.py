@@ -103,10 +103,15 @@ class RunStore:
         return path
 
     def add(self, row: Result) -> None:
-        """Append a row and rewrite both tables at once, so a kill loses nothing."""
+        """Add a row, or replace the one with its (model, backend, precision) where it
+        stands, and rewrite both tables at once, so a kill loses nothing."""
         key = (row.model, row.backend, row.precision)
-        self.rows = [r for r in self.rows if (r.model, r.backend, r.precision) != key]
-        self.rows.append(row)
+        at = next((i for i, r in enumerate(self.rows)
+                   if (r.model, r.backend, r.precision) == key), None)
+        if at is None:
+            self.rows.append(row)
+        else:
+            self.rows[at] = row
         self.flush()
 
     def flush(self) -> None:

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.result import STATUS_FAILED, STATUS_NA, STATUS_OK, Result
+from bench.stats.latency import no_measurable_difference
 from bench.store import load_predictions, load_rows, load_samples
 
 META = {c["name"]: c for c in Result.columns()}
@@ -44,14 +45,14 @@ MAIN_COLUMNS = (
     ("model",), ("backend",), ("precision",), ("status",), ("params",), ("params_nonzero",),
     ("file_mib",), ("compression_ratio",), ("macs",),
     ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high"), ("latency_cv",),
-    ("speedup",), ("energy_mj_per_inference",), ("auc_roc", "auc_ci_low", "auc_ci_high"),
+    ("speedup", "speedup_ci_low", "speedup_ci_high"), ("energy_mj_per_inference",), ("auc_roc", "auc_ci_low", "auc_ci_high"),
     ("delta_auc", "delta_auc_ci_low", "delta_auc_ci_high"), ("delong_p",), ("verdict",),
     ("accuracy",), ("sensitivity",), ("specificity",), ("ece",), ("flip_rate",),
 )
 SUMMARY_COLUMNS = (
     ("model",), ("precision",), ("file_mib",), ("compression_ratio",),
-    ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high"), ("speedup",),
-    ("auc_roc", "auc_ci_low", "auc_ci_high"),
+    ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high"),
+    ("speedup", "speedup_ci_low", "speedup_ci_high"), ("auc_roc", "auc_ci_low", "auc_ci_high"),
     ("delta_auc", "delta_auc_ci_low", "delta_auc_ci_high"), ("verdict",),
 )
 COUNTS = ("params", "params_nonzero", "macs")  # shown as 7.04 M in the main table
@@ -189,6 +190,12 @@ def fmt(name: str, v, exact: bool = False) -> str:
 def _cell_text(row: dict, spec: tuple, exact: bool = False) -> str:
     """Escaped HTML of one cell: value, with its interval when the spec has one."""
     name = spec[0]
+    if name == "speedup" and not exact and no_measurable_difference(
+            row.get("speedup_ci_low"), row.get("speedup_ci_high")):
+        # its interval holds 1: a ratio would claim a difference the run cannot show
+        lo, hi = fmt(name, row["speedup_ci_low"]), fmt(name, row["speedup_ci_high"])
+        return (f"<span class=\"nmd\" title=\"{_e(fmt(name, row.get(name)))}x, 95% interval "
+                f"[{_e(lo)}, {_e(hi)}] holds 1\">no measurable difference</span>")
     text = _e(fmt(name, row.get(name), exact))
     if len(spec) == 3 and _num(row.get(spec[1])) and _num(row.get(spec[2])):
         lo, hi = fmt(name, row[spec[1]]), fmt(name, row[spec[2]])
@@ -337,6 +344,11 @@ def _summary(run: RunView) -> str:
         fastest = min((r for r in good if _num(r.get("latency_ms_p50"))), default=None,
                       key=lambda r: r["latency_ms_p50"])
         note = ("; ".join(f"{n} {v}" for v, n in tally.items() if n) or "no other ok rows")
+        floor = teacher.get("noise_floor") if teacher else None
+        note += ("; noise floor " + (f"{floor:.1%} (the teacher's {teacher.get('latency_repeats')} "
+                                     "processes disagree by this much: a speedup closer to 1 is no "
+                                     "measurable difference)" if _num(floor)
+                                     else "unknown (the teacher ran in one process)"))
         for role, r in (("teacher", teacher), ("smallest non-inferior", smallest),
                         ("fastest non-inferior", fastest)):
             if r is None:
@@ -746,6 +758,7 @@ td.status{text-align:left;min-width:12em;white-space:normal}
 .reason{font-size:10.5px;color:#555;max-width:22em;white-space:normal}
 .verdict{font-weight:600}.verdict.good{color:#2e7d32}.verdict.bad{color:#c62828}
 .verdict.unsure{color:#b26a00}
+.nmd{color:#555;font-style:italic}
 .muted{color:#888}.warn{color:#c62828}
 ul.warnings li{margin:.25em 0;background:#fff8e1;padding:4px 8px;border-left:4px solid #f0c040;
  list-style:none}

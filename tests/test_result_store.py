@@ -39,15 +39,15 @@ def test_store_writes_rows_at_once_and_round_trips(tmp_path):
     assert len(pd.read_csv(tmp_path / "results.csv")) == 1  # on disk before the next row
     store.add(Result(model="kd+quant.static", method="quant.static", backend="torch", arch="m",
                      precision="int8", status="failed", error="boom, with a comma"))
-    store.add(a.with_(auc_roc=0.91))  # same (model, backend) replaces
+    store.add(a.with_(auc_roc=0.91))  # same (model, backend) replaces, where it stands
     df = pd.read_csv(tmp_path / "results.csv")
     assert list(df.columns) == [c["name"] for c in Result.columns()]
-    assert len(df) == 2 and df["error"].iloc[0] == "boom, with a comma"
-    assert df["params"].dtype.kind in "if" and df["auc_roc"].iloc[1] == 0.91
+    assert len(df) == 2 and df["error"].iloc[1] == "boom, with a comma"
+    assert df["params"].dtype.kind in "if" and df["auc_roc"].iloc[0] == 0.91
     rows = load_rows(tmp_path)
-    assert rows[1] == a.with_(auc_roc=0.91)
+    assert rows[0] == a.with_(auc_roc=0.91)
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["schema_version"] == 2 and len(doc["columns"]) == len(Result.columns())
+    assert doc["schema_version"] == 3 and len(doc["columns"]) == len(Result.columns())
 
 
 def test_predictions_file_holds_arrays(tmp_path):

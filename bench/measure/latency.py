@@ -12,10 +12,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LatencyPlan:
+    """Per measuring process. The default floor: 0.5 s of warm-up (at least 10 calls), then
+    2 s of timing (at least 100 calls); noise between processes is handled by more
+    processes where needed (bench.measuring), not by longer loops."""
+
     warmup_n: int = 10
-    warmup_s: float = 1.0
-    min_n: int = 200
-    min_s: float = 5.0
+    warmup_s: float = 0.5
+    min_n: int = 100
+    min_s: float = 2.0
     max_s: float = 30.0  # a very slow model stops here, with whatever count it reached
 
 

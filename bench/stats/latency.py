@@ -16,13 +16,25 @@ processes, see the README):
   per-process medians, i.e. how reproducible the headline is between processes. With
   R = 1 the robust within-process CV, IQR / (1.349 * median) (the normal-consistent
   spread; a raw std/mean would be ruled by the rare 10x spikes of a shared machine).
-- unstable (with reasons): latency_cv > 0.10; or processes disagree, meaning the
-  largest per-process median exceeds the smallest by more than 10% (in the README's
-  table of 3-5 fresh processes per cell, 6 of 12 cells spread by 1-8% and the other 6
-  by 20-124%: the line falls in the gap); or any single process has a robust CV above
-  0.10 (a bimodal process, which a median alone would hide). A significance test
-  (Kruskal-Wallis) was not used: with thousands of samples it flags differences far
-  too small to matter.
+- unstable (with reasons), by the number of processes R:
+  R = 1: the robust within-process CV above 0.10 (a bimodal or disturbed process: one
+  process cannot show whether its median would come out again, so this stands in).
+  R = 2: latency_cv > 0.10; or the processes disagree, meaning the larger median exceeds
+  the smaller by more than 10% (in the README's table of 3-5 fresh processes per cell,
+  6 of 12 cells spread by 1-8% and the other 6 by 20-124%: the line falls in the gap).
+  Two processes whose medians agree are reproducible however spread out each is: the
+  headline is a median of thousands of calls.
+  R >= 3: the headline is a median, so one odd process should not move it: the row is
+  unstable when leaving out any one process moves the headline by more than 5% (half
+  the 10% line above, since leaving one of two out moves it by half their spread).
+  A significance test (Kruskal-Wallis) was not used: with thousands of samples it flags
+  differences far too small to matter.
+- noise floor of a backend: the disagreement of its teacher's processes (largest median
+  over smallest, minus 1). Two processes of the same file differ by this much here, so a
+  speedup closer to 1 than this is no measurable difference.
+- speedup interval: the teacher's and the row's headline bootstraps (resampled the same
+  way as the latency interval, each on its own) divided, percentile 95%, then widened by
+  the noise floor on both sides, since within-process resampling alone misses it.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ import numpy as np
 
 CV_LIMIT = 0.10
 SPREAD_LIMIT = 1.10
+LEAVE_ONE_OUT_LIMIT = 0.05
 P90_MIN_N = 64
 P99_MIN_N = 662
 
@@ -84,29 +97,81 @@ def latency_row(processes: list, n_boot: int = 2000, seed: int = 0) -> dict:
     row["latency_processes"] = r
     rng = np.random.default_rng(seed)
     notes = []
-    if r >= 3:
-        boot = np.median(medians[rng.integers(0, r, size=(n_boot, r))], axis=1)
-    else:
-        boot = np.median(np.stack([_boot_medians(rng, p, n_boot) for p in procs], axis=1), axis=1)
+    boot = boot_headline(rng, procs, n_boot)
+    if r < 3:
         notes.append(f"latency interval from within-process resampling only ({r} process"
                      f"{'es' if r > 1 else ''}; 3 or more resample processes)")
     row["latency_ms_ci_low"], row["latency_ms_ci_high"] = map(float, np.quantile(boot, [0.025, 0.975]))
     spreads = [robust_cv(p) for p in procs]
     cv = float(medians.std(ddof=1) / medians.mean()) if r >= 2 else spreads[0]
     row["latency_cv"] = cv
+    row["unstable_reasons"] = unstable = _instability(medians, cv)
+    row["unstable"] = bool(unstable)
+    row["latency_notes"] = notes
+    row["noise_floor"] = noise_floor(procs) if r >= 2 else None
+    return row
+
+
+def _instability(medians: np.ndarray, cv: float) -> list[str]:
+    """Why a headline is not yet stable (empty when it is); see the module docstring."""
+    r = len(medians)
+    if r == 1:
+        return [f"latency_cv {cv:.1%} > {CV_LIMIT:.0%}"] if cv > CV_LIMIT else []
+    if r >= 3:
+        h = np.median(medians)
+        moves = [abs(np.median(np.delete(medians, i)) / h - 1) for i in range(r)]
+        worst = max(moves)
+        if worst > LEAVE_ONE_OUT_LIMIT:
+            return [f"processes disagree: leaving one of {r} out moves the headline by "
+                    f"{worst:.0%} > {LEAVE_ONE_OUT_LIMIT:.0%} (medians {medians.min():.3g}-"
+                    f"{medians.max():.3g} ms)"]
+        return []
     unstable = []
     if cv > CV_LIMIT:
         unstable.append(f"latency_cv {cv:.1%} > {CV_LIMIT:.0%}")
-    if r >= 2 and medians.max() > SPREAD_LIMIT * medians.min():
+    if medians.max() > SPREAD_LIMIT * medians.min():
         unstable.append(f"processes disagree: medians {medians.min():.3g}-{medians.max():.3g} ms "
                         f"(x{medians.max() / medians.min():.2f} > x{SPREAD_LIMIT:.2f})")
-    for i, s in enumerate(spreads if r >= 2 else []):  # with R = 1 that is latency_cv itself
-        if s > CV_LIMIT:
-            unstable.append(f"process {i} is spread out: IQR/(1.349 median) = {s:.1%}")
-    row["unstable"] = bool(unstable)
-    row["unstable_reasons"] = unstable
-    row["latency_notes"] = notes
-    return row
+    return unstable
+
+
+def headline(processes: list) -> float:
+    """The row's latency_ms_p50: the median of the per-process medians."""
+    return float(np.median([np.median(p) for p in processes]))
+
+
+def noise_floor(processes: list) -> float:
+    """Largest over smallest per-process median, minus 1 (0.04: processes 4% apart)."""
+    medians = [float(np.median(p)) for p in processes if len(p)]
+    if len(medians) < 2 or min(medians) <= 0:
+        raise ValueError("a noise floor needs at least two processes with samples")
+    return max(medians) / min(medians) - 1
+
+
+def boot_headline(rng, processes: list, n_boot: int) -> np.ndarray:
+    """n_boot bootstrap replicates of the headline: whole processes with R >= 3, else the
+    samples within each process (see the module docstring)."""
+    medians = np.array([np.median(p) for p in processes])
+    r = len(medians)
+    if r >= 3:
+        return np.median(medians[rng.integers(0, r, size=(n_boot, r))], axis=1)
+    return np.median(np.stack([_boot_medians(rng, np.asarray(p, dtype=np.float64), n_boot)
+                               for p in processes], axis=1), axis=1)
+
+
+def speedup_interval(teacher: list, row: list, floor: float | None, n_boot: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """95% interval of headline(teacher) / headline(row), widened by the noise floor."""
+    ratios = (boot_headline(np.random.default_rng([seed, 1]), teacher, n_boot)
+              / boot_headline(np.random.default_rng([seed, 2]), row, n_boot))
+    lo, hi = np.quantile(ratios, [0.025, 0.975])
+    widen = 1.0 + (floor or 0.0)
+    return float(lo / widen), float(hi * widen)
+
+
+def no_measurable_difference(low: float | None, high: float | None) -> bool:
+    """A speedup whose interval contains 1 is worded as 'no measurable difference'."""
+    return low is not None and high is not None and low <= 1.0 <= high
 
 
 def _boot_medians(rng, samples: np.ndarray, n_boot: int) -> np.ndarray:
