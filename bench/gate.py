@@ -7,7 +7,8 @@ What is gated, per (model, backend, precision) row of the baseline:
   * as a ratio with a tolerance: speedup (default +-25%). Speedup is a ratio measured
     within one run, which cancels most of a machine's speed, but not its noise: where
     the run itself flagged the row or its backend's teacher row `unstable` (processes
-    disagreeing, see bench.stats.latency), its speedup is noise by the bench's own
+    disagreeing, see bench.stats.latency), or where the backend's noise floor (its
+    teacher's processes' disagreement) exceeds half the tolerance, its speedup is noise by the bench's own
     account, and is reported as not gated instead of failing the build.
   * as a margin: auc_roc may not fall below the baseline's by more than 0.02.
   * a row the baseline has that the run lacks, or that failed, is a violation.
@@ -94,10 +95,15 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
             continue
         teacher = rows.get(f"teacher / {row.backend} / fp32")
         unstable = [r.model for r in (row, teacher) if r is not None and "unstable" in r.status]
+        floor = teacher.noise_floor if teacher is not None else None
+        noisy = floor is not None and floor > speedup_tolerance / 2
         for line in _check_row(key, base, row, speedup_tolerance, auc_margin):
             if unstable and ": speedup " in line:
                 notes.append(f"{line}; not gated: {' and '.join(dict.fromkeys(unstable))} "
                              "unstable in this run")
+            elif noisy and ": speedup " in line:
+                notes.append(f"{line}; not gated: {row.backend}'s noise floor in this run "
+                             f"({floor:.0%}) exceeds half the tolerance")
             else:
                 violations.append(line)
     return violations

@@ -57,6 +57,7 @@ class _Pending:
 
 #: a machine probe is reused for this long on the same machine and settings
 PROBE_MAX_AGE_S = 12 * 3600
+IDLE_WINDOW_S = 2.0  # as long as a default timed loop
 
 
 def measure_machine(cfg, work: Path) -> dict:
@@ -68,7 +69,7 @@ def measure_machine(cfg, work: Path) -> dict:
     from bench import cache
 
     job = {"kind": "machine", "threads": cfg.threads, "device": cfg.device,
-           "idle_s": cfg.latency.min_s}
+           "idle_s": IDLE_WINDOW_S}
     key = cache.key({**job, "node": platform.node(), "cpu": platform.processor(),
                      "python": sys.version, "torch": _torch_version()})
     cached = cache.cache_dir() / "machine" / f"probe-{key}.json"

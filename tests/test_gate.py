@@ -103,3 +103,15 @@ def test_unstable_speedups_are_reported_not_gated(tmp_path):
     sized = _run(tmp_path / "d", {"quant.static": {"status": "ok;unstable", "file_mib": 7.0,
                                                    "compression_ratio": 3.8}})
     assert "compression_ratio" in gate.check(sized, base)[0]
+
+
+def test_speedups_on_a_backend_noisier_than_the_tolerance_are_reported_not_gated(tmp_path):
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    quiet = _run(tmp_path / "b", {"quant.static": {"speedup": 1.2},
+                                  "teacher": {"noise_floor": 0.05}})
+    assert len(gate.check(quiet, base)) == 1  # a 5% floor: the -40% speedup is a regression
+    loud = _run(tmp_path / "c", {"quant.static": {"speedup": 1.2},
+                                 "teacher": {"noise_floor": 0.3}})
+    notes = []
+    assert gate.check(loud, base, notes=notes) == []
+    assert notes[0].endswith("noise floor in this run (30%) exceeds half the tolerance")
