@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.result import Result
-from bench.stats.latency import latency_row
+from bench.stats.latency import latency_row, noise_floor, speedup_interval
 from bench.stats.quality import quality_row
 from bench.store import RunStore
 from bench.tasks import Task
@@ -75,7 +75,7 @@ def make_run(root: Path, models=tuple(MODELS), backends=BACKENDS, kind: str = "b
     pseed = seed if prediction_seed is None else prediction_seed
     preds = {m: scores(kind, y, MODELS[m][7], [pseed, i]) for i, m in enumerate(models)}
     for b_i, backend in enumerate(backends):
-        teacher_p50 = None
+        teacher_p50 = teacher_procs = floor = None
         for m_i, model in enumerate(models):
             method, arch, prec, ms, mib, params, nz, _ = MODELS[model]
             name = names.get(model, model)
@@ -89,7 +89,10 @@ def make_run(root: Path, models=tuple(MODELS), backends=BACKENDS, kind: str = "b
                             margin=0.02, n_boot=200, seed=0)
             status = "ok" + (";quick" if quick else "") + (";unstable" if lat["unstable"] else "")
             if model == "teacher":
-                teacher_p50 = lat["latency_ms_p50"]
+                teacher_p50, teacher_procs = lat["latency_ms_p50"], procs
+                floor = noise_floor(procs) if len(procs) > 1 else None
+            interval = (speedup_interval(teacher_procs, procs, floor, n_boot=200)
+                        if teacher_p50 and model != "teacher" else (None, None))
             row = Result(
                 model=name, method=method, backend=backend, arch=arch, precision=prec,
                 status=status, params=params, params_nonzero=int(params * nz),
@@ -97,6 +100,8 @@ def make_run(root: Path, models=tuple(MODELS), backends=BACKENDS, kind: str = "b
                 compression_ratio=MODELS["teacher"][4] / mib if "teacher" in models else None,
                 macs=params * 8, threads=1, seed=seed,
                 speedup=teacher_p50 / lat["latency_ms_p50"] if teacher_p50 else None,
+                speedup_ci_low=interval[0], speedup_ci_high=interval[1],
+                noise_floor=floor if teacher_p50 else None,
                 latency_repeats=lat["latency_processes"],
                 energy_mj_per_inference=lat["latency_ms_p50"] * 10,
                 energy_source="estimate:codecarbon cpu_load, test figures",

@@ -52,6 +52,17 @@ def test_latency_change_with_few_processes_resamples_within_them():
     assert slower.ratio > 1
 
 
+def test_the_noise_floor_widens_a_latency_change():
+    rng = np.random.default_rng(0)
+    a = [rng.normal(10.0, 0.2, 2000)]
+    b = [rng.normal(10.6, 0.2, 2000)]  # 6% slower: outside a 3% floor, inside a 10% one
+    assert latency_change(a, b, n_boot=500).significant
+    quiet = latency_change(a, b, n_boot=500, floor=0.03)
+    assert quiet.significant and "noise floor 3.0%" in quiet.note
+    loud = latency_change(a, b, n_boot=500, floor=0.10)
+    assert not loud.significant and loud.ci_low < 1 < loud.ci_high
+
+
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
 def test_auc_delta_is_sklearns_difference(tmp_path, kind):
     a = make_run(tmp_path / "a", kind=kind, failed=False, **SMALL)

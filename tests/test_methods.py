@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 import methods
@@ -72,3 +73,49 @@ def test_student_does_not_depend_on_what_ran_before(tiny_context):
     b = train_student(tiny_context, 0.34, 0.05, None, 0.0, 1.0, "b")
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
+
+
+def test_kd_distils_on_unlabelled_images_in_the_students_step_budget(tiny_teacher, tiny_context,
+                                                                      monkeypatch):
+    """kd and the student baseline take the same number of steps; only kd sees the
+    unlabelled images, and only through the distillation term."""
+    from dataclasses import replace
+
+    import methods.kd as kd
+    from bench.training import predict_logits
+
+    rng = np.random.default_rng(1)
+    unlabelled = rng.normal(size=(40, 1, 16, 16)).astype(np.float32)
+    ctx = replace(tiny_context, transfer_images=unlabelled,
+                  transfer_logits=predict_logits(tiny_teacher.module, unlabelled))
+    seen = []
+
+    def spy(model, images, labels, task, settings, name, **kw):
+        seen.append((name, len(images), settings.steps, settings.optimizer, np.asarray(labels)))
+        return model.eval()
+
+    monkeypatch.setattr(kd, "train", spy)
+    art = apply("kd:epochs=2", tiny_teacher, ctx)
+    kd.train_student(ctx, 2, 5e-3, None, 0.0, 1.0, "student")
+    (k_name, k_n, k_steps, k_opt, k_labels), (s_name, s_n, s_steps, s_opt, _) = seen
+    n = len(ctx.train_images)
+    assert (k_n, s_n) == (n + 40, n) and k_steps == s_steps == 2 * -(-n // 32)
+    assert k_opt == s_opt == "adamw"
+    assert (k_labels[n:] == -1).all() and (k_labels[:n] >= 0).all()  # no hard loss on them
+    assert "40 unlabelled images" in art.notes[1]
+    seen.clear()
+    apply("kd:epochs=2,unlabelled=0", tiny_teacher, ctx)
+    assert seen[0][1] == n
+
+
+def test_hard_loss_ignores_unlabelled_targets():
+    from bench.tasks import Task
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-3.0, 3.0]])
+    binary = Task("binary", ("a", "b"))
+    y = torch.tensor([0, -1, 1])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], y[[0, 2]])
+    assert torch.allclose(binary.loss(logits, y), expected)
+    assert binary.unlabelled(2).tolist() == [-1, -1]
+    multi = Task("multilabel", ("a", "b"))
+    assert torch.isnan(multi.unlabelled(1)).all()

@@ -14,7 +14,7 @@ import pytest
 from runfactory import make_run
 
 from bench.result import Result
-from bench.store import RunStore
+from bench.store import RunStore, load_rows
 from reports.html import best_compressed, load_run, write_report
 from reports.plots import pareto_front, reliability_bins, roc_points
 
@@ -252,3 +252,21 @@ def test_report_loads_in_headless_chromium(tmp_path):
     assert HOSTILE in {r[0]["text"] for r in Page(loaded.dom).body_rows("results")}
     assert loaded.screenshot == run / "report.png"
     assert loaded.screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speedups_within_the_noise_are_worded_and_the_floor_is_shown(tmp_path):
+    run = make_run(tmp_path / "run", failed=False)
+    rows = {(r.model, r.backend): r for r in load_rows(run)}
+    dense = rows["prune.magnitude", "torch"]  # the teacher's latency: a dense copy
+    assert dense.speedup_ci_low <= 1 <= dense.speedup_ci_high
+    fast = rows["quant.static", "torch"]
+    assert fast.speedup_ci_low > 1
+    page = write_report(run).read_text()
+    results = page[page.index('id="results"'):]
+    row_html = results[results.index(">prune.magnitude<"):]
+    row_html = row_html[:row_html.index("</tr>")]
+    assert "no measurable difference" in row_html
+    fast_html = results[results.index(">quant.static<"):]
+    assert "no measurable difference" not in fast_html[:fast_html.index("</tr>")]
+    floor = rows["teacher", "torch"].noise_floor
+    assert f"noise floor {floor:.1%}" in page

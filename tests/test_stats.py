@@ -448,7 +448,8 @@ def test_disagreeing_or_bimodal_processes_are_unstable():
     # three processes, one odd: the median of medians does not move, so it is stable...
     row = latency.latency_row([noisy(5.0, 300, 5), noisy(5.05, 300, 6), noisy(7.0, 300, 7),
                                noisy(4.98, 300, 8)], n_boot=200)
-    assert not row["unstable"] and row["noise_floor"] == pytest.approx(0.4, abs=0.02)
+    # the floor is the typical pairwise disagreement: the odd process does not set it alone
+    assert not row["unstable"] and row["noise_floor"] == pytest.approx(0.21, abs=0.03)
     # ...unless leaving one out moves it
     row = latency.latency_row([noisy(5.0, 300, 5), noisy(7.0, 300, 6), noisy(5.05, 300, 7)],
                               n_boot=200)

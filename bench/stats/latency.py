@@ -29,9 +29,10 @@ processes, see the README):
   the 10% line above, since leaving one of two out moves it by half their spread).
   A significance test (Kruskal-Wallis) was not used: with thousands of samples it flags
   differences far too small to matter.
-- noise floor of a backend: the disagreement of its teacher's processes (largest median
-  over smallest, minus 1). Two processes of the same file differ by this much here, so a
-  speedup closer to 1 than this is no measurable difference.
+- noise floor of a backend: the disagreement of its teacher's processes (larger median
+  over smaller, minus 1; with more than two processes the median over pairs). Two
+  processes of the same file differ by this much here, so a speedup closer to 1 than
+  this is no measurable difference.
 - speedup interval: the teacher's and the row's headline bootstraps (resampled the same
   way as the latency interval, each on its own) divided, percentile 95%, then widened by
   the noise floor on both sides, since within-process resampling alone misses it.
@@ -141,11 +142,14 @@ def headline(processes: list) -> float:
 
 
 def noise_floor(processes: list) -> float:
-    """Largest over smallest per-process median, minus 1 (0.04: processes 4% apart)."""
+    """How far two processes of the same file typically disagree: the median over pairs
+    of processes of larger median / smaller - 1 (0.04: 4% apart). With two processes
+    that is their disagreement; with more, one odd process does not set it alone."""
     medians = [float(np.median(p)) for p in processes if len(p)]
     if len(medians) < 2 or min(medians) <= 0:
         raise ValueError("a noise floor needs at least two processes with samples")
-    return max(medians) / min(medians) - 1
+    pairs = [max(a, b) / min(a, b) - 1 for i, a in enumerate(medians) for b in medians[i + 1:]]
+    return float(np.median(pairs))
 
 
 def boot_headline(rng, processes: list, n_boot: int) -> np.ndarray:
