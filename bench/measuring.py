@@ -10,20 +10,16 @@ predictions; later processes only time.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from bench.launch import run_worker, worker_env
 from bench.progress import log
 from bench.result import STATUS_FAILED, STATUS_OK, Result
 from bench.store import RunStore, stem
-from bench.worker import RESULT_PREFIX
 
 PARITY_BATCH = 64
 #: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the
@@ -55,54 +51,6 @@ class _Pending:
     seconds: list = field(default_factory=list)  # wall time of each of its processes
 
 
-#: a machine probe is reused for this long on the same machine and settings
-PROBE_MAX_AGE_S = 12 * 3600
-IDLE_WINDOW_S = 2.0  # as long as a default timed loop
-
-
-def measure_machine(cfg, work: Path) -> dict:
-    """Idle power draw (subtracted from energy) and GEMM peaks per precision: probed in a
-    process of its own, and reused from the cache for PROBE_MAX_AGE_S on the same CPU,
-    threads, device and torch (the manifest says when it was probed)."""
-    import platform
-
-    from bench import cache
-
-    job = {"kind": "machine", "threads": cfg.threads, "device": cfg.device,
-           "idle_s": IDLE_WINDOW_S}
-    key = cache.key({**job, "node": platform.node(), "cpu": platform.processor(),
-                     "python": sys.version, "torch": _torch_version()})
-    cached = cache.cache_dir() / "machine" / f"probe-{key}.json"
-    if cfg.use_cache and cached.exists():
-        try:
-            probe = json.loads(cached.read_text())
-            if time.time() - probe["probed_at"] < PROBE_MAX_AGE_S:
-                return {**probe, "cached": str(cached)}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    path = work / "job-machine.json"
-    path.write_text(json.dumps(job))
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", str(path)], stdout=subprocess.PIPE,
-                          text=True, env=worker_env(cfg.threads))
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            probe = {**json.loads(line[len(RESULT_PREFIX):]), "probed_at": time.time()}
-            if cfg.use_cache and "idle_error" not in probe:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                cache.atomic_write_bytes(cached, json.dumps(probe).encode())
-            return probe
-    return {"error": f"machine probe exited with code {proc.returncode}"}
-
-
-def _torch_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("torch")
-    except metadata.PackageNotFoundError:
-        return ""
-
-
 @dataclass
 class _Backend:
     """One backend's rows while they are measured."""
@@ -111,6 +59,10 @@ class _Backend:
     pending: list
     teacher: _Pending | None
     server: object = None  # bench.forkserver.Server, or None: plain processes
+
+    @property
+    def student(self) -> _Pending | None:
+        return next((p for p in self.pending if p.row.model == "student"), None)
 
 
 def measure_all(outcomes: dict, cfg, data, store: RunStore, paths: Paths, references: dict,
@@ -230,18 +182,20 @@ def _run_group(backend: _Backend, rows: list, cfg, data, store, paths, reference
         started = time.perf_counter()
         results = run_worker(backend.name, cfg.threads, cfg.device, cfg.latency, paths, items,
                              machine.get("idle_w"), server=backend.server,
-                             predict_threads=cfg.train_threads)
+                             # --quick: one load per model (a second costs more than it saves)
+                             predict_threads=None if cfg.shared_process else cfg.train_threads)
         wall = (time.perf_counter() - started) / len(group)
         for p, item, res in zip(group, items, results, strict=True):
             p.seconds.append(wall)
-            _take(p, item, res, cfg, data, store, references, backend.teacher)
+            _take(p, item, res, cfg, data, store, references, backend.teacher, backend.student)
             row = _compose(p, backend.teacher, machine, cfg)
             store.add(row)
             if p.failed:
                 _log_row(backend.name, row)
 
 
-def _take(p: _Pending, item: dict, res: dict, cfg, data, store, references, teacher) -> None:
+def _take(p: _Pending, item: dict, res: dict, cfg, data, store, references, teacher,
+          student=None) -> None:
     """Fold one process's report into the row; the first one also brings predictions."""
     if "error" in res:
         p.failed = True
@@ -255,6 +209,7 @@ def _take(p: _Pending, item: dict, res: dict, cfg, data, store, references, teac
     store.save_samples(p.row.model, p.row.backend, p.item["variant"], p.processes)
     if item.get("predict"):
         _quality(p, cfg, data, store, references[p.row.model], teacher)
+        _against_student(p, cfg, data, student)
 
 
 def _quality(p: _Pending, cfg, data, store, reference: np.ndarray, teacher) -> None:
@@ -302,6 +257,24 @@ def _quality(p: _Pending, cfg, data, store, reference: np.ndarray, teacher) -> N
                  f"{PARITY_TOLERANCE_FP32:g}: a broken export, not a result")
         p.failed = True
     p.row = row.with_(status=status, error=error, notes="; ".join(notes), **columns)
+
+
+def _against_student(p: _Pending, cfg, data, student: _Pending | None) -> None:
+    """A row of the student's architecture (kd, kd+...) against the undistilled student on
+    the same backend and test cases: what distillation itself bought."""
+    from bench.stats import quality
+
+    if (student is None or p is student or student.probs is None or p.probs is None
+            or p.row.arch != student.row.arch or p.failed):
+        return
+    task = data.task
+    q = quality.quality_row(task, data.test.labels, task.scores(p.probs),
+                            teacher_probs=task.scores(student.probs), groups=data.test.groups,
+                            margin=cfg.margin, n_boot=cfg.n_boot, seed=cfg.seed)
+    p.row = p.row.with_(delta_auc_vs_student=q["delta_auc"],
+                        delta_auc_vs_student_ci_low=q["delta_auc_ci_low"],
+                        delta_auc_vs_student_ci_high=q["delta_auc_ci_high"],
+                        delong_p_vs_student=q["delong_p"])
 
 
 def _compose(p: _Pending, teacher: _Pending | None, machine: dict, cfg) -> Result:
@@ -366,50 +339,3 @@ def _log_row(backend: str, row: Result) -> None:
 
     log(f"{backend}: {row.model} {row.precision}: p50 {fmt(row.latency_ms_p50)} ms, "
         f"AUC {fmt(row.auc_roc, 3)}" + ("" if row.ok else f", {row.status.upper()}: {row.error}"))
-
-
-def run_worker(backend: str, threads: int, device: str, plan, paths: Paths, items: list[dict],
-               idle_w: float | None = None, server=None,
-               predict_threads: int | None = None) -> list[dict]:
-    """Measure models in a fresh process; returns one result per item, in order.
-
-    Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
-    inference in a fresh process but 17.3 ms in a process that had first run two
-    MobileNetV2 models, so models sharing a process do not get equal conditions.
-    --quick shares one process per backend to stay fast: a smoke test, not a measurement.
-    With a `server` (bench.forkserver) the process is forked from it instead of started.
-    """
-    job = {"backend": backend, "threads": threads, "device": device,
-           "predict_threads": predict_threads or threads,
-           "test_images": str(paths.test), "val_images": str(paths.val) if paths.val else None,
-           "latency": plan.__dict__, "idle_w": idle_w,
-           "items": items}
-    job_path = paths.work / f"job-{backend}.json"
-    job_path.write_text(json.dumps(job))
-    if server is not None:
-        lines, code = server.run(str(job_path))
-    else:
-        proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
-                              stdout=subprocess.PIPE, text=True, env=worker_env(threads))
-        lines, code = proc.stdout.splitlines(), proc.returncode
-    results = []
-    for line in lines:
-        if line.startswith(RESULT_PREFIX):
-            results.append(json.loads(line[len(RESULT_PREFIX):]))
-        else:
-            sys.stderr.write(line + "\n")
-    for item in items[len(results):]:
-        results.append({"model": item["model"], "error": f"measuring process exited with code "
-                                                         f"{code} before reporting"})
-    return results
-
-
-def worker_env(threads: int) -> dict:
-    """The measuring process's environment: pinned threads, no telemetry, no noise."""
-    from bench.backends import telemetry
-
-    # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
-    pinned = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                            "OPENBLAS_NUM_THREADS")}
-    return telemetry.subprocess_env({**os.environ, **pinned,
-                                     "PYTHONWARNINGS": "ignore", "TORCH_CPP_LOG_LEVEL": "ERROR"})

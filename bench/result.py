@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 SCHEMA_VERSION = 3  # 2: statistics columns (issue 4), seed, precision variants
-# 3: params count nn.Parameters only (buffers apart); speedup interval; noise floor
+# 3: params count nn.Parameters only (buffers apart); speedup interval; noise floor;
+#    distilled rows against the student baseline
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -75,6 +76,10 @@ class Result:
     delta_auc_ci_low: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc, low end")
     delta_auc_ci_high: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc, high end")
     delong_p: float | None = col("", None, "DeLong's test p-value, this model's AUC against the teacher's")
+    delta_auc_vs_student: float | None = col("", "higher", "student-architecture rows (kd, kd+...): auc_roc minus the undistilled student's, same backend and cases")
+    delta_auc_vs_student_ci_low: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc_vs_student, low end")
+    delta_auc_vs_student_ci_high: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc_vs_student, high end")
+    delong_p_vs_student: float | None = col("", None, "DeLong's test p-value (paired bootstrap beyond binary), this model against the student")
     verdict: str = col(doc="non-inferior / inferior / inconclusive against the teacher at the run's margin", default="")
     accuracy: float | None = col("", "higher", "test accuracy at the threshold")
     f1: float | None = col("", "higher", "macro F1 at the threshold")

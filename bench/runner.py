@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import methods
-from bench import __version__, backends, measuring
+from bench import __version__, backends, launch, measuring
 from bench.config import RunConfig
 from bench.progress import log
 from bench.result import STATUS_FAILED, STATUS_NA, Result
@@ -128,7 +128,7 @@ def _run_one(cfg: RunConfig) -> int:
                 if item is not None:
                     item["file_mib"], item["file_gz_mib"] = item.pop("sizes").result()
     log("machine: idle power draw and GEMM peaks (probed, or from the cache if under 12 h old)")
-    machine = measuring.measure_machine(cfg, work)
+    machine = launch.measure_machine(cfg, work)
     store.update_manifest(machine_probe=machine)
     outcomes = {name: [(row if item is None else row.with_(file_mib=item["file_mib"],
                                                            file_gz_mib=item["file_gz_mib"]), item)
@@ -372,6 +372,14 @@ def _print_table(rows: list[Result]) -> None:
             v = "-" if v is None else str(v)
             cells.append(f"{v:<{w}}" if c == "model" else f"{v:>{w}}")
         print("  ".join(cells))
+    for r in rows:
+        if r.delta_auc_vs_student is not None and r.backend == rows[0].backend:
+            p = r.delong_p_vs_student
+            print(f"{r.model} against the student (same steps, no teacher): AUC "
+                  f"{r.delta_auc_vs_student:+.3f}"
+                  + (f" [{r.delta_auc_vs_student_ci_low:+.3f}, {r.delta_auc_vs_student_ci_high:+.3f}]"
+                     if r.delta_auc_vs_student_ci_low is not None else "")
+                  + ("" if p is None else f", p = {p:.2g}"))
     floors = {r.backend: r.noise_floor for r in rows if r.model == "teacher" and r.noise_floor is not None}
     if floors:
         print("noise floor (the teacher's processes disagree by): "

@@ -47,7 +47,8 @@ MAIN_COLUMNS = (
     ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high"), ("latency_cv",),
     ("speedup", "speedup_ci_low", "speedup_ci_high"), ("energy_mj_per_inference",), ("auc_roc", "auc_ci_low", "auc_ci_high"),
     ("delta_auc", "delta_auc_ci_low", "delta_auc_ci_high"), ("delong_p",), ("verdict",),
-    ("accuracy",), ("sensitivity",), ("specificity",), ("ece",), ("flip_rate",),
+    ("delta_auc_vs_student", "delta_auc_vs_student_ci_low", "delta_auc_vs_student_ci_high"),
+    ("delong_p_vs_student",), ("accuracy",), ("sensitivity",), ("specificity",), ("ece",), ("flip_rate",),
 )
 SUMMARY_COLUMNS = (
     ("model",), ("precision",), ("file_mib",), ("compression_ratio",),
@@ -175,7 +176,7 @@ def fmt(name: str, v, exact: bool = False) -> str:
         return "–"
     if exact:
         return f"{v:.6g}"
-    if name == "delong_p":
+    if name in ("delong_p", "delong_p_vs_student"):
         return "<0.001" if v < 0.001 else f"{v:.3f}"
     if name == "parity_max_abs":
         return f"{v:.1e}"

@@ -98,6 +98,11 @@ def test_rows_agree_with_independent_computations(quick_run, backend):
             assert row["parity_max_abs"] < 1e-3 and row["parity_agree"] == 1.0
         else:  # int8: reported, not failed (the quick teacher is near chance: labels flip)
             assert row["parity_max_abs"] > 0 and 0 <= row["parity_agree"] <= 1
+    # kd against the undistilled student, from the two rows' saved predictions
+    assert df.loc["kd", "delta_auc_vs_student"] == pytest.approx(
+        df.loc["kd", "auc_roc"] - df.loc["student", "auc_roc"], abs=1e-9)
+    assert 0 <= df.loc["kd", "delong_p_vs_student"] <= 1
+    assert np.isnan(df.loc["teacher", "delta_auc_vs_student"])  # another architecture
 
 
 def test_nothing_is_written_to_home(quick_run):

@@ -170,6 +170,20 @@ def test_folder_binary_stratified_split_normal_class_first(tmp_path):
     assert folder.load(root, SIZE, 1, CAL).fingerprint != b.fingerprint
 
 
+def test_folder_unlabelled_images_are_for_distillation_only(tmp_path):
+    root = make_folder(tmp_path / "cells", ["Normal", "Sick"], 10)
+    for i in range(5):
+        save(root / "unlabelled" / f"u{i}.png", level(20 + i))
+    b = folder.load(root, SIZE, 0, CAL)
+    assert b.task.class_names == ("Normal", "Sick")  # not a class
+    assert b.transfer.shape == (5, 1, SIZE, SIZE) and b.info["counts"]["unlabelled"] == 5
+    # standardised like the training split
+    plain = folder.load(make_folder(tmp_path / "plain", ["Normal", "Sick"], 10), SIZE, 0, CAL)
+    assert plain.transfer is None
+    assert np.array_equal(plain.train.images, b.train.images)
+    assert plain.fingerprint != b.fingerprint
+
+
 def test_folder_reads_images_subfolders_not_masks_and_stays_grayscale(tmp_path):
     classes = ["COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]
     root = make_folder(tmp_path / "COVID-19_Radiography_Dataset", classes, 6, sub="images")

@@ -213,18 +213,22 @@ def class_counts(task: Task, labels: np.ndarray) -> dict:
 
 def make_bundle(name: str, task: Task, parts: dict[str, tuple[np.ndarray, np.ndarray]],
                 image_size: int, seed: int, calibration: int, config: dict,
-                info: dict, groups: dict[str, Sequence] | None = None) -> DataBundle:
+                info: dict, groups: dict[str, Sequence] | None = None,
+                transfer: np.ndarray | None = None) -> DataBundle:
     """Standardise uint8 images with the train split's per-channel mean and std, and pack.
 
     `parts` maps train / val / test to (uint8 (N, H, W) or (N, H, W, 3), labels);
-    `groups` the same splits to a patient (or lesion) id per image, where there are any.
+    `groups` the same splits to a patient (or lesion) id per image, where there are any;
+    `transfer` unlabelled images (uint8, like the splits) for distillation.
     """
     for split in ("train", "val", "test"):
         if len(parts[split][0]) == 0:
             raise ValueError(f"{info.get('source', name)}: the {split} split is empty")
     channels = 1 if parts["train"][0].ndim == 3 else 3
-    if any((1 if x.ndim == 3 else 3) != channels for x, _ in parts.values()):
+    extra = [] if transfer is None else [transfer]
+    if any((1 if x.ndim == 3 else 3) != channels for x in [x for x, _ in parts.values()] + extra):
         parts = {k: (_to_rgb(x), y) for k, (x, y) in parts.items()}
+        transfer = None if transfer is None else _to_rgb(transfer)
         channels = 3
     mean, std = _channel_stats(parts["train"][0])
     splits = {}
@@ -247,9 +251,12 @@ def make_bundle(name: str, task: Task, parts: dict[str, tuple[np.ndarray, np.nda
             "normalization": {"mean": mean.tolist(), "std": std.tolist(),
                               "formula": "(pixel / 255 - mean[c]) / std[c]"},
             "calibration": f"{n_cal} training images, seeded random choice"}
+    if transfer is not None:
+        info["counts"]["unlabelled"] = len(transfer)
     return DataBundle(name=name, task=task, image_size=image_size,
                       calibration=splits["train"].images[cal_idx], fingerprint=fingerprint,
-                      info=info, **splits)
+                      info=info, transfer=None if transfer is None else
+                      _standardise(transfer, mean, std), **splits)
 
 
 def _to_rgb(x: np.ndarray) -> np.ndarray:

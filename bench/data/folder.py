@@ -1,6 +1,7 @@
 """Image folders: one sub-folder per class, optionally inside train/ val/ test/.
 
-ImageFolder layout. With a train/ folder its splits are kept (val taken from train,
+ImageFolder layout, plus an optional `unlabelled/` folder of images without a class,
+which `kd` distils on (the teacher labels them). With a train/ folder its splits are kept (val taken from train,
 stratified, when there is no val/); without, a seeded stratified split. A class folder
 holding an `images/` sub-folder is read from there only: the COVID-19 Radiography
 Database keeps lung masks beside it in `masks/`. Otherwise class folders are read
@@ -32,6 +33,9 @@ EXPECTED = "a folder with one sub-folder of images per class, optionally inside 
 OBTAIN = "the dataset's own site (see its card: python -m bench list)"
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                "validation": "val", "test": "test", "testing": "test"}
+#: a folder of images with no class, beside the class folders (or the split folders):
+#: `kd` distils on them too, as the teacher labels them; nothing else uses them
+UNLABELLED = ("unlabelled", "unlabeled")
 
 
 def load(root, image_size: int, seed: int, calibration: int, labels: list[str] | None = None,
@@ -50,7 +54,7 @@ def load(root, image_size: int, seed: int, calibration: int, labels: list[str] |
                              "but no train/ folder", EXPECTED, obtain)
         base, split_dirs = root, {}
         method = "seeded stratified split"
-    available = [d.name for d in _subdirs(base)]
+    available = [d.name for d in _subdirs(base) if d.name.lower() not in UNLABELLED]
     if labels:
         missing = [c for c in labels if c not in available]
         if missing:
@@ -83,7 +87,9 @@ def load(root, image_size: int, seed: int, calibration: int, labels: list[str] |
             ys += [k] * len(found)
         files[split] = (paths, ys)
     extra = sorted(set().union(*(_subdir_names(d) for d in split_dirs.values() or [root]))
-                   - set(classes))
+                   - set(classes) - set(UNLABELLED))
+    unlabelled = next((d for d in _subdirs(root) + _subdirs(base) if d.name.lower() in UNLABELLED),
+                      None)
 
     if "all" in files:
         paths, ys = files.pop("all")
@@ -112,8 +118,15 @@ def load(root, image_size: int, seed: int, calibration: int, labels: list[str] |
     info = {"source": str(root), "format": "folder", "split": method, "class_order": order}
     if extra:
         info["ignored_folders"] = extra
+    transfer = None
+    if unlabelled is not None:
+        found = _images_in(unlabelled)
+        if found:
+            transfer = read_images(found, image_size)
+            config["unlabelled"] = files_digest(found)
+            info["unlabelled"] = f"{len(found)} images in {unlabelled} (for kd)"
     return make_bundle(name or f"folder:{root.name}", Task(kind, tuple(classes)), parts,
-                       image_size, seed, calibration, config, info)
+                       image_size, seed, calibration, config, info, transfer=transfer)
 
 
 def _split_or_fail(where: Path, y: np.ndarray, seed: int, fractions: dict, obtain: str):

@@ -1,0 +1,108 @@
+"""Starting measuring processes: a job file, a process (forked from a server, or a new
+interpreter), and its `@@RESULT` lines back; and the once-per-run machine probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.worker import RESULT_PREFIX
+
+#: a machine probe is reused for this long on the same machine and settings
+PROBE_MAX_AGE_S = 12 * 3600
+IDLE_WINDOW_S = 2.0  # as long as a default timed loop
+
+
+def measure_machine(cfg, work: Path) -> dict:
+    """Idle power draw (subtracted from energy) and GEMM peaks per precision: probed in a
+    process of its own, and reused from the cache for PROBE_MAX_AGE_S on the same CPU,
+    threads, device and torch (the manifest says when it was probed)."""
+    import platform
+
+    from bench import cache
+
+    job = {"kind": "machine", "threads": cfg.threads, "device": cfg.device,
+           "idle_s": IDLE_WINDOW_S}
+    key = cache.key({**job, "node": platform.node(), "cpu": platform.processor(),
+                     "python": sys.version, "torch": _torch_version()})
+    cached = cache.cache_dir() / "machine" / f"probe-{key}.json"
+    if cfg.use_cache and cached.exists():
+        try:
+            probe = json.loads(cached.read_text())
+            if time.time() - probe["probed_at"] < PROBE_MAX_AGE_S:
+                return {**probe, "cached": str(cached)}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    path = work / "job-machine.json"
+    path.write_text(json.dumps(job))
+    proc = subprocess.run([sys.executable, "-m", "bench.worker", str(path)], stdout=subprocess.PIPE,
+                          text=True, env=worker_env(cfg.threads))
+    for line in proc.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            probe = {**json.loads(line[len(RESULT_PREFIX):]), "probed_at": time.time()}
+            if cfg.use_cache and "idle_error" not in probe:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cache.atomic_write_bytes(cached, json.dumps(probe).encode())
+            return probe
+    return {"error": f"machine probe exited with code {proc.returncode}"}
+
+
+def _torch_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def run_worker(backend: str, threads: int, device: str, plan, paths, items: list[dict],
+               idle_w: float | None = None, server=None,
+               predict_threads: int | None = None) -> list[dict]:
+    """Measure models in a fresh process; returns one result per item, in order.
+    `paths`: bench.measuring.Paths (the split files and the work folder).
+
+    Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
+    inference in a fresh process but 17.3 ms in a process that had first run two
+    MobileNetV2 models, so models sharing a process do not get equal conditions.
+    --quick shares one process per backend to stay fast: a smoke test, not a measurement.
+    With a `server` (bench.forkserver) the process is forked from it instead of started.
+    """
+    job = {"backend": backend, "threads": threads, "device": device,
+           "predict_threads": predict_threads or threads,
+           "test_images": str(paths.test), "val_images": str(paths.val) if paths.val else None,
+           "latency": plan.__dict__, "idle_w": idle_w,
+           "items": items}
+    job_path = paths.work / f"job-{backend}.json"
+    job_path.write_text(json.dumps(job))
+    if server is not None:
+        lines, code = server.run(str(job_path))
+    else:
+        proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
+                              stdout=subprocess.PIPE, text=True, env=worker_env(threads))
+        lines, code = proc.stdout.splitlines(), proc.returncode
+    results = []
+    for line in lines:
+        if line.startswith(RESULT_PREFIX):
+            results.append(json.loads(line[len(RESULT_PREFIX):]))
+        else:
+            sys.stderr.write(line + "\n")
+    for item in items[len(results):]:
+        results.append({"model": item["model"], "error": f"measuring process exited with code "
+                                                         f"{code} before reporting"})
+    return results
+
+
+def worker_env(threads: int) -> dict:
+    """The measuring process's environment: pinned threads, no telemetry, no noise."""
+    from bench.backends import telemetry
+
+    # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
+    pinned = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                            "OPENBLAS_NUM_THREADS")}
+    return telemetry.subprocess_env({**os.environ, **pinned,
+                                     "PYTHONWARNINGS": "ignore", "TORCH_CPP_LOG_LEVEL": "ERROR"})
