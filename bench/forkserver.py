@@ -71,7 +71,15 @@ class Server:
 
 
 def start(backend: str, env: dict) -> Server | None:
-    return Server(backend, env) if hasattr(os, "fork") else None
+    """A ready server, or None (no fork here, or it failed to start: the bench then starts
+    a new interpreter per process, as it says on stderr)."""
+    if not hasattr(os, "fork"):
+        return None
+    try:
+        return Server(backend, env)
+    except (RuntimeError, OSError) as exc:
+        sys.stderr.write(f"{exc}; measuring {backend} in new processes instead\n")
+        return None
 
 
 def _preload(backend: str) -> None:

@@ -79,9 +79,13 @@ def run_worker(backend: str, threads: int, device: str, plan, paths, items: list
            "items": items}
     job_path = paths.work / f"job-{backend}.json"
     job_path.write_text(json.dumps(job))
+    lines = None
     if server is not None:
-        lines, code = server.run(str(job_path))
-    else:
+        try:
+            lines, code = server.run(str(job_path))
+        except (RuntimeError, OSError) as exc:  # the server died: a plain process instead
+            sys.stderr.write(f"{exc}; measuring in a new process instead\n")
+    if lines is None:
         proc = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
                               stdout=subprocess.PIPE, text=True, env=worker_env(threads))
         lines, code = proc.stdout.splitlines(), proc.returncode

@@ -123,3 +123,18 @@ def test_default_threads_leave_a_core_free(monkeypatch):
     monkeypatch.setattr(config, "physical_cores", lambda: 8)
     assert default_threads() == 7
     assert RunConfig().train_threads == 8
+
+
+def test_fork_server_survives_a_failing_child(tmp_path):
+    """A child that fails (here: no job file) reports its exit code; the server goes on."""
+    from bench import forkserver
+    from bench.launch import worker_env
+
+    server = forkserver.start("onnxruntime", worker_env(1))
+    assert server is not None
+    try:
+        for _ in range(2):
+            lines, code = server.run(str(tmp_path / "missing.json"))
+            assert code == 1 and not any(line.startswith("@@RESULT") for line in lines)
+    finally:
+        server.close()
