@@ -7,6 +7,14 @@ import sys
 
 
 def _parser() -> argparse.ArgumentParser:
+    """Every option of `run` defaults to None (or False): `bench.settings.build` tells a
+    given option from an unset one, so a preset or profile fills only the unset ones. The
+    defaults quoted in the help are read from bench.config and bench.settings."""
+    from bench import settings as s
+    from bench.config import RunConfig
+
+    d = RunConfig()
+    data, train, meas = d.data, d.training, d.measurement
     p = argparse.ArgumentParser(prog="python -m bench",
                                 description="Compress a medical image classifier every way and measure "
                                             "every candidate alike.")
@@ -15,28 +23,34 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="train/load the teacher, apply methods, measure, report")
     r.add_argument("--methods", default=None,
                    help="comma-separated methods, families or '+' chains, with name:key=value "
-                        "parameters (default: kd,prune,quant)")
+                        f"parameters (default: {d.methods.spec})")
     r.add_argument("--dataset", default=None,
-                   help="synthetic (default, generated), a card name with --data-root (see "
+                   help=f"{data.dataset} (default, generated), a card name with --data-root (see "
                         "`list`), or FORMAT:PATH: folder:DIR, medmnist:FILE.npz, "
                         "chexpert:CSV, ham10000:CSV")
     r.add_argument("--data-root", default=None,
                    help="the local folder holding a card's dataset (nothing is downloaded)")
     r.add_argument("--uncertainty", default=None, choices=["u-ones", "u-zeros", "u-ignore"],
-                   help="CheXpert uncertain (-1) labels become 1, 0, or ignored (default u-ones)")
+                   help="CheXpert uncertain (-1) labels become 1, 0, or ignored "
+                        f"(default {data.uncertainty})")
     r.add_argument("--frontal-only", action="store_true",
                    help="CheXpert-style CSVs: keep frontal views only")
     r.add_argument("--labels", default=None,
                    help="comma-separated findings (CSV formats) or classes (folder, HAM10000) "
                         "to keep, in this order")
     r.add_argument("--task", default=None, choices=["binary", "multiclass", "multilabel"],
-                   help="task type of the synthetic dataset (default: binary)")
+                   help=f"task type of the synthetic dataset (default: {data.task})")
     r.add_argument("--num-classes", type=int, default=None,
-                   help="classes (multiclass) or labels (multilabel) of the synthetic dataset")
-    r.add_argument("--image-size", type=int, default=None, help="square input size (default 64; --quick 32)")
+                   help="classes (multiclass) or labels (multilabel) of the synthetic dataset "
+                        "(default: " + ", ".join(f"{n} {t}" for t, n in s.DEFAULT_CLASSES.items())
+                        + ")")
+    r.add_argument("--image-size", type=int, default=None,
+                   help=f"square input size (default {data.image_size}; --quick "
+                        f"{s.QUICK_IMAGE_SIZE})")
     r.add_argument("--teacher", default=None,
                    help="teacher architecture: a torchvision name, timm:NAME (with timm), or a+b for "
-                        "one teacher on several backbones' concatenated pooled features")
+                        "one teacher on several backbones' concatenated pooled features "
+                        f"(default {train.teacher})")
     r.add_argument("--teacher-checkpoint", default=None,
                    help="the user's own teacher weights (a state_dict; loaded weights-only)")
     r.add_argument("--teachers", default=None,
@@ -45,11 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--pretrained", action="store_true",
                    help="initialise teachers from ImageNet weights in the local torch hub cache "
                         "(nothing is downloaded; a clear error says where to put them)")
-    r.add_argument("--student", default=None, help="torchvision architecture of the KD student")
-    r.add_argument("--teacher-epochs", type=float, default=None, help="teacher training epochs (default 1.25; --quick 2 at 32 px)")
-    r.add_argument("--student-epochs", type=float, default=None, help="student / kd epochs (default 1.25)")
+    r.add_argument("--student", default=None,
+                   help=f"torchvision architecture of the KD student (default {train.student})")
+    r.add_argument("--teacher-epochs", type=float, default=None,
+                   help=f"teacher training epochs (default {train.teacher_epochs:g}; "
+                        f"--quick {s.QUICK_TEACHER_EPOCHS:g})")
+    r.add_argument("--student-epochs", type=float, default=None,
+                   help="student / kd budget in epochs of the labelled images (default "
+                        f"{train.student_epochs:g}; --quick at most {s.QUICK_STUDENT_EPOCHS:g})")
     r.add_argument("--finetune-epochs", type=float, default=None,
-                   help="fine-tuning epochs after pruning (default 0.2)")
+                   help=f"fine-tuning epochs after pruning (default {train.finetune_epochs:g}; "
+                        f"--quick at most {s.QUICK_FINETUNE_EPOCHS:g})")
     r.add_argument("--backends", default=None, help="comma-separated backends (default: every installed one)")
     r.add_argument("--precision", default=None,
                    help="also deploy every float model in these precisions, as rows of their own: "
@@ -60,30 +80,36 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--train-threads", type=int, default=None,
                    help="threads for training and the bench's own inference (default: physical "
                         "cores); part of the teacher cache key")
-    r.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+    r.add_argument("--device", default=None, choices=["cpu", "cuda"],
                    help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
-                        "provider when installed; OpenVINO rows are n/a (default cpu)")
-    r.add_argument("--seed", type=int, default=None, help="seed for data, training and splits (default 0)")
+                        "provider when installed; OpenVINO rows are n/a "
+                        f"(default {d.device})")
+    r.add_argument("--seed", type=int, default=None,
+                   help=f"seed for data, training and splits (default {d.seed})")
     r.add_argument("--seeds", default=None,
                    help="comma-separated seeds: the whole pipeline once per seed, with a summary.csv "
                         "of mean and sd across them (overrides --seed)")
     r.add_argument("--repeats", type=int, default=None,
-                   help="fresh measuring processes per row (default 1: what fits the 4-minute budget "
-                        "here; --rigorous 5)")
+                   help=f"fresh measuring processes per row (default {meas.repeats}: what fits "
+                        f"the 4-minute budget here; --rigorous at least {s.RIGOROUS_REPEATS})")
     r.add_argument("--retime-budget", type=float, default=None,
                    help="seconds of further fresh processes for rows whose latency is not yet "
-                        "stable, and their backend's teacher (default 30; 0: off)")
+                        f"stable, and their backend's teacher (default {meas.retime_budget_s:g}; "
+                        f"--quick 0; --rigorous at least {s.RIGOROUS_RETIME_S:g}; 0: off)")
     r.add_argument("--rigorous", action="store_true",
-                   help="for publication: at least 5 processes of at least 10 s per row")
+                   help=f"for publication: at least {s.RIGOROUS_REPEATS} processes of at least "
+                        f"{s.RIGOROUS_PLAN.min_s:g} s per row")
     r.add_argument("--margin", type=float, default=None,
-                   help="non-inferiority margin on AUC against the teacher (default 0.02)")
+                   help=f"non-inferiority margin on AUC against the teacher (default {meas.margin})")
     r.add_argument("--operating-point", default=None,
                    help="decision threshold: 0.5, threshold=T, or spec=S / sens=S chosen on the "
-                        "validation split (default 0.5)")
+                        f"validation split (default {meas.operating_point})")
     r.add_argument("--bootstrap", type=int, default=None,
-                   help="bootstrap resamples for every interval (default 2000; --quick 200)")
+                   help=f"bootstrap resamples for every interval (default {meas.n_boot}; --quick "
+                        f"at most {s.QUICK_N_BOOT})")
     r.add_argument("--preset", default=None,
-                   help="a named setup (see `list`); options given on the command line override it")
+                   help="a named setup (see `list`); --quick / --rigorous and options given on the "
+                        "command line override it")
     r.add_argument("--quick", action="store_true",
                    help="smoke test: smaller data and images, fewer epochs and iterations")
     r.add_argument("--out", default=None, help="run directory (default reports/runs/<UTC time>)")
@@ -138,101 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from bench import backends
-    from bench.config import RunConfig, quick_profile, rigorous_profile
+    from bench import settings
+
+    cfg = settings.build(args)
+    settings.validate(cfg)  # every bad input fails here, before any training
     from bench.runner import run
-    from bench.stats.threshold import parse_operating_point
 
-    preset = None
-    if args.preset:
-        from bench import presets
-
-        preset = presets.get(args.preset)
-        preset.fill(args)
-    dataset = args.dataset or "synthetic"
-    synthetic = dataset in ("", "synthetic")
-    if not synthetic and (args.task is not None or args.num_classes is not None):
-        raise ValueError(f"--task and --num-classes shape the synthetic dataset; "
-                         f"{dataset} defines its own task and classes")
-    labels = None
-    if args.labels is not None:
-        labels = [x.strip() for x in args.labels.split(",")]
-        if not all(labels):
-            raise ValueError(f"--labels {args.labels!r}: empty name in the list")
-    defaults = RunConfig()
-    cfg = RunConfig(teacher_checkpoint=args.teacher_checkpoint, out=args.out,
-                    use_cache=not args.no_cache, device=args.device,
-                    preset=preset.name if preset else None,
-                    data_root=args.data_root, uncertainty=args.uncertainty or "u-ones",
-                    frontal_only=args.frontal_only, labels=labels)
-    if args.teachers:
-        if args.teacher_checkpoint:
-            raise ValueError("--teachers and --teacher-checkpoint: choose one")
-        cfg.teachers = [a for a in args.teachers.split(",") if a]
-    cfg.pretrained = args.pretrained
-    for name in ("methods", "dataset", "task", "teacher", "student", "seed", "margin",
-                 "operating_point"):
-        value = getattr(args, name)
-        setattr(cfg, name, value if value is not None else getattr(defaults, name))
-    if args.num_classes is not None:
-        cfg.num_classes = args.num_classes
-    elif cfg.task == "multiclass":
-        cfg.num_classes = 4
-    elif cfg.task == "multilabel":
-        cfg.num_classes = 5
-    parse_operating_point(cfg.operating_point)  # a bad one fails now, not after training
-    if not 0 <= cfg.margin < 1:
-        raise ValueError(f"--margin {cfg.margin}: must be in [0, 1)")
-    if args.quick:
-        quick_profile(cfg, args.image_size is not None)
-    if preset is not None:
-        preset.configure(cfg)
-    if args.bootstrap is not None:
-        if args.bootstrap < 0:
-            raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")
-        cfg.n_boot = args.bootstrap
-    if args.rigorous:
-        if args.quick:
-            raise ValueError("--rigorous and --quick contradict each other: choose one")
-        rigorous_profile(cfg)
-    if args.repeats is not None:
-        if args.repeats < 1 or (args.rigorous and args.repeats < 5):
-            raise ValueError(f"--repeats {args.repeats}: must be at least {5 if args.rigorous else 1}")
-        cfg.repeats = args.repeats
-    if args.seeds:
-        try:
-            cfg.seeds = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
-        if len(set(cfg.seeds)) != len(cfg.seeds):
-            raise ValueError(f"--seeds {args.seeds!r}: a seed is repeated")
-    if args.image_size is not None:
-        cfg.image_size = args.image_size
-    for name in ("teacher_epochs", "student_epochs", "finetune_epochs"):
-        if getattr(args, name) is not None:
-            setattr(cfg, name, getattr(args, name))
-    for name in ("threads", "train_threads"):
-        value = getattr(args, name)
-        if value is not None:
-            if value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {value}: must be at least 1")
-            setattr(cfg, name, value)
-    if args.retime_budget is not None:
-        if args.retime_budget < 0:
-            raise ValueError(f"--retime-budget {args.retime_budget}: must be 0 (off) or more")
-        cfg.retime_budget_s = args.retime_budget
-    cfg.backends = (args.backends.split(",") if args.backends else backends.installed())
-    for b in cfg.backends:
-        if b not in backends.names():
-            raise ValueError(f"--backends: unknown backend {b!r}; known: {', '.join(backends.names())}")
-    if args.precision:
-        from bench.backends import LOWER_PRECISIONS
-
-        cfg.precisions = [p for p in args.precision.split(",") if p != "fp32"]
-        for p in cfg.precisions:
-            if p not in LOWER_PRECISIONS:
-                raise ValueError(f"--precision: unknown precision {p!r}; choose from "
-                                 f"{', '.join(LOWER_PRECISIONS)} (fp32 rows are always there)")
     return run(cfg)
 
 
@@ -309,7 +246,8 @@ def _list(args) -> int:
             print(f"      {p.name:<18} {p.type.__name__:<6} default {p.default!r:<8} {p.help}")
     print("families: " + "; ".join(f"{f} = {' + '.join(m)}" for f, m in methods.families().items()))
     print("chains: join steps with '+', e.g. kd+prune.structured:ratio=0.3+quant.static")
-    print("baselines measured in every run: teacher, student (the kd student without distillation)")
+    print("baselines measured in every run: teacher, "
+          + ", ".join(methods.chain_name(c) for c in methods.baselines()))
     inst = set(backends.installed())
     print("backends: " + ", ".join(f"{b}{'' if b in inst else ' (not installed)'}" for b in backends.names()))
     for name in backends.names():
@@ -319,7 +257,7 @@ def _list(args) -> int:
     from bench import presets
 
     print("presets (use with --preset; command-line options override them):")
-    for preset in presets.PRESETS.values():
+    for preset in presets.PRESETS.items().values():
         print(f"  {preset.name}: {preset.summary}")
     if args.archs:
         from bench.models import available_architectures
@@ -329,11 +267,14 @@ def _list(args) -> int:
 
 
 def _list_datasets() -> None:
-    from bench.data import SPEC_FORMS, cards
+    from bench import data
+    from bench.data import cards
+
+    forms = data.spec_forms()
 
     print("datasets (--dataset NAME --data-root PATH; the data stays on your disk):")
     print(f"  {'synthetic':<22} {'generated':<9} binary / multiclass / multilabel (the default)")
     for name, card in cards.all_cards().items():
         print(f"  {name:<22} {card.format:<9} {card.task:<10} {len(card.classes):>2} classes  "
               f"{card.title}")
-    print(f"  or a format and a path: {SPEC_FORMS}")
+    print(f"  or a format and a path: {forms}")

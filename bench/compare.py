@@ -9,14 +9,18 @@ Per (model, backend, precision) row present in both runs:
     process (then the interval reflects within-process noise only, and says so). The
     interval is then widened by the backend's noise floor (the larger of the two runs':
     how far two processes of the same teacher file disagree), as the row's speedup
-    interval is. The change is significant when the interval excludes 1.
+    interval is (one function: bench.stats.latency.ratio_interval). The change is
+    significant when the interval excludes 1.
   * AUC: delta B - A from the saved predictions, paired case by case, which needs the
-    same test set: y_true must be identical (else 'not paired: different test sets', and
-    only the two AUCs are shown). The interval is a paired stratified bootstrap (the same
-    resamples for both runs); the p-value is DeLong's test for binary tasks and the paired
-    bootstrap z-test otherwise (macro AUC over classes or labels). Significant: p < 0.05.
-  * sizes: exact changes of params, params_nonzero, weights_mib, file_mib, file_gz_mib
-    and macs (deterministic given the code: any change is a change of the method).
+    same test set and task: y_true must be identical (else 'not paired: different test
+    sets', and only the two AUCs are shown). The task comes with the predictions
+    (bench.store.load_predictions); the AUCs are bench.stats.auc's, as in the rows.
+    The interval is a paired stratified bootstrap (the same resamples for both runs);
+    the p-value is DeLong's test for binary tasks and the paired bootstrap z-test
+    otherwise (macro AUC over classes or labels). Significant: p < 0.05.
+  * sizes: exact changes of the columns in the "compare" view of bench.result (params,
+    params_nonzero, weights_mib, file_mib, file_gz_mib and macs: deterministic given the
+    code, so any change is a change of the method).
 Rows only in one run are listed. A row that is not ok in either run shows its status.
 """
 
@@ -28,15 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.result import Result
-from bench.stats.auc import has_both_classes, one_vs_rest, weighted_auc
+from bench.result import Result, view
+from bench.stats.auc import auc_roc, has_both_classes, kind_of, one_vs_rest, weighted_auc
 from bench.stats.bootstrap import percentile_interval, resample_counts
 from bench.stats.delong import delong_test, wald
-from bench.stats.latency import boot_headline, headline
+from bench.stats.latency import headline, ratio_interval
 from bench.store import load_predictions, load_rows, load_samples
 
 ALPHA = 0.05
-SIZE_COLUMNS = ("params", "params_nonzero", "weights_mib", "file_mib", "file_gz_mib", "macs")
+SIZE_COLUMNS = tuple(view("compare"))
+#: compare's bootstrap streams for B and A (bench.stats.latency.ratio_interval): kept
+#: from before that function was shared, so the intervals it prints are unchanged
+STREAMS = (0, 1)
 NAN = float("nan")
 
 Key = tuple[str, str, str]  # (model, backend, precision)
@@ -104,23 +111,12 @@ def latency_change(processes_a: list, processes_b: list, n_boot: int = 2000,
     ratio = p50_b / p50_a if p50_a > 0 else NAN
     if n_boot <= 0:
         return LatencyChange(p50_a, p50_b, ratio, note="no bootstrap (n_boot = 0)")
-    ratios = (boot_headline(np.random.default_rng([seed, 0]), b, n_boot)
-              / boot_headline(np.random.default_rng([seed, 1]), a, n_boot))
-    lo, hi = percentile_interval(ratios)
+    lo, hi = ratio_interval(b, a, floor, n_boot, seed, streams=STREAMS)
     notes = [] if min(len(a), len(b)) >= 3 else [
         f"within-process resampling only: {len(a)} and {len(b)} processes"]
     if floor:
-        lo, hi = lo / (1 + floor), hi * (1 + floor)
         notes.append(f"interval widened by the noise floor {floor:.1%}")
-    note = "; ".join(notes)
-    return LatencyChange(p50_a, p50_b, ratio, lo, hi, bool(lo > 1 or hi < 1), note)
-
-
-def task_kind(y_true: np.ndarray, y_score: np.ndarray) -> str:
-    """binary (1-D scores), multiclass (1-D labels, 2-D scores) or multilabel (2-D both)."""
-    if np.ndim(y_score) == 1:
-        return "binary"
-    return "multilabel" if np.ndim(y_true) == 2 else "multiclass"
+    return LatencyChange(p50_a, p50_b, ratio, lo, hi, bool(lo > 1 or hi < 1), "; ".join(notes))
 
 
 def same_test_set(y_a, y_b) -> bool:
@@ -128,27 +124,21 @@ def same_test_set(y_a, y_b) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
-def macro_auc(y_true, y_score) -> float:
-    """Binary AUC, or the macro one-vs-rest / per-label AUC over the columns with both
-    classes (NaN targets ignored), as in the row's auc_roc."""
-    kind = task_kind(y_true, y_score)
-    targets, cols = one_vs_rest(kind, np.asarray(y_true), np.asarray(y_score, dtype=np.float64))
-    used = [j for j in range(targets.shape[1]) if has_both_classes(targets[:, j])]
-    if not used:
-        return NAN
-    return float(np.mean([weighted_auc(cols[:, j], targets[:, j]) for j in used]))
-
-
 def auc_change(pred_a: dict, pred_b: dict, n_boot: int = 2000, seed: int = 0) -> AucChange:
-    """delta AUC B - A on the same test cases (see the module docstring)."""
+    """delta AUC B - A on the same test cases (see the module docstring). Each prediction
+    dict holds y_true, y_score and its task (as bench.store.load_predictions gives)."""
     y_a, y_b = np.asarray(pred_a["y_true"]), np.asarray(pred_b["y_true"])
     s_a = np.asarray(pred_a["y_score"], dtype=np.float64)
     s_b = np.asarray(pred_b["y_score"], dtype=np.float64)
-    auc_a, auc_b = macro_auc(y_a, s_a), macro_auc(y_b, s_b)
+    task_a, task_b = pred_a["task"], pred_b["task"]
+    auc_a, auc_b = auc_roc(task_a, y_a, s_a)[0], auc_roc(task_b, y_b, s_b)[0]
+    if kind_of(task_a) != kind_of(task_b):
+        return AucChange(auc_a, auc_b, auc_b - auc_a, paired=False,
+                         note="not paired: different tasks")
     if not same_test_set(y_a, y_b) or s_a.shape != s_b.shape:
         return AucChange(auc_a, auc_b, auc_b - auc_a, paired=False,
                          note="not paired: different test sets")
-    kind = task_kind(y_a, s_a)
+    kind = kind_of(task_a)
     targets, cols_a = one_vs_rest(kind, y_a, s_a)
     cols_b = one_vs_rest(kind, y_a, s_b)[1]
     used = [j for j in range(targets.shape[1]) if has_both_classes(targets[:, j])]

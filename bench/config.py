@@ -1,4 +1,10 @@
-"""The run's configuration: defaults, the --quick profile, and validation."""
+"""The run's configuration, in sections: data, training (teacher and student), methods,
+measurement, output; plus what spans them (seed, device, preset, profile).
+
+The sections are plain dataclasses with the defaults; `bench.settings` layers defaults <
+preset < profile (--quick, --rigorous) < command line into one RunConfig and checks it,
+before anything is trained. Everything downstream reads the finished RunConfig.
+"""
 
 from __future__ import annotations
 
@@ -31,16 +37,20 @@ def default_threads() -> int:
 
 
 @dataclass
-class RunConfig:
-    methods: str = "kd,prune,quant"
-    dataset: str = "synthetic"
+class DataConfig:
+    dataset: str = "synthetic"  # synthetic, a card name (with data_root), or FORMAT:PATH
     data_root: str | None = None
     uncertainty: str = "u-ones"  # CheXpert-style uncertain labels: u-ones, u-zeros, u-ignore
     frontal_only: bool = False
     labels: list[str] | None = None  # findings / classes to keep, in order
-    task: str = "binary"
+    task: str = "binary"  # the synthetic dataset's task and classes (real data has its own)
     num_classes: int = 2
     image_size: int = 64
+    sizes: SyntheticSizes = field(default_factory=SyntheticSizes)
+
+
+@dataclass
+class TrainingConfig:
     teacher: str = "densenet121"
     teacher_checkpoint: str | None = None
     teachers: list[str] = field(default_factory=list)  # --teachers: an averaged ensemble
@@ -49,59 +59,76 @@ class RunConfig:
     teacher_epochs: float = 2.0
     student_epochs: float = 6.0  # of the labelled images, for kd and the student alike
     finetune_epochs: float = 0.2
+    train_threads: int = field(default_factory=lambda: physical_cores())  # training: every core
+
+
+@dataclass
+class MethodsConfig:
+    spec: str = "kd,prune,quant"  # --methods: families, chains, name:key=value
+
+
+@dataclass
+class MeasurementConfig:
     backends: list[str] = field(default_factory=lambda: ["torch"])
     precisions: list[str] = field(default_factory=list)  # extra float rows: bf16, fp16
-    threads: int = field(default_factory=default_threads)  # measurement (see default_threads)
-    train_threads: int = field(default_factory=lambda: physical_cores())  # training: every core
-    device: str = "cpu"
-    seed: int = 0
-    seeds: list[int] = field(default_factory=list)  # --seeds: the whole pipeline once per seed
+    threads: int = field(default_factory=default_threads)  # see default_threads
     repeats: int = 1  # fresh measuring processes per row (the teacher gets at least 2)
     #: seconds of further fresh processes for rows whose latency is not yet stable (and
     #: their backend's teacher), after the first pass; 0 turns the adaptive pass off
     retime_budget_s: float = 30.0
     max_repeats: int = 5  # the adaptive pass stops adding processes to a row here
-    rigorous: bool = False
+    latency: LatencyPlan = field(default_factory=LatencyPlan)
+    shared_process: bool = False  # --quick: one measuring process per backend
     margin: float = 0.02  # non-inferiority margin on AUC
     operating_point: str = "0.5"
     n_boot: int = 2000
-    quick: bool = False
-    shared_process: bool = False  # --quick: one measuring process per backend
+
+
+@dataclass
+class OutputConfig:
+    out: str | None = None  # the run directory (default reports/runs/<UTC time>)
+    use_cache: bool = True  # teachers, generated data and the machine probe
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    methods: MethodsConfig = field(default_factory=MethodsConfig)
+    measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    seed: int = 0
+    seeds: list[int] = field(default_factory=list)  # --seeds: the whole pipeline per seed
+    device: str = "cpu"  # where training and the backends run
     preset: str | None = None
-    out: str | None = None
-    use_cache: bool = True
-    sizes: SyntheticSizes = field(default_factory=SyntheticSizes)
-    latency: LatencyPlan = field(default_factory=LatencyPlan)
+    profile: str | None = None  # "quick" or "rigorous"
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    @property
+    def rigorous(self) -> bool:
+        return self.profile == "rigorous"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-#: --rigorous, for publication: at least 5 fresh processes of at least 10 s each
-RIGOROUS_REPEATS = 5
-RIGOROUS_PLAN = LatencyPlan(warmup_n=10, warmup_s=2.0, min_n=200, min_s=10.0, max_s=60.0)
+SECTIONS = ("data", "training", "methods", "measurement", "output")
 
 
-def rigorous_profile(cfg: RunConfig) -> RunConfig:
-    cfg.rigorous = True
-    cfg.repeats = max(cfg.repeats, RIGOROUS_REPEATS)
-    cfg.latency = RIGOROUS_PLAN
-    cfg.max_repeats = max(cfg.max_repeats, 2 * RIGOROUS_REPEATS)
-    cfg.retime_budget_s = max(cfg.retime_budget_s, 600.0)
-    return cfg
-
-
-def quick_profile(cfg: RunConfig, image_size_given: bool) -> RunConfig:
-    """Smaller data, fewer epochs and iterations: a smoke test, not a measurement."""
-    cfg.quick = True
-    cfg.shared_process = True
-    if not image_size_given:
-        cfg.image_size = 32
-    cfg.sizes = SyntheticSizes(train=256, val=64, test=128, calibration=32, transfer=512)
-    cfg.teacher_epochs = 1.0
-    cfg.student_epochs = min(cfg.student_epochs, 1.0)
-    cfg.finetune_epochs = min(cfg.finetune_epochs, 0.1)
-    cfg.latency = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.1, max_s=2.0)
-    cfg.retime_budget_s = 0.0  # one shared process per backend: nothing to re-time
-    cfg.n_boot = min(cfg.n_boot, 200)
-    return cfg
+def flat_config(config: dict | None) -> dict:
+    """A manifest's `config` as one flat dict, whichever layout wrote it: sections (schema
+    4) or the flat dataclass of schema 2 and 3. `methods` is the --methods text in both."""
+    config = dict(config or {})
+    flat = {k: v for k, v in config.items() if k not in SECTIONS or not isinstance(v, dict)}
+    for section in SECTIONS:
+        part = config.get(section)
+        if isinstance(part, dict):
+            flat.update({("methods" if section == "methods" and k == "spec" else k): v
+                         for k, v in part.items()})
+    if "profile" in flat:
+        flat.setdefault("quick", flat["profile"] == "quick")
+        flat.setdefault("rigorous", flat["profile"] == "rigorous")
+    return flat

@@ -13,7 +13,8 @@ a model itself.
 
 Protocol: the server writes `@@READY` once its imports are done (the bench waits for it,
 so a starting server never runs beside a timed process); the bench writes a job file's path as a line on the server's stdin; the forked
-child runs `bench.worker.main(path)`, whose `@@RESULT` lines go to the shared stdout;
+child runs `bench.worker.main(path)`, which writes its results to the job's results file
+(anything it prints goes to the shared stdout and is passed on to the user, not parsed);
 the server then writes `@@EXIT <code>` (a negative code: the child died of that signal).
 Where fork is unavailable, `start` returns None and the bench starts plain processes.
 """
@@ -27,7 +28,6 @@ import traceback
 
 EXIT_PREFIX = "@@EXIT "
 READY = "@@READY"
-_RUNTIMES = {"torch": ("torch",), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
 
 
 class Server:
@@ -91,11 +91,12 @@ def _preload(backend: str) -> None:
     from bench import backends, worker  # noqa: F401
     from bench.backends import telemetry
     from bench.measure import energy, latency, memory  # noqa: F401
+    from bench.measuring import records  # noqa: F401
 
     telemetry.switch_off()
-    for module in _RUNTIMES.get(backend, ()):
-        importlib.import_module(module)
-    backends.get(backend)  # the adapter module itself
+    adapter = backends.get(backend)  # the adapter module itself
+    if adapter.runtime:
+        importlib.import_module(adapter.runtime)
     # codecarbon probes the hardware once per process (about 1.4 s here) and leaves no
     # thread behind: probed here, every child starts with it done.
     with energy.EnergyWindow():

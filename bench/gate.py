@@ -1,16 +1,18 @@
 """The CI regression gate: `python -m bench check RUN_DIR --baseline FILE`.
 
-What is gated, per (model, backend, precision) row of the baseline:
-  * exactly: params, params_nonzero; within 1e-4 relative (rounding, see ROUNDING):
-    weights_mib, compression_ratio.
+What is gated, per (model, backend, precision) row of the baseline; which columns, is
+their `gate` metadata in bench.result (so a new column is gated by declaring it there):
+  * exactly ("exact"): params, params_nonzero; within 1e-4 relative (rounding, see
+    ROUNDING): weights_mib, compression_ratio.
     These are deterministic given the code, so any change is a change of the method.
-  * as a ratio with a tolerance: speedup (default +-25%). Speedup is a ratio measured
-    within one run, which cancels most of a machine's speed, but not its noise: where
-    the run itself flagged the row or its backend's teacher row `unstable` (processes
-    disagreeing, see bench.stats.latency), or where the backend's noise floor (its
-    teacher's processes' disagreement) exceeds half the tolerance, its speedup is noise by the bench's own
-    account, and is reported as not gated instead of failing the build.
-  * as a margin: auc_roc may not fall below the baseline's by more than 0.02.
+  * as a ratio with a tolerance ("ratio"): speedup (default +-25%). Speedup is a ratio
+    measured within one run, which cancels most of a machine's speed, but not its noise:
+    where the run itself flagged the row or its backend's teacher row `unstable`
+    (processes disagreeing, see bench.stats.latency), or where the backend's noise floor
+    (its teacher's processes' disagreement) exceeds half the tolerance, its speedup is
+    noise by the bench's own account, and is reported as not gated instead of failing
+    the build.
+  * as a margin ("margin"): auc_roc may not fall below the baseline's by more than 0.02.
   * a row the baseline has that the run lacks, or that failed, is a violation.
 Energy is never gated: on most machines it is an estimate proportional to time.
 """
@@ -22,11 +24,16 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.result import Result
+from bench.result import Result, gated, meta
 from bench.store import load_rows
 
 BASELINE_VERSION = 1
-EXACT = ("params", "params_nonzero", "weights_mib", "compression_ratio")
+EXACT = tuple(gated("exact"))
+#: latency ratios (speedup): the baseline's tolerance "speedup" applies to each
+RATIO = tuple(gated("ratio"))
+#: quality figures (auc_roc): the baseline's "auc_margin" applies to each
+MARGIN = tuple(gated("margin"))
+GATED = (*EXACT, *RATIO, *MARGIN)
 #: relative difference that still counts as equal. Counts are compared exactly; sizes to
 #: 1e-4: a TorchScript file embeds the source paths of the installed torchvision, so the
 #: same model saved from another checkout differed by 1e-5 in size (CI's clone vs here).
@@ -46,7 +53,7 @@ def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_
         if not r.ok:
             continue
         rows.append({"model": r.model, "backend": r.backend, "precision": r.precision,
-                     **{c: getattr(r, c) for c in (*EXACT, "speedup", "auc_roc")}})
+                     **{c: getattr(r, c) for c in GATED}})
     return {"baseline_version": BASELINE_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "source_run": str(run_dir),
@@ -97,11 +104,11 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
         unstable = [r.model for r in (row, teacher) if r is not None and "unstable" in r.status]
         floor = teacher.noise_floor if teacher is not None else None
         noisy = floor is not None and floor > speedup_tolerance / 2
-        for line in _check_row(key, base, row, speedup_tolerance, auc_margin):
-            if unstable and ": speedup " in line:
+        for column, line in _check_row(key, base, row, speedup_tolerance, auc_margin):
+            if unstable and column in RATIO:
                 notes.append(f"{line}; not gated: {' and '.join(dict.fromkeys(unstable))} "
                              "unstable in this run")
-            elif noisy and ": speedup " in line:
+            elif noisy and column in RATIO:
                 notes.append(f"{line}; not gated: {row.backend}'s noise floor in this run "
                              f"({floor:.0%}) exceeds half the tolerance")
             else:
@@ -110,7 +117,9 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
 
 
 def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
-               auc_margin: float) -> list[str]:
+               auc_margin: float) -> list[tuple[str, str]]:
+    """(column, violation) pairs: check() treats the latency ratios apart, as noise may
+    excuse them."""
     out = []
     for c in EXACT:
         want, got = base.get(c), getattr(row, c)
@@ -119,21 +128,25 @@ def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
         same = (got == want if isinstance(want, int) and isinstance(got, int)
                 else got is not None and math.isclose(got, want, rel_tol=ROUNDING, abs_tol=1e-12))
         if not same:
-            out.append(f"{key}: {c} {_fmt(got)} != baseline {_fmt(want)}")
-    want, got = base.get("speedup"), row.speedup
-    if want:
+            out.append((c, f"{key}: {c} {_fmt(got)} != baseline {_fmt(want)}"))
+    for c in RATIO:
+        want, got, unit = base.get(c), getattr(row, c), meta(c)["unit"]
+        if not want:
+            continue
         if got is None:
-            out.append(f"{key}: speedup missing (baseline {want:.3g}x)")
+            out.append((c, f"{key}: {c} missing (baseline {want:.3g}{unit})"))
         elif abs(got / want - 1) > speedup_tolerance:
-            out.append(f"{key}: speedup {got:.3g}x is {got / want - 1:+.0%} from baseline "
-                       f"{want:.3g}x (tolerance +-{speedup_tolerance:.0%})")
-    want, got = base.get("auc_roc"), row.auc_roc
-    if want is not None:
+            out.append((c, f"{key}: {c} {got:.3g}{unit} is {got / want - 1:+.0%} from baseline "
+                           f"{want:.3g}{unit} (tolerance +-{speedup_tolerance:.0%})"))
+    for c in MARGIN:
+        want, got = base.get(c), getattr(row, c)
+        if want is None:
+            continue
         if got is None:
-            out.append(f"{key}: auc_roc missing (baseline {want:.4f})")
+            out.append((c, f"{key}: {c} missing (baseline {want:.4f})"))
         elif got < want - auc_margin:
-            out.append(f"{key}: auc_roc {got:.4f} fell below baseline {want:.4f} by more than "
-                       f"{auc_margin}")
+            out.append((c, f"{key}: {c} {got:.4f} fell below baseline {want:.4f} by more "
+                           f"than {auc_margin}"))
     return out
 
 
@@ -147,7 +160,7 @@ def diff(old: dict | None, new: dict) -> list[str]:
         if prev is None:
             lines.append(f"+ {key}")
             continue
-        for c in (*EXACT, "speedup", "auc_roc"):
+        for c in GATED:
             if prev.get(c) != row.get(c):
                 lines.append(f"~ {key}: {c} {_fmt(prev.get(c))} -> {_fmt(row.get(c))}")
     lines += [f"- {key}" for key in before]

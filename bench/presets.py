@@ -1,26 +1,37 @@
 """Named setups for `--preset NAME`: a reference paper's documented setup, or CI's.
 
-A preset fills the command-line options the user did not give (what the user gives
-wins), then may adjust the configuration further (`configure`), e.g. the latency plan.
-Published figures, where a paper gives them, are stored with the preset and shown
-beside ours in the report.
+A preset is a layer of settings (dotted keys of bench.config.RunConfig, e.g.
+`"data.image_size": 224`) that `bench.settings.build` applies above the defaults and
+below the profile (`--quick`, `--rigorous`) and the command line: what the user gives
+wins, and a preset never touches the parsed options. Published figures, where a paper
+gives them, are stored with the preset and shown beside ours in the report.
+
+Presets live in a registry (bench.registry): the built-ins register below, and a
+third-party distribution adds one through the `medbench.presets` entry-point group,
+naming a module that registers on import or a Preset object itself.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from bench.measure.latency import LatencyPlan
+from bench.registry import Registry
 
 
 @dataclass(frozen=True)
 class Preset:
     """A named setup.
 
-    options: CLI option (argparse dest) -> value, filled where the user gave none.
-    synthetic: options used only with `--dataset synthetic` (task type and label count
-      of the embedded data that stands in for the paper's dataset).
-    image_size / seeds: the paper's; a --quick run keeps the quick size and the first seed.
+    settings: dotted config key -> value (`"training.teacher"`, `"seeds"`, ...; the keys
+      are bench.settings.KEYS), applied as one layer.
+    synthetic: settings applied over `settings` only when the run's dataset is synthetic
+      (the task type and label count of the embedded data that stands in for the paper's).
+      A paper's image size and seeds are plain settings: `--quick` then keeps its own
+      size and the first seed, as a profile sits above the preset.
 
     `published` holds the reference paper's own figures, which the report shows beside
     ours ("Published figures"). Its shape: this bench's model name (teacher, student, kd,
@@ -38,60 +49,58 @@ class Preset:
 
     name: str
     summary: str
-    options: dict = field(default_factory=dict)
-    synthetic: dict = field(default_factory=dict)
-    image_size: int | None = None
-    seeds: tuple[int, ...] = ()
-    latency: LatencyPlan | None = None
-    shared_process: bool | None = None
-    repeats: int | None = None
-    published: dict = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    synthetic: Mapping[str, Any] = field(default_factory=dict)
+    published: Mapping[str, Any] = field(default_factory=dict)
     citation: str = ""
 
-    def fill(self, args) -> None:
-        """Set every option the user left unset (None, or False for a flag)."""
-        given = {k for k, v in vars(args).items() if v is not None and v is not False}
-        for name, value in self.options.items():
-            if name not in given:
-                setattr(args, name, value)
-        if (getattr(args, "dataset", None) or "synthetic") == "synthetic":
-            for name, value in self.synthetic.items():  # these win over options, not the user
-                if name not in given:
-                    setattr(args, name, value)
-        if self.image_size and args.image_size is None and not args.quick:
-            args.image_size = self.image_size
-        if self.seeds and args.seeds is None and args.seed is None:
-            seeds = self.seeds[:1] if args.quick else self.seeds
-            args.seeds = ",".join(map(str, seeds)) if len(seeds) > 1 else None
-            args.seed = seeds[0]
+    def __post_init__(self):
+        # read-only views: a preset is shared by every run of the process
+        for name in ("settings", "synthetic", "published"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
-    def configure(self, cfg) -> None:
-        if self.latency is not None:
-            cfg.latency = self.latency
-        if self.shared_process is not None:
-            cfg.shared_process = self.shared_process
-        if self.repeats is not None:
-            cfg.repeats = self.repeats
+    def layer(self, synthetic: bool) -> dict[str, Any]:
+        """The settings this preset contributes to a run on synthetic data or not."""
+        return {**self.settings, **(self.synthetic if synthetic else {})}
 
 
-PRESETS: dict[str, Preset] = {}
+PRESETS: Registry[Preset] = Registry("preset")
+register = PRESETS.register
 
 
-def register(preset: Preset) -> Preset:
-    PRESETS[preset.name] = preset
-    return preset
+def get(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"--preset {name!r}: unknown preset; available: "
+                         f"{', '.join(PRESETS.names())}")
+    return PRESETS.get(name)
+
+
+def _ci_settings() -> dict[str, Any]:
+    """The quick profile's data and training values, written out: the ci preset sets its
+    own measurement over them, which a profile (it sits above a preset) would overrule."""
+    from bench import settings as s
+
+    return {
+        "data.image_size": s.QUICK_IMAGE_SIZE, "data.sizes": s.QUICK_SIZES,
+        "training.teacher_epochs": s.QUICK_TEACHER_EPOCHS,
+        "training.student_epochs": s.QUICK_STUDENT_EPOCHS,
+        "training.finetune_epochs": s.QUICK_FINETUNE_EPOCHS,
+        "measurement.n_boot": s.QUICK_N_BOOT, "measurement.retime_budget_s": 0.0,
+        "methods.spec": "kd,prune,quant", "seed": 0, "measurement.threads": 1,
+        # speedup is gated to +-25%. Measured here: one 1 s process per row at 1 thread
+        # moved speedups by up to 43% between two runs (one slow teacher process moves a
+        # whole backend); the median of 3 processes per row is what the gate reads.
+        "measurement.latency": LatencyPlan(warmup_n=10, warmup_s=0.2, min_n=100, min_s=0.5,
+                                           max_s=10.0),
+        "measurement.shared_process": False, "measurement.repeats": 3,
+    }
 
 
 register(Preset(
     name="ci",
-    summary="CI's regression run: --quick data and training, fixed seed, every method family, "
-            "every backend, 1 thread, 3 fresh processes per row",
-    options={"quick": True, "methods": "kd,prune,quant", "seed": 0, "threads": 1},
-    # speedup is gated to +-25%. Measured here: one 1 s process per row at 1 thread moved
-    # speedups by up to 43% between two runs (one slow teacher process moves a whole
-    # backend); the median of 3 processes per row is what the gate reads.
-    latency=LatencyPlan(warmup_n=10, warmup_s=0.2, min_n=100, min_s=0.5, max_s=10.0),
-    shared_process=False, repeats=3,
+    summary="CI's regression run: quick-sized data and training, fixed seed, every method "
+            "family, every backend, 1 thread, 3 fresh processes per row",
+    settings=_ci_settings(),
 ))
 
 
@@ -101,14 +110,14 @@ register(Preset(
     name="chexpert-kd",
     summary="CheXpert multilabel KD: DenseNet-121 -> MobileNetV2, the 5 competition labels, "
             "u-ones, alpha 0.7 on the hard-label loss, T=6, 224 px, 3 seeds",
-    options={"dataset": "chexpert-v1.0-small", "teacher": "densenet121",
-             "student": "mobilenet_v2", "uncertainty": "u-ones",
-             "labels": ",".join(CHEXPERT_LABELS),
-             # our kd alpha weighs the KD term: the paper's 0.7 on the hard loss is 0.3 here
-             "methods": "kd:alpha=0.3,temperature=6"},
-    synthetic={"task": "multilabel", "num_classes": len(CHEXPERT_LABELS), "labels": None,
-               "uncertainty": None},
-    image_size=224, seeds=(0, 1, 2),
+    settings={"data.dataset": "chexpert-v1.0-small", "training.teacher": "densenet121",
+              "training.student": "mobilenet_v2", "data.uncertainty": "u-ones",
+              "data.labels": list(CHEXPERT_LABELS),
+              # our kd alpha weighs the KD term: the paper's 0.7 on the hard loss is 0.3 here
+              "methods.spec": "kd:alpha=0.3,temperature=6",
+              "data.image_size": 224, "seed": 0, "seeds": [0, 1, 2]},
+    synthetic={"data.task": "multilabel", "data.num_classes": len(CHEXPERT_LABELS),
+               "data.labels": None},
     published={
         "teacher": {"auc_roc": "0.858 ± 0.0015", "params": 6.96e6, "weights_mib": 26.87,
                     "note": "macro AUC, mean ± sd of 3 seeds"},
@@ -124,10 +133,10 @@ register(Preset(
     name="covid-malaria",
     summary="binary chest X-ray / malaria smear: KD vs pruning vs quantization, size as % of "
             "the teacher, speedup, quality drop",
-    options={"dataset": "malaria-cells", "teacher": "densenet121", "student": "mobilenet_v2",
-             "methods": "kd,prune,quant"},
-    synthetic={"task": "binary"},
-    image_size=224,
+    settings={"data.dataset": "malaria-cells", "training.teacher": "densenet121",
+              "training.student": "mobilenet_v2", "methods.spec": "kd,prune,quant",
+              "data.image_size": 224},
+    synthetic={"data.task": "binary"},
     published={
         # the issue lists the paper's two settings without saying which method each is
         "published setting 1": {"compression_ratio": round(100 / 18.4, 2), "speedup": 6.14,
@@ -141,10 +150,9 @@ register(Preset(
 register(Preset(
     name="skin-lesion",
     summary="HAM10000, 7 classes, multiclass KD (DenseNet-121 -> MobileNetV2), 224 px",
-    options={"dataset": "ham10000", "teacher": "densenet121", "student": "mobilenet_v2",
-             "methods": "kd"},
-    synthetic={"task": "multiclass", "num_classes": 7},
-    image_size=224,
+    settings={"data.dataset": "ham10000", "training.teacher": "densenet121",
+              "training.student": "mobilenet_v2", "methods.spec": "kd", "data.image_size": 224},
+    synthetic={"data.task": "multiclass", "data.num_classes": 7},
     published={"kd": {"accuracy (HAM10000)": "0.8869-0.9324",
                       "accuracy (ISIC 2019)": "0.8214-0.8413"}},
     citation="skin-lesion KD reference paper (accuracy ranges over its students)",
@@ -162,15 +170,8 @@ register(Preset(
     name="covid-ensemble",
     summary="COVID-19 radiography: one teacher on concatenated ResNet50V2-style + VGG19 pooled "
             "features, distilled into MobileNetV2",
-    options={"dataset": "covid19-radiography", "teacher": _ensemble_teacher(),
-             "student": "mobilenet_v2", "methods": "kd"},
-    synthetic={"task": "multiclass", "num_classes": 4},
-    image_size=224,
+    settings={"data.dataset": "covid19-radiography", "training.teacher": _ensemble_teacher(),
+              "training.student": "mobilenet_v2", "methods.spec": "kd", "data.image_size": 224},
+    synthetic={"data.task": "multiclass", "data.num_classes": 4},
     citation="COVID-19 ensemble-teacher KD reference paper",
 ))
-
-
-def get(name: str) -> Preset:
-    if name not in PRESETS:
-        raise ValueError(f"--preset {name!r}: unknown preset; available: {', '.join(PRESETS)}")
-    return PRESETS[name]

@@ -10,40 +10,66 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-SCHEMA_VERSION = 3  # 2: statistics columns (issue 4), seed, precision variants
+SCHEMA_VERSION = 4  # 2: statistics columns (issue 4), seed, precision variants
 # 3: params count nn.Parameters only (buffers apart); speedup interval; noise floor;
 #    distilled rows against the student baseline
+# 4: predictions files and the manifest record the task (kind and class names); the
+#    config in the manifest is in sections; columns carry their views and gate
+#: the oldest results.json this version still reads (bench.store.load_rows)
+OLDEST_READABLE_SCHEMA = 2
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_NA = "n/a"
 
 
-def col(unit: str = "", better: str | None = None, doc: str = "", default=None):
-    """A column: unit, direction ('higher', 'lower' or None) and a one-line meaning."""
-    return field(default=default, metadata={"unit": unit, "better": better, "doc": doc})
+#: the views a column can appear in (its `views` metadata):
+#:   main     the report's main results table
+#:   summary  the report's per-backend summary table
+#:   console  the table printed at the end of a run
+#:   seeds    summarized as mean and sd across --seeds
+#:   compare  listed by `bench compare` as an exact change (deterministic figures)
+VIEWS = ("main", "summary", "console", "seeds", "compare")
+#: how `bench check` gates a column (its `gate` metadata):
+#:   exact   equal (counts) or within bench.gate.ROUNDING (sizes)
+#:   ratio   within the baseline's relative tolerance (speedup)
+#:   margin  may not fall below the baseline by more than the margin (AUC)
+GATES = ("exact", "ratio", "margin")
+
+
+def col(unit: str = "", better: str | None = None, doc: str = "", default=None, *,
+        views: tuple[str, ...] = (), gate: str | None = None, interval_of: str | None = None,
+        label: str | None = None, width: int | None = None):
+    """A column: unit, direction ('higher', 'lower' or None), a one-line meaning, and how
+    the views use it: `views` (see VIEWS), `gate` (see GATES), `interval_of` (this is the
+    low or high end of that column's 95% interval: its name ends in _ci_low / _ci_high),
+    and for the console a short `label` and a `width`."""
+    assert set(views) <= set(VIEWS) and gate in (None, *GATES)
+    return field(default=default, metadata={
+        "unit": unit, "better": better, "doc": doc, "views": tuple(views), "gate": gate,
+        "interval_of": interval_of, "label": label, "width": width})
 
 
 @dataclass(frozen=True)
 class Result:
-    model: str = col(doc="the chain that produced the model, e.g. kd+quant.static; or teacher / student")
+    model: str = col(doc="the chain that produced the model, e.g. kd+quant.static; or teacher / student", views=('main', 'summary', 'console'), width=34)
     method: str = col(doc="the last step's method; 'baseline' for teacher and student")
-    backend: str = col(doc="runtime that ran it")
+    backend: str = col(doc="runtime that ran it", views=('main', 'console'), width=8)
     arch: str = col(doc="architecture the model derives from")
-    precision: str = col(doc="numeric format it runs in: fp32, bf16, fp16, int8")
-    status: str = col(doc="ok, failed, or n/a; qualifiers follow after ';' (quick: a --quick smoke-test row, not a measurement)", default=STATUS_OK)
+    precision: str = col(doc="numeric format it runs in: fp32, bf16, fp16, int8", views=('main', 'summary', 'console'), label='prec', width=5)
+    status: str = col(doc="ok, failed, or n/a; qualifiers follow after ';' (quick: a --quick smoke-test row, not a measurement)", default=STATUS_OK, views=('main', 'console'), width=8)
     error: str = col(doc="why a row failed or is n/a", default="")
-    params: int | None = col("count", "lower", "trainable parameters (nn.Parameter elements), as papers count them; int8 rows: their float parent's")
-    params_nonzero: int | None = col("count", "lower", "of those parameters, the ones that are not zero")
+    params: int | None = col("count", "lower", "trainable parameters (nn.Parameter elements), as papers count them; int8 rows: their float parent's", views=('main', 'console', 'seeds', 'compare'), gate='exact', width=10)
+    params_nonzero: int | None = col("count", "lower", "of those parameters, the ones that are not zero", views=('main', 'seeds', 'compare'), gate='exact')
     buffers: int | None = col("count", None, "floating-point buffer elements (batch-norm running statistics), not in params")
-    weights_mib: float | None = col("MiB", "lower", "bytes of every tensor in the model's state")
-    file_mib: float | None = col("MiB", "lower", "size of the file(s) this backend deploys")
-    file_gz_mib: float | None = col("MiB", "lower", "the deployed file(s) gzipped: shows unstructured sparsity")
-    compression_ratio: float | None = col("x", "higher", "teacher's file_mib / this row's, same backend")
-    macs: int | None = col("MACs", "lower", "multiply-accumulates per image (int8 rows: their float parent's)")
-    latency_ms_p50: float | None = col("ms", "lower", "median latency at batch 1: the median of the per-process medians")
-    latency_ms_ci_low: float | None = col("ms", "lower", "bootstrap 95% interval of latency_ms_p50, low end")
-    latency_ms_ci_high: float | None = col("ms", "lower", "bootstrap 95% interval of latency_ms_p50, high end")
+    weights_mib: float | None = col("MiB", "lower", "bytes of every tensor in the model's state", views=('compare',), gate='exact')
+    file_mib: float | None = col("MiB", "lower", "size of the file(s) this backend deploys", views=('main', 'summary', 'console', 'seeds', 'compare'), width=8)
+    file_gz_mib: float | None = col("MiB", "lower", "the deployed file(s) gzipped: shows unstructured sparsity", views=('compare',))
+    compression_ratio: float | None = col("x", "higher", "teacher's file_mib / this row's, same backend", views=('main', 'summary', 'console', 'seeds'), gate='exact', label='ratio', width=6)
+    macs: int | None = col("MACs", "lower", "multiply-accumulates per image (int8 rows: their float parent's)", views=('main', 'compare'))
+    latency_ms_p50: float | None = col("ms", "lower", "median latency at batch 1: the median of the per-process medians", views=('main', 'summary', 'console', 'seeds'), label='p50_ms', width=8)
+    latency_ms_ci_low: float | None = col("ms", "lower", "bootstrap 95% interval of latency_ms_p50, low end", interval_of='latency_ms_p50')
+    latency_ms_ci_high: float | None = col("ms", "lower", "bootstrap 95% interval of latency_ms_p50, high end", interval_of='latency_ms_p50')
     latency_ms_p90: float | None = col("ms", "lower", "90th percentile (only with n >= 64)")
     latency_ms_p99: float | None = col("ms", "lower", "99th percentile (only with n >= 662)")
     latency_ms_mean: float | None = col("ms", "lower", "mean latency")
@@ -54,41 +80,41 @@ class Result:
     latency_cold_ms: float | None = col("ms", "lower", "first inference after loading, timed apart (median over processes)")
     latency_n: int | None = col("count", None, "timed iterations behind the latency figures, all processes")
     latency_repeats: int | None = col("count", None, "fresh measuring processes behind the latency figures")
-    latency_cv: float | None = col("", "lower", "coefficient of variation (see README: Statistics)")
+    latency_cv: float | None = col("", "lower", "coefficient of variation (see README: Statistics)", views=('main',))
     throughput_per_s: float | None = col("1/s", "higher", "batch-1 inferences per second: 1000 / latency_ms_p50")
-    speedup: float | None = col("x", "higher", "teacher's latency_ms_p50 / this row's, same backend")
-    speedup_ci_low: float | None = col("x", "higher", "95% interval of speedup, low end: bootstrap of both headlines, widened by the noise floor")
-    speedup_ci_high: float | None = col("x", "higher", "95% interval of speedup, high end; an interval holding 1 is 'no measurable difference'")
+    speedup: float | None = col("x", "higher", "teacher's latency_ms_p50 / this row's, same backend", views=('main', 'summary', 'console', 'seeds'), gate='ratio', width=15)
+    speedup_ci_low: float | None = col("x", "higher", "95% interval of speedup, low end: bootstrap of both headlines, widened by the noise floor", interval_of='speedup')
+    speedup_ci_high: float | None = col("x", "higher", "95% interval of speedup, high end; an interval holding 1 is 'no measurable difference'", interval_of='speedup')
     noise_floor: float | None = col("", "lower", "this backend's noise floor: its teacher's processes' largest median / smallest - 1")
     threads: int | None = col("count", None, "intra-op threads the backend was pinned to")
     gmacs_per_s: float | None = col("GMAC/s", "higher", "macs / latency_ms_p50")
     peak_fraction: float | None = col("", "higher", "gmacs_per_s / this machine's measured GEMM peak in the row's precision")
     peak_rss_mib: float | None = col("MiB", "lower", "peak resident memory of the measuring process (VmHWM)")
     load_rss_mib: float | None = col("MiB", "lower", "resident memory added by loading the model")
-    energy_mj_per_inference: float | None = col("mJ", "lower", "energy per batch-1 inference, the idle draw subtracted")
+    energy_mj_per_inference: float | None = col("mJ", "lower", "energy per batch-1 inference, the idle draw subtracted", views=('main', 'seeds'))
     energy_source: str = col(doc="rapl, nvml, or estimate:... with its assumptions", default="")
     parity_max_abs: float | None = col("probability", "lower", "max |class-probability difference| from PyTorch fp32 of the same model, fixed test batch")
     parity_agree: float | None = col("", "higher", "share of that batch whose predicted label equals PyTorch fp32's")
-    auc_roc: float | None = col("", "higher", "test AUC-ROC (binary; macro one-vs-rest or per-label otherwise)")
-    auc_ci_low: float | None = col("", "higher", "stratified bootstrap 95% interval of auc_roc, low end")
-    auc_ci_high: float | None = col("", "higher", "stratified bootstrap 95% interval of auc_roc, high end")
-    delta_auc: float | None = col("", "higher", "auc_roc minus the teacher's on the same backend and test cases")
-    delta_auc_ci_low: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc, low end")
-    delta_auc_ci_high: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc, high end")
-    delong_p: float | None = col("", None, "DeLong's test p-value, this model's AUC against the teacher's")
-    delta_auc_vs_student: float | None = col("", "higher", "student-architecture rows (kd, kd+...): auc_roc minus the undistilled student's, same backend and cases")
-    delta_auc_vs_student_ci_low: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc_vs_student, low end")
-    delta_auc_vs_student_ci_high: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc_vs_student, high end")
-    delong_p_vs_student: float | None = col("", None, "DeLong's test p-value (paired bootstrap beyond binary), this model against the student")
-    verdict: str = col(doc="non-inferior / inferior / inconclusive against the teacher at the run's margin", default="")
-    accuracy: float | None = col("", "higher", "test accuracy at the threshold")
-    f1: float | None = col("", "higher", "macro F1 at the threshold")
-    sensitivity: float | None = col("", "higher", "true-positive rate at the threshold (macro for several classes)")
-    specificity: float | None = col("", "higher", "true-negative rate at the threshold (macro for several classes)")
+    auc_roc: float | None = col("", "higher", "test AUC-ROC (binary; macro one-vs-rest or per-label otherwise)", views=('main', 'summary', 'console', 'seeds'), gate='margin', width=6)
+    auc_ci_low: float | None = col("", "higher", "stratified bootstrap 95% interval of auc_roc, low end", views=('seeds',), interval_of='auc_roc')
+    auc_ci_high: float | None = col("", "higher", "stratified bootstrap 95% interval of auc_roc, high end", views=('seeds',), interval_of='auc_roc')
+    delta_auc: float | None = col("", "higher", "auc_roc minus the teacher's on the same backend and test cases", views=('main', 'summary', 'seeds'))
+    delta_auc_ci_low: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc, low end", interval_of='delta_auc')
+    delta_auc_ci_high: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc, high end", interval_of='delta_auc')
+    delong_p: float | None = col("", None, "DeLong's test p-value, this model's AUC against the teacher's", views=('main',))
+    verdict: str = col(doc="non-inferior / inferior / inconclusive against the teacher at the run's margin", default="", views=('main', 'summary'))
+    delta_auc_vs_student: float | None = col("", "higher", "student-architecture rows (kd, kd+...): auc_roc minus the undistilled student's, same backend and cases", views=('main',))
+    delta_auc_vs_student_ci_low: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc_vs_student, low end", interval_of='delta_auc_vs_student')
+    delta_auc_vs_student_ci_high: float | None = col("", "higher", "paired bootstrap 95% interval of delta_auc_vs_student, high end", interval_of='delta_auc_vs_student')
+    delong_p_vs_student: float | None = col("", None, "DeLong's test p-value (paired bootstrap beyond binary), this model against the student", views=('main',))
+    accuracy: float | None = col("", "higher", "test accuracy at the threshold", views=('main', 'seeds'))
+    f1: float | None = col("", "higher", "macro F1 at the threshold", views=('seeds',))
+    sensitivity: float | None = col("", "higher", "true-positive rate at the threshold (macro for several classes)", views=('main', 'seeds'))
+    specificity: float | None = col("", "higher", "true-negative rate at the threshold (macro for several classes)", views=('main', 'seeds'))
     threshold: float | None = col("", None, "decision threshold on P(positive) (fixed, or chosen on validation)")
-    ece: float | None = col("", "lower", "expected calibration error, 15 equal-width bins")
-    brier: float | None = col("", "lower", "Brier score")
-    flip_rate: float | None = col("", "lower", "share of test cases whose predicted label differs from the teacher's")
+    ece: float | None = col("", "lower", "expected calibration error, 15 equal-width bins", views=('main', 'seeds'))
+    brier: float | None = col("", "lower", "Brier score", views=('seeds',))
+    flip_rate: float | None = col("", "lower", "share of test cases whose predicted label differs from the teacher's", views=('main', 'seeds'))
     seed: int | None = col("", None, "seed of the pipeline that made this row")
     notes: str = col(doc="what the method did, in words (e.g. what dynamic int8 really quantized)", default="")
 
@@ -111,3 +137,35 @@ def _clean(v):
     if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
         return None
     return v
+
+
+_META = {f.name: dict(f.metadata) for f in fields(Result)}
+
+
+def meta(name: str) -> dict:
+    """A column's metadata (unit, better, doc, views, gate, interval_of, label, width)."""
+    return _META[name]
+
+
+def view(name: str) -> list[str]:
+    """The columns of a view (see VIEWS), in declaration order."""
+    if name not in VIEWS:
+        raise ValueError(f"unknown view {name!r}; known: {', '.join(VIEWS)}")
+    return [c for c, m in _META.items() if name in m["views"]]
+
+
+def gated(kind: str) -> list[str]:
+    """The columns `bench check` gates this way (see GATES)."""
+    return [c for c, m in _META.items() if m["gate"] == kind]
+
+
+def interval(name: str) -> tuple[str, str] | None:
+    """(low, high) column names of a headline's 95% interval, or None if it has none."""
+    ends = [c for c, m in _META.items() if m["interval_of"] == name]
+    return (ends[0], ends[1]) if len(ends) == 2 else None
+
+
+def with_intervals(columns: list[str]) -> list[tuple[str, ...]]:
+    """Each column as (column,) or (headline, low, high): how tables show intervals."""
+    return [(c, *interval(c)) if interval(c) else (c,) for c in columns]
+

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.result import Result
+from bench.result import Result, view
 from bench.store import load_rows, write_tables
 
-SUMMARIZED = ("auc_roc", "auc_ci_low", "auc_ci_high", "delta_auc", "accuracy", "f1",
-              "sensitivity", "specificity", "ece", "brier", "flip_rate", "params",
-              "params_nonzero", "file_mib", "compression_ratio", "latency_ms_p50", "speedup",
-              "energy_mj_per_inference")
+#: the columns in the "seeds" view of bench.result, in declaration order
+SUMMARIZED = tuple(view("seeds"))
 KEY = ["model", "backend", "precision"]
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.result import SCHEMA_VERSION, Result
+from bench.result import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION, Result
 
 
 def safe_name(model: str) -> str:
@@ -93,10 +93,13 @@ class RunStore:
         return path
 
     def save_predictions(self, model: str, backend: str, y_true, y_score, logits,
-                         variant: str = "") -> Path:
+                         variant: str = "", *, task) -> Path:
+        """`task` (bench.tasks.Task) is stored beside the arrays, so no reader has to
+        guess the task kind from their shapes."""
         path = self.predictions_path(model, backend, variant)
         buf = io.BytesIO()
-        np.savez(buf, y_true=y_true, y_score=y_score, logits=logits)
+        np.savez(buf, y_true=y_true, y_score=y_score, logits=logits,
+                 task_kind=np.array(task.kind), class_names=np.array(list(task.class_names)))
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(buf.getvalue())
         os.replace(tmp, path)
@@ -133,6 +136,12 @@ def write_tables(root: Path, rows: list[Result]) -> None:
 
 
 def load_rows(run_dir: Path) -> list[Result]:
+    """The rows of a run's results.json, written by schema OLDEST_READABLE_SCHEMA or later.
+
+    Columns an older schema lacks become their defaults (None for figures); columns this
+    version does not know are dropped. Any other file is a one-line ValueError naming it,
+    so `bench report|compare|check` can say what is wrong instead of misreading it.
+    """
     path = Path(run_dir) / "results.json"
     try:
         doc = json.loads(path.read_text())
@@ -143,18 +152,69 @@ def load_rows(run_dir: Path) -> list[Result]:
     rows = doc.get("rows", []) if isinstance(doc, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"{path}: not a medbench results file (expected a list of rows)")
+    _check_schema(path, doc.get("schema_version"))
     known = {c["name"] for c in Result.columns()}
     return [Result(**{k: v for k, v in row.items() if k in known}) for row in rows]
 
 
+def _check_schema(path: Path, version) -> None:
+    readable = f"{OLDEST_READABLE_SCHEMA}..{SCHEMA_VERSION}"
+    if version is None:
+        raise ValueError(f"{path}: no schema_version (older than schema {OLDEST_READABLE_SCHEMA}"
+                         f", or not medbench's); this one reads {readable}")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path}: schema_version {version!r} is not a whole number; "
+                         f"this one reads {readable}")
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"{path}: written by a newer medbench (schema {version}); "
+                         f"this one reads {readable}")
+    if version < OLDEST_READABLE_SCHEMA:
+        raise ValueError(f"{path}: written by an older medbench (schema {version}); "
+                         f"this one reads {readable}: rerun the benchmark")
+
+
 def load_predictions(run_dir: Path, model: str, backend: str, precision: str) -> dict | None:
-    """A row's saved predictions {y_true, y_score, logits}, or None if absent or unreadable."""
+    """A row's saved predictions {y_true, y_score, logits, task}, or None if absent or
+    unreadable. `task` is a bench.tasks.Task: stored in the file since schema 4; for older
+    runs, from the manifest's data record, or else from the arrays' shapes
+    (`legacy_task`), the one place where a task kind is ever inferred."""
     path = Path(run_dir) / "predictions" / f"{row_stem(model, backend, precision)}.npz"
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            pred = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing or unreadable
         return None
+    from bench.tasks import Task
+
+    kind, names = pred.pop("task_kind", None), pred.pop("class_names", None)
+    if kind is not None and names is not None:
+        pred["task"] = Task(str(kind), tuple(str(n) for n in names))
+    else:
+        pred["task"] = legacy_task(run_dir, pred["y_true"], pred["y_score"])
+    return pred
+
+
+def legacy_task(run_dir: Path, y_true, y_score):
+    """The task of a schema 2-3 predictions file, which did not record it: the manifest's
+    `task` (schema 4), its data record (the generator's), or else the arrays' shapes:
+    1-D scores are binary, 2-D scores with 1-D labels multiclass, 2-D both multilabel."""
+    from bench.tasks import Task
+
+    try:
+        manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    task = manifest.get("task") or {}
+    if task.get("kind") and task.get("class_names"):
+        return Task(task["kind"], tuple(task["class_names"]))
+    data = manifest.get("data") or {}
+    if data.get("task") in ("binary", "multiclass", "multilabel") and data.get("classes"):
+        return Task(data["task"], tuple(data["classes"]))
+    if np.ndim(y_score) == 1:
+        return Task("binary", ("negative", "positive"))
+    n = np.shape(y_score)[1]
+    kind = "multilabel" if np.ndim(y_true) == 2 else "multiclass"
+    return Task(kind, tuple(f"class {i}" for i in range(n)))
 
 
 def load_samples(run_dir: Path, model: str, backend: str, precision: str) -> list | None:

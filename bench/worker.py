@@ -1,9 +1,11 @@
-"""The measuring process: `python -m bench.worker JOB.json`.
+"""The measuring process: `python -m bench.worker JOB.json` (or forked by bench.forkserver).
 
 The bench starts one fresh process per (model, backend), so neither another runtime's
-thread pools nor another model's state can slow the one measured. For each model it loads the deployed file(s), times batch-1 latency, estimates energy
-and reads its own peak memory, then (first process of a row only) predicts the test split
-with every core, and prints one `@@RESULT {json}` line that the bench turns into a row.
+thread pools nor another model's state can slow the one measured. For each model of its
+Job it loads the deployed file(s), times batch-1 latency with bench.measure.latency
+(energy over exactly the timed loop, peak memory), then (where the item asks) predicts
+the test split with every core, and appends one ProcessResult line to the job's
+`result_out` file. A failure of one model is that model's result, not the process's end.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import os
 import sys
 import time
 import traceback
-
-RESULT_PREFIX = "@@RESULT "
+from pathlib import Path
 
 
 def _pin_threads(threads: int) -> None:
@@ -23,64 +24,103 @@ def _pin_threads(threads: int) -> None:
 
 
 def main(job_path: str) -> int:
-    with open(job_path) as fh:
-        job = json.load(fh)
-    threads = int(job["threads"])
-    _pin_threads(threads)
-    if job.get("kind") == "machine":
-        return _machine(job, threads)
+    doc = json.loads(Path(job_path).read_text())
+    _pin_threads(int(doc["threads"]))
+    if doc.get("kind") == "machine":
+        return _machine(doc)
+    from bench.measuring.records import Job
+
+    job = Job.read(Path(job_path))
     import numpy as np
 
     from bench import backends
     from bench.backends import telemetry
-    from bench.measure import energy, latency, memory
+    from bench.measure import energy
 
     telemetry.switch_off()
-
-    if job["backend"] == "torch":
+    if job.backend == "torch":
         import torch
 
         torch.set_num_interop_threads(1)
-        torch.set_num_threads(threads)
-    backend = backends.get(job["backend"])
-    test = np.load(job["test_images"])
-    val = np.load(job["val_images"]) if job.get("val_images") else None
+        torch.set_num_threads(job.threads)
+    backend = backends.get(job.backend)
+    test = np.load(job.test_images)
+    val = np.load(job.val_images) if job.val_images else None
     example = np.ascontiguousarray(test[:1])
-    plan = latency.LatencyPlan(**job["latency"])
     energy_probe = energy.prepare_in_background()
-    for item in job["items"]:
-        started = time.perf_counter()
-        out = {"model": item["model"]}
-        try:
-            per_model_peak = memory.reset_peak()
-            rss_before = memory.rss_mib()
-            predict = backend.load(item["files"], threads, job.get("device", "cpu"),
-                                   item.get("options") or {})
-            rss_loaded = memory.rss_mib()
-            out["latency_cold_ms"] = latency.time_once(predict, example)
-            energy_probe.join()
-            latency.warm_up(predict, example, plan)
-            window = energy.EnergyWindow(plan.min_s)
-            with window:  # energy over exactly the timed loop
-                samples = latency.timed_loop(predict, example, plan)
-            np.save(item["samples_out"], np.asarray(samples, dtype=np.float64))
-            out["latency_ms_p50"] = float(np.median(samples))  # the row's figures come from the samples
-            out.update(window.result(len(samples), job.get("idle_w")))
-            out["peak_rss_mib"] = memory.peak_rss_mib()
-            out["peak_is_per_model"] = per_model_peak
-            if rss_before is not None and rss_loaded is not None:
-                out["load_rss_mib"] = rss_loaded - rss_before
-            if item.get("predict", True):  # once per row: later repeats only time
-                _predict_splits(backend, item, job, predict, example, test, val, threads)
-        except Exception as exc:  # one model's failure must not lose the others
-            out["error"] = f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-            out["traceback"] = traceback.format_exc(limit=5)
-        out["seconds"] = time.perf_counter() - started
-        print(RESULT_PREFIX + json.dumps(out), flush=True)
+    with open(job.result_out, "a") as out:
+        for item in job.items:
+            result = _measure_one(backend, job, item, example, test, val, energy_probe)
+            out.write(result.to_line() + "\n")
+            out.flush()
     return 0
 
 
-def _machine(job: dict, threads: int) -> int:
+def _measure_one(backend, job, item, example, test, val, energy_probe):
+    import numpy as np
+
+    from bench.measure import energy, latency, memory
+    from bench.measuring.records import ProcessResult
+
+    started = time.perf_counter()
+    try:
+        memory.reset_peak()  # per model where the OS allows (else the process peak)
+        rss_before = memory.rss_mib()
+        predict = backend.load(list(item.files), job.threads, job.device, dict(item.options))
+        rss_loaded = memory.rss_mib()
+        energy_probe.join()  # codecarbon's hardware probe: done before anything is timed
+        window = energy.EnergyWindow(job.plan.min_s)
+        timing = latency.measure(predict, example, job.plan, timed_window=window)
+        np.save(item.samples_out, np.asarray(timing["samples_ms"], dtype=np.float64))
+        figures = window.result(len(timing["samples_ms"]), job.idle_w)
+        logits = val_logits = None
+        if item.predicts:  # once per row: later processes only time
+            logits, val_logits = _predict_splits(backend, job, item, predict, example, test, val)
+        return ProcessResult(
+            model=item.model, samples_path=item.samples_out, latency_cold_ms=timing["cold_ms"],
+            energy_mj_per_inference=figures.pop("energy_mj_per_inference"),
+            energy_source=figures.pop("energy_source"), energy=figures,
+            peak_rss_mib=memory.peak_rss_mib(),
+            load_rss_mib=(rss_loaded - rss_before
+                          if rss_before is not None and rss_loaded is not None else None),
+            seconds=time.perf_counter() - started, logits_path=logits, val_logits_path=val_logits)
+    except Exception as exc:  # one model's failure must not lose the others
+        text = str(exc).strip().splitlines()
+        return ProcessResult(model=item.model, error=f"{exc.__class__.__name__}: "
+                                                     f"{text[0][:300] if text else ''}",
+                             traceback=traceback.format_exc(limit=5),
+                             seconds=time.perf_counter() - started)
+
+
+def _predict_splits(backend, job, item, timed, example, test, val):
+    """Predict the test (and validation) split after timing, so nothing of it can touch
+    the timed loop, through the same file loaded again with `predict_threads` (every
+    core: the split is untimed). The two loads must agree on the timed example."""
+    import numpy as np
+
+    fast_threads = max(job.threads, job.predict_threads or job.threads)
+    predict = timed
+    if fast_threads != job.threads:
+        predict = backend.load(list(item.files), fast_threads, job.device, dict(item.options))
+        a, b = np.asarray(timed(example)), np.asarray(predict(example))
+        if not np.allclose(a, b, rtol=1e-3, atol=1e-3):
+            raise RuntimeError(f"the file loaded with {fast_threads} threads predicts differently "
+                               f"from {job.threads} (max |diff| {np.abs(a - b).max():.2e})")
+    np.save(item.logits_out, _predict_all(predict, test))
+    if val is not None and item.val_logits_out:
+        np.save(item.val_logits_out, _predict_all(predict, val))
+        return item.logits_out, item.val_logits_out
+    return item.logits_out, None
+
+
+def _predict_all(predict, images, batch: int = 64):
+    import numpy as np
+
+    return np.concatenate([np.asarray(predict(np.ascontiguousarray(images[i:i + batch])))
+                           for i in range(0, len(images), batch)]).astype(np.float32)
+
+
+def _machine(job: dict) -> int:
     """Once per run: idle draw (for energy) and GEMM peaks (for peak_fraction)."""
     from bench.backends import telemetry
     from bench.measure import machine
@@ -91,37 +131,9 @@ def _machine(job: dict, threads: int) -> int:
         out.update(machine.idle_power_w(float(job["idle_s"])))
     except Exception as exc:  # noqa: BLE001 - energy then goes without idle subtraction
         out["idle_error"] = f"{exc.__class__.__name__}: {exc}"
-    out["gemm_peak_gmacs"] = machine.gemm_peak_gmacs(threads, job.get("device", "cpu"))
-    print(RESULT_PREFIX + json.dumps(out), flush=True)
+    out["gemm_peak_gmacs"] = machine.gemm_peak_gmacs(int(job["threads"]), job.get("device", "cpu"))
+    Path(job["result_out"]).write_text(json.dumps(out))
     return 0
-
-
-def _predict_splits(backend, item: dict, job: dict, timed, example, test, val,
-                    threads: int) -> None:
-    """Predict the test (and validation) split after timing, so nothing of it can touch
-    the timed loop, through the same file loaded again with `predict_threads` (every
-    core: the split is untimed). The two loads must agree on the timed example."""
-    import numpy as np
-
-    fast_threads = max(threads, int(job.get("predict_threads") or threads))
-    predict = timed
-    if fast_threads != threads:
-        predict = backend.load(item["files"], fast_threads, job.get("device", "cpu"),
-                               item.get("options") or {})
-        a, b = np.asarray(timed(example)), np.asarray(predict(example))
-        if not np.allclose(a, b, rtol=1e-3, atol=1e-3):
-            raise RuntimeError(f"the file loaded with {fast_threads} threads predicts differently "
-                               f"from {threads} (max |diff| {np.abs(a - b).max():.2e})")
-    np.save(item["logits_out"], _predict_all(predict, test))
-    if val is not None:
-        np.save(item["val_logits_out"], _predict_all(predict, val))
-
-
-def _predict_all(predict, images, batch: int = 64):
-    import numpy as np
-
-    return np.concatenate([np.asarray(predict(np.ascontiguousarray(images[i:i + batch])))
-                           for i in range(0, len(images), batch)]).astype(np.float32)
 
 
 if __name__ == "__main__":

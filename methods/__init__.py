@@ -1,4 +1,7 @@
-"""Compression methods, one module per family, behind one registry.
+"""Compression methods, one module per family, behind one registry (bench.registry).
+
+Built-in modules are imported on first use; third-party methods come from the
+`medbench.methods` entry point group. A method registers itself with `@register`.
 
 `expand("kd,prune,kd+quant.static:calibration_size=128")` turns the command line into
 chains of Steps: family names expand to their members (`prune` -> magnitude and
@@ -10,29 +13,19 @@ from __future__ import annotations
 import itertools
 import re
 
+from bench.registry import Registry
 from methods.base import Artifact, Context, Method, Param, Step
 
-_REGISTRY: dict[str, type[Method]] = {}
+METHODS: Registry = Registry("method", builtins=(
+    "methods.student", "methods.kd", "methods.prune", "methods.quant"))
+register = METHODS.register
 
-__all__ = ["Artifact", "Context", "Method", "Param", "Step", "register", "get", "all_methods",
-           "families", "expand", "chain_name"]
-
-
-def register(cls: type[Method]) -> type[Method]:
-    if cls.name in _REGISTRY:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _load_builtin() -> None:
-    if not _REGISTRY:
-        from methods import kd, prune, quant  # noqa: F401  (they register themselves)
+__all__ = ["Artifact", "Context", "Method", "Param", "Step", "METHODS", "register", "get",
+           "all_methods", "baselines", "families", "expand", "chain_name"]
 
 
 def all_methods() -> dict[str, type[Method]]:
-    _load_builtin()
-    return dict(sorted(_REGISTRY.items()))
+    return dict(sorted(METHODS.items().items()))
 
 
 def get(name: str) -> type[Method]:
@@ -41,6 +34,13 @@ def get(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(methods)} "
                          f"(families: {', '.join(families())})")
     return methods[name]
+
+
+def baselines() -> list[tuple[Step, ...]]:
+    """The chains every run measures besides --methods (the `student`): methods declared
+    `baseline`, with their default parameters."""
+    return [(Step(name, tuple((p.name, p.default) for p in cls.params)),)
+            for name, cls in all_methods().items() if cls.baseline]
 
 
 def families() -> dict[str, list[str]]:

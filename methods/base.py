@@ -6,7 +6,8 @@ chain) and returns a new Artifact. It never mutates the parent: it works on a cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
@@ -65,7 +66,11 @@ class Artifact:
     float_module: nn.Module
     steps: tuple[Step, ...] = ()
     precision: str = "fp32"
-    quantization: str | None = None  # "static" / "dynamic" when the last step quantized
+    #: where the method means something different per runtime (int8): backend name ->
+    #: adapter(artifact, float_graph, env, out_dir) -> bench.backends.Realised, or a
+    #: string saying why there is none (bench.backends.deploy). Empty: the model is one
+    #: float graph that every backend deploys as it is.
+    realisations: Mapping[str, Callable | str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0  # wall time spent producing it (this step and its parents)
 
@@ -79,7 +84,7 @@ class Artifact:
             "arch": self.arch,
             "steps": [{"method": s.method, "params": dict(s.params)} for s in self.steps],
             "precision": self.precision,
-            "quantization": self.quantization,
+            "realised_on": list(self.realisations),
             "notes": list(self.notes),
             "seconds": round(self.seconds, 2),
         }
@@ -131,6 +136,9 @@ class Method:
     params: ClassVar[tuple[Param, ...]] = ()
     #: True for steps after which nothing can follow (int8 models are not re-trained).
     terminal: ClassVar[bool] = False
+    #: True for a baseline every run measures whatever --methods says (the `student`);
+    #: its rows' `method` column says "baseline"
+    baseline: ClassVar[bool] = False
 
     def apply(self, parent: Artifact, ctx: Context, **params) -> Artifact:
         raise NotImplementedError

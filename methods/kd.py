@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-import torch
-
-from bench.models import build
-from bench.training import STUDENT_LR, STUDENT_OPTIMIZER, TrainSettings, predict_logits, train
+from bench.training import STUDENT_LR, predict_logits
 from methods import register
 from methods.base import Artifact, Context, Method, Param
+from methods.student import train_student
 
 
 @register
@@ -53,28 +50,3 @@ class Distill(Method):
             name="kd", arch=ctx.student_arch, module=student, float_module=student,
             notes=tuple(notes), seconds=parent.seconds + time.perf_counter() - start,
         )
-
-
-def train_student(ctx: Context, epochs: float, lr: float, soft_targets, alpha: float,
-                  temperature: float, label: str, transfer_soft=None):
-    """The student recipe shared by `kd` and the no-distillation `student` baseline.
-
-    Same architecture, seed, optimiser, schedule, batch size and number of steps (epochs
-    of the labelled images), so the two rows differ only by the distillation term and
-    the unlabelled images it brings (`transfer_soft`: the teacher's logits on them).
-    """
-    torch.manual_seed(ctx.seed)  # the initial weights too: not whatever ran before
-    model = build(ctx.student_arch, ctx.task.num_outputs)
-    epochs = epochs or ctx.student_epochs
-    batch = TrainSettings(epochs=epochs).batch_size
-    steps = max(1, int(round(epochs * -(-len(ctx.train_images) // batch))))
-    settings = TrainSettings(epochs=epochs, lr=lr, seed=ctx.seed, steps=steps, **STUDENT_OPTIMIZER)
-    images, labels, teacher = ctx.train_images, ctx.train_labels, soft_targets
-    if transfer_soft is not None:
-        images = np.concatenate([images, ctx.transfer_images])
-        labels = np.concatenate([np.asarray(labels),
-                                 ctx.task.unlabelled(len(ctx.transfer_images)).numpy()])
-        teacher = torch.cat([soft_targets, transfer_soft])
-    return train(model, images, labels, ctx.task, settings, label,
-                 teacher_logits=teacher if alpha > 0 else None, alpha=alpha,
-                 temperature=temperature)

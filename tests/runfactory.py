@@ -118,7 +118,7 @@ def make_run(root: Path, models=tuple(MODELS), backends=BACKENDS, kind: str = "b
                                      "ece", "brier", "flip_rate")},
             )
             store.add(row)
-            store.save_predictions(name, backend, y, preds[model], np.zeros((n, 2)))
+            store.save_predictions(name, backend, y, preds[model], np.zeros((n, 2)), task=task)
             store.save_samples(name, backend, "", procs)
     if failed:
         store.add(Result(model="prune.broken", method="prune.broken", backend=backends[0],

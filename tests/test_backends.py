@@ -39,7 +39,7 @@ def test_fp32_export_runs_and_matches_pytorch(name, env, float_artifact, tmp_pat
     backend = backends.get(name)
     out = tmp_path / name
     out.mkdir()
-    deployed = backend.export(float_artifact, out, env)
+    deployed = backends.deploy(backend, float_artifact, out, env)
     assert deployed.precision == "fp32" and all(f.exists() for f in deployed.files)
     predict = backend.load([str(f) for f in deployed.files], 1, "cpu", deployed.options)
     x = x_batch()
@@ -55,7 +55,7 @@ def test_fp32_export_runs_and_matches_pytorch(name, env, float_artifact, tmp_pat
                                             ("onnxruntime", "fp16"), ("openvino", "bf16")])
 def test_lower_precision_variant_runs_in_that_precision(name, precision, env, float_artifact, tmp_path):
     backend = backends.get(name)
-    deployed = backend.export(float_artifact, tmp_path, env, precision)
+    deployed = backends.deploy(backend, float_artifact, tmp_path, env, precision)
     assert deployed.precision == precision and deployed.notes
     predict = backend.load([str(f) for f in deployed.files], 1, "cpu", deployed.options)
     x = x_batch()
@@ -70,16 +70,16 @@ def test_lower_precision_variant_runs_in_that_precision(name, precision, env, fl
 
 def test_lower_precision_not_applicable_says_why(env, float_artifact, tmp_path):
     with pytest.raises(NotApplicable, match="bf16"):
-        backends.get("onnxruntime").export(float_artifact, tmp_path, env, "bf16")
+        backends.deploy(backends.get("onnxruntime"), float_artifact, tmp_path, env, "bf16")
     import openvino as ov
 
     if "FP16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         with pytest.raises(NotApplicable, match="fp16"):
-            backends.get("openvino").export(float_artifact, tmp_path, env, "fp16")
+            backends.deploy(backends.get("openvino"), float_artifact, tmp_path, env, "fp16")
 
 
 def test_openvino_saves_fp32_weights(env, float_artifact, tmp_path):
-    deployed = backends.get("openvino").export(float_artifact, tmp_path, env)
+    deployed = backends.deploy(backends.get("openvino"), float_artifact, tmp_path, env)
     # BatchNorm folds into the convolutions; conv and linear weights remain, 4 bytes each
     n_weights = sum(m.weight.numel() for m in float_artifact.module.modules()
                     if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
@@ -91,10 +91,10 @@ def test_openvino_saves_fp32_weights(env, float_artifact, tmp_path):
 def test_static_int8_is_native_smaller_and_close(name, env, float_artifact, tiny_context, tmp_path):
     art = quantized(float_artifact, tiny_context, "quant.static")
     backend = backends.get(name)
-    fp32 = backend.export(float_artifact, tmp_path, env)
+    fp32 = backends.deploy(backend, float_artifact, tmp_path, env)
     out = tmp_path / "q"
     out.mkdir()
-    deployed = backend.export(art, out, env)
+    deployed = backends.deploy(backend, art, out, env)
     assert deployed.precision == "int8" and deployed.notes
     # the weights file: ONNX's only file, OpenVINO's .bin (its .xml graph dominates a tiny net)
     assert deployed.files[-1].stat().st_size < 0.6 * fp32.files[-1].stat().st_size
@@ -109,7 +109,7 @@ def test_onnxruntime_dynamic_says_it_only_quantizes_matmul(env, float_artifact, 
     import onnx
 
     art = quantized(float_artifact, tiny_context, "quant.dynamic")
-    deployed = backends.get("onnxruntime").export(art, tmp_path, env)
+    deployed = backends.deploy(backends.get("onnxruntime"), art, tmp_path, env)
     ops = {n.op_type for n in onnx.load(str(deployed.files[0])).graph.node}
     assert "Conv" in ops and "ConvInteger" not in ops
     assert ops & {"MatMulInteger", "DynamicQuantizeLinear"}
@@ -119,7 +119,7 @@ def test_onnxruntime_dynamic_says_it_only_quantizes_matmul(env, float_artifact, 
 def test_openvino_dynamic_is_not_applicable_with_reason(env, float_artifact, tiny_context, tmp_path):
     art = quantized(float_artifact, tiny_context, "quant.dynamic")
     with pytest.raises(NotApplicable, match="no dynamic int8"):
-        backends.get("openvino").export(art, tmp_path, env)
+        backends.deploy(backends.get("openvino"), art, tmp_path, env)
 
 
 def test_cuda_without_provider_is_not_applicable(env, float_artifact, tmp_path):
@@ -129,7 +129,7 @@ def test_cuda_without_provider_is_not_applicable(env, float_artifact, tmp_path):
         pytest.skip("this machine has the CUDA provider")
     env.device = "cuda"
     with pytest.raises(NotApplicable, match="no CUDA provider"):
-        backends.get("onnxruntime").export(float_artifact, tmp_path, env)
+        backends.deploy(backends.get("onnxruntime"), float_artifact, tmp_path, env)
 
 
 def test_one_onnx_export_per_float_model(env, float_artifact):
@@ -147,3 +147,20 @@ def test_telemetry_is_switched_off_by_the_bench():
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("CI", "NNCF_CI")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_torchscript_file_holds_the_model_not_the_harness_call_stack(env, float_artifact, tmp_path):
+    """The deployed TorchScript has no debug records (the tracer's Python call stack, which
+    made the file's size depend on the bench's own source), and still predicts the same."""
+    import zipfile
+
+    deployed = backends.deploy(backends.get("torch"), float_artifact, tmp_path, env)
+    names = zipfile.ZipFile(deployed.files[0]).namelist()
+    assert names and not any(n.endswith(".debug_pkl") for n in names)
+    assert not any(b"bench/" in zipfile.ZipFile(deployed.files[0]).read(n) for n in names
+                   if "/code/" in n)
+    predict = backends.get("torch").load([str(deployed.files[0])], 1)
+    x = x_batch()
+    with torch.no_grad():
+        assert np.abs(predict(x) - float_artifact.module(torch.from_numpy(x)).numpy()).max() < 1e-5
+    assert list(tmp_path.iterdir()) == [deployed.files[0]]  # no temporary folder left

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import methods
 from bench.cli import main
 
@@ -44,3 +46,38 @@ def test_missing_checkpoint_names_the_file(capsys, tmp_path):
     missing = tmp_path / "nope.pt"
     assert main(["run", "--teacher-checkpoint", str(missing), "--quick", "--out", str(tmp_path / "r")]) == 2
     assert f"{missing}: teacher checkpoint not found" in capsys.readouterr().err
+
+
+def test_help_quotes_the_real_defaults(capsys):
+    from bench.config import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    t = RunConfig().training
+    assert f"teacher training epochs (default {t.teacher_epochs:g}; --quick 1)" in out
+    assert f"(default {t.student_epochs:g}; --quick at most 1)" in out
+    assert "1.25" not in out
+
+
+def test_list_shows_formats_cards_and_presets(capsys):
+    from bench import data, presets
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert data.spec_forms() in out
+    for name in data.cards.all_cards():
+        assert f"  {name} " in out
+    for name, preset in presets.PRESETS.items().items():
+        assert f"  {name}: {preset.summary}" in out
+
+
+def test_cli_holds_no_layering_or_checks():
+    import inspect
+
+    from bench import cli
+
+    source = inspect.getsource(cli._run)
+    assert "settings.build" in source and "settings.validate" in source
+    for leftover in ("quick_profile", "rigorous_profile", "parse_operating_point", "fill("):
+        assert leftover not in inspect.getsource(cli)

@@ -8,7 +8,11 @@ from sklearn.metrics import roc_auc_score
 
 from bench.compare import auc_change, compare_runs, format_comparison, latency_change
 from bench.stats.delong import delong_test
+from bench.stats.latency import ratio_interval
 from bench.store import RunStore, load_predictions, load_rows
+from bench.tasks import Task
+
+BINARY = Task("binary", ("n", "p"))
 
 SMALL = {"models": ("teacher", "kd", "quant.static"), "backends": ("torch", "onnxruntime")}
 
@@ -50,6 +54,14 @@ def test_latency_change_with_few_processes_resamples_within_them():
     assert not same.significant and "within-process" in same.note
     slower = latency_change(a, [1.05 * rng.lognormal(0, 0.1, 300)], n_boot=1000)
     assert slower.ratio > 1
+
+
+def test_latency_change_interval_is_the_shared_ratio_interval():
+    rng = np.random.default_rng(1)
+    a = [rng.lognormal(0, 0.1, 300) for _ in range(3)]
+    b = [1.1 * rng.lognormal(0, 0.1, 300) for _ in range(3)]
+    got = latency_change(a, b, n_boot=300, seed=4, floor=0.02)
+    assert (got.ci_low, got.ci_high) == ratio_interval(b, a, 0.02, 300, 4, streams=(0, 1))
 
 
 def test_the_noise_floor_widens_a_latency_change():
@@ -98,10 +110,30 @@ def test_auc_change_needs_the_same_test_set():
     s = rng.random(100)
     other = y.copy()
     other[0] = 1 - other[0]
-    got = auc_change({"y_true": y, "y_score": s}, {"y_true": other, "y_score": s})
+    got = auc_change({"y_true": y, "y_score": s, "task": BINARY},
+                     {"y_true": other, "y_score": s, "task": BINARY})
     assert not got.paired and got.note == "not paired: different test sets"
     assert got.delta == pytest.approx(roc_auc_score(other, s) - roc_auc_score(y, s))
     assert got.significant is None and np.isnan(got.p)
+
+
+def test_auc_change_takes_the_task_from_the_predictions():
+    """Two-column scores of a binary task and of a two-class multiclass task look alike:
+    the stored task decides, and runs of different tasks are not paired."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 120)
+    p = np.stack([1 - y, y], axis=1) * 0.3 + rng.random((120, 2))
+    p /= p.sum(axis=1, keepdims=True)
+    q = rng.dirichlet(np.ones(2), 120)
+    multi = Task("multiclass", ("n", "p"))
+    got = auc_change({"y_true": y, "y_score": p, "task": multi},
+                     {"y_true": y, "y_score": q, "task": multi}, n_boot=100)
+    want = roc_auc_score(y, q[:, 1]) - roc_auc_score(y, p[:, 1])  # both columns: the same AUC
+    assert got.paired and got.p_method == "paired bootstrap z"
+    assert got.delta == pytest.approx(want, abs=1e-12)
+    mixed = auc_change({"y_true": y, "y_score": p, "task": multi},
+                       {"y_true": y, "y_score": p[:, 1], "task": BINARY}, n_boot=100)
+    assert not mixed.paired and mixed.note == "not paired: different tasks"
 
 
 def test_rows_in_one_run_failed_rows_and_size_changes(tmp_path):

@@ -130,7 +130,9 @@ def test_run_directory_layout_and_manifest(quick_run):
     run = root / "run"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["image_size"] == 32 and manifest["num_classes"] == 2
-    assert manifest["config"]["quick"] is True and manifest["versions"]["torch"]
+    assert manifest["config"]["profile"] == "quick" and manifest["versions"]["torch"]
+    assert set(manifest["config"]) >= {"data", "training", "methods", "measurement", "output"}
+    assert manifest["task"] == {"kind": "binary", "class_names": ["normal", "opacity"]}
     assert set(manifest["models"]) == set(MODELS)
     assert manifest["backends"]["openvino"]["converted_from"] == "onnx"
     assert set(manifest["backends"]) == set(BACKENDS)
@@ -176,7 +178,7 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
     threads, batch 1, one stream, f32: their medians must agree within 15%."""
     import torch
 
-    from bench.backends import ExportEnv, get
+    from bench.backends import ExportEnv, deploy, get
     from bench.config import physical_cores
     from bench.crosscheck import bench_median, benchmark_app_median
     from bench.models import build
@@ -186,7 +188,7 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
     art = methods.Artifact(name="teacher", arch="densenet121", module=teacher, float_module=teacher)
     env = ExportEnv(image_size=64, calibration=np.zeros((1, 1, 64, 64), np.float32),
                     work_dir=tmp_path / "work")
-    deployed = get("openvino").export(art, tmp_path, env)
+    deployed = deploy(get("openvino"), art, tmp_path, env)
     threads = physical_cores()
     # Processes on this machine differ by up to ~40% (README), so each tool runs seven
     # times, alternating, and the medians of their medians are compared (with five, one

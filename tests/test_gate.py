@@ -115,3 +115,29 @@ def test_speedups_on_a_backend_noisier_than_the_tolerance_are_reported_not_gated
     notes = []
     assert gate.check(loud, base, notes=notes) == []
     assert notes[0].endswith("noise floor in this run (30%) exceeds half the tolerance")
+
+
+def test_gated_columns_come_from_the_column_metadata():
+    from bench.result import gated
+
+    assert gate.EXACT == ("params", "params_nonzero", "weights_mib", "compression_ratio")
+    assert (gate.RATIO, gate.MARGIN) == (("speedup",), ("auc_roc",))
+    assert gate.GATED == (*gated("exact"), *gated("ratio"), *gated("margin"))
+
+
+def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
+    """reports/baseline/ci.json (baseline_version 1) keeps its meaning: a run holding its
+    figures passes, and one off by the tolerance fails with the usual message."""
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "reports" / "baseline" / "ci.json"
+    base = gate.load_baseline(path)
+    store = RunStore(tmp_path / "run")
+    for row in base["rows"]:
+        store.add(Result(method="m", arch="a", **row))
+    assert gate.check(tmp_path / "run", base) == []
+    first = base["rows"][1]
+    key = f"{first['model']} / {first['backend']} / {first['precision']}"
+    store.add(Result(method="m", arch="a", **{**first, "speedup": first["speedup"] * 0.5}))
+    (line,) = gate.check(tmp_path / "run", base)
+    assert line.startswith(f"{key}: speedup ") and line.endswith("(tolerance +-25%)")

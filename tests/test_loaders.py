@@ -14,7 +14,18 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from bench.data import FORMATS, SyntheticSizes, chexpert, folder, ham10000, load_dataset, medmnist
+from bench.config import DataConfig
+from bench.data import (
+    FORMATS,
+    Format,
+    LoadRequest,
+    SyntheticSizes,
+    chexpert,
+    folder,
+    ham10000,
+    load_dataset,
+    medmnist,
+)
 from bench.data.cards import CARDS_DIR, all_cards, load_card
 
 SIZE = 16
@@ -41,6 +52,16 @@ def rows_of(bundle, split):
     x = getattr(bundle, split).images[:, 0].mean(axis=(1, 2))
     pixel = (x * norm["std"][0] + norm["mean"][0]) * 255
     return np.rint((pixel - 3) / STEP).astype(int)
+
+
+def load(fmt, path, seed=0, **options):
+    """A format's loader, found in the registry and called as load_dataset calls it."""
+    return FORMATS.get(fmt)().load(Path(path), LoadRequest(SIZE, seed, CAL, **options))
+
+
+def dataset(spec, seed=0, **fields):
+    """load_dataset as a run calls it: the data section of the config, and the seed."""
+    return load_dataset(DataConfig(dataset=spec, image_size=SIZE, **fields), seed)
 
 
 def one_line_error(excinfo, *needles):
@@ -91,7 +112,7 @@ def write_npz(path: Path, n=(40, 10, 12), size=28, rgb=False, labels="binary", s
 
 def test_medmnist_known_set_keeps_its_splits_task_and_classes(tmp_path):
     f = write_npz(tmp_path / "pneumoniamnist_64.npz")
-    b = medmnist.load(f, SIZE, 0, CAL)
+    b = load("medmnist", f)
     check_bundle(b, 1, "binary")
     assert b.task.class_names == ("normal", "pneumonia")
     assert (len(b.train), len(b.val), len(b.test)) == (40, 10, 12)
@@ -100,43 +121,43 @@ def test_medmnist_known_set_keeps_its_splits_task_and_classes(tmp_path):
 
 
 def test_medmnist_rgb_multiclass_and_breast_labels_flipped(tmp_path):
-    b = medmnist.load(write_npz(tmp_path / "pathmnist.npz", rgb=True, labels=9), SIZE, 0, CAL)
+    b = load("medmnist", write_npz(tmp_path / "pathmnist.npz", rgb=True, labels=9))
     check_bundle(b, 3, "multiclass")
     assert b.task.class_names == medmnist.SETS["pathmnist"][1]
     f = write_npz(tmp_path / "breastmnist.npz")
-    b = medmnist.load(f, SIZE, 0, CAL)
+    b = load("medmnist", f)
     raw = np.load(f)["train_labels"][:, 0]
     assert b.task.class_names == ("normal, benign", "malignant")
     assert np.array_equal(b.train.labels, 1 - raw)
 
 
 def test_medmnist_multilabel_and_unknown_names_inferred(tmp_path):
-    b = medmnist.load(write_npz(tmp_path / "chestmnist_128.npz", labels="multilabel"), SIZE, 0, CAL)
+    b = load("medmnist", write_npz(tmp_path / "chestmnist_128.npz", labels="multilabel"))
     check_bundle(b, 1, "multilabel")
     assert b.train.labels.shape == (40, 14) and b.task.class_names[2] == "effusion"
-    b = medmnist.load(write_npz(tmp_path / "mine.npz", labels=4), SIZE, 0, CAL)
+    b = load("medmnist", write_npz(tmp_path / "mine.npz", labels=4))
     assert b.task.kind == "multiclass" and b.task.class_names == tuple(f"class_{k}" for k in range(4))
     assert "inferred" in b.info["note"]
-    assert medmnist.load(write_npz(tmp_path / "other.npz"), SIZE, 0, CAL).task.kind == "binary"
-    b = medmnist.load(write_npz(tmp_path / "ml.npz", labels="multilabel"), SIZE, 0, CAL)
+    assert load("medmnist", write_npz(tmp_path / "other.npz")).task.kind == "binary"
+    b = load("medmnist", write_npz(tmp_path / "ml.npz", labels="multilabel"))
     assert b.task.kind == "multilabel" and b.task.num_outputs == 14
 
 
 def test_medmnist_bad_files_are_one_line_errors_naming_the_path(tmp_path):
     with pytest.raises(ValueError) as e:
-        medmnist.load(tmp_path / "nope.npz", SIZE, 0, CAL)
+        load("medmnist", tmp_path / "nope.npz")
     one_line_error(e, tmp_path / "nope.npz", "not found", "zenodo")
     f = write_npz(tmp_path / "pathmnist.npz", test_labels=True)
     with pytest.raises(ValueError) as e:
-        medmnist.load(f, SIZE, 0, CAL)
+        load("medmnist", f)
     one_line_error(e, f, "missing keys test_labels", "train_images")
     (tmp_path / "junk.npz").write_text("not a zip\n")
     with pytest.raises(ValueError) as e:
-        medmnist.load(tmp_path / "junk.npz", SIZE, 0, CAL)
+        load("medmnist", tmp_path / "junk.npz")
     one_line_error(e, tmp_path / "junk.npz", "not a readable .npz")
     f = write_npz(tmp_path / "pneumoniamnist.npz", labels=5)
     with pytest.raises(ValueError) as e:
-        medmnist.load(f, SIZE, 0, CAL)
+        load("medmnist", f)
     one_line_error(e, f, "outside 0..1")
 
 
@@ -154,7 +175,7 @@ def make_folder(root: Path, classes, per_class=8, rgb=False, sub="", ext=".png")
 def test_folder_binary_stratified_split_normal_class_first(tmp_path):
     root = make_folder(tmp_path / "cell_images", ["Parasitized", "Uninfected"], 10, rgb=True)
     (root / "Parasitized" / "Thumbs.db").write_bytes(b"\0")
-    b = folder.load(root, SIZE, 0, CAL)
+    b = load("folder", root)
     check_bundle(b, 3, "binary")
     assert b.task.class_names == ("Uninfected", "Parasitized")
     seen = [set(rows_of(b, s)) for s in ("train", "val", "test")]
@@ -164,21 +185,21 @@ def test_folder_binary_stratified_split_normal_class_first(tmp_path):
         assert set(getattr(b, s).labels) == {0, 1}
         # labels follow the folder: rows 0-9 Parasitized (1), 10-19 Uninfected (0)
         assert np.array_equal(getattr(b, s).labels, (rows_of(b, s) < 10).astype(np.int64))
-    again = folder.load(root, SIZE, 0, CAL)
+    again = load("folder", root)
     assert again.fingerprint == b.fingerprint
     assert np.array_equal(again.test.images, b.test.images)
-    assert folder.load(root, SIZE, 1, CAL).fingerprint != b.fingerprint
+    assert load("folder", root, seed=1).fingerprint != b.fingerprint
 
 
 def test_folder_unlabelled_images_are_for_distillation_only(tmp_path):
     root = make_folder(tmp_path / "cells", ["Normal", "Sick"], 10)
     for i in range(5):
         save(root / "unlabelled" / f"u{i}.png", level(20 + i))
-    b = folder.load(root, SIZE, 0, CAL)
+    b = load("folder", root)
     assert b.task.class_names == ("Normal", "Sick")  # not a class
     assert b.transfer.shape == (5, 1, SIZE, SIZE) and b.info["counts"]["unlabelled"] == 5
     # standardised like the training split
-    plain = folder.load(make_folder(tmp_path / "plain", ["Normal", "Sick"], 10), SIZE, 0, CAL)
+    plain = load("folder", make_folder(tmp_path / "plain", ["Normal", "Sick"], 10))
     assert plain.transfer is None
     assert np.array_equal(plain.train.images, b.train.images)
     assert plain.fingerprint != b.fingerprint
@@ -189,7 +210,7 @@ def test_folder_reads_images_subfolders_not_masks_and_stays_grayscale(tmp_path):
     root = make_folder(tmp_path / "COVID-19_Radiography_Dataset", classes, 6, sub="images")
     for c in classes:
         save(root / c / "masks" / "m.png", 255)
-    b = folder.load(root, SIZE, 0, CAL)
+    b = load("folder", root)
     check_bundle(b, 1, "multiclass")
     assert b.task.class_names == tuple(classes)
     assert sum(b.info["counts"].values()) == 24
@@ -199,35 +220,35 @@ def test_folder_keeps_train_val_test_layout_and_labels_select_classes(tmp_path):
     root = tmp_path / "xray"
     for split, n in (("train", 6), ("val", 3), ("test", 4)):
         make_folder(root / split, ["NORMAL", "PNEUMONIA", "TB"], n, ext=".jpg")
-    b = folder.load(root, SIZE, 0, CAL)
+    b = load("folder", root)
     assert (len(b.train), len(b.val), len(b.test)) == (18, 9, 12)
     assert b.task.class_names == ("NORMAL", "PNEUMONIA", "TB")
-    b = folder.load(root, SIZE, 0, CAL, labels=["PNEUMONIA", "NORMAL"])
+    b = load("folder", root, labels=["PNEUMONIA", "NORMAL"])
     assert b.task.kind == "binary" and b.task.class_names == ("PNEUMONIA", "NORMAL")
     assert (len(b.train), len(b.val), len(b.test)) == (12, 6, 8)
     # no val/: it comes out of train, stratified
     import shutil
 
     shutil.rmtree(root / "val")
-    b = folder.load(root, SIZE, 0, CAL)
+    b = load("folder", root)
     assert len(b.test) == 12 and len(b.train) + len(b.val) == 18 and set(b.val.labels) == {0, 1, 2}
 
 
 def test_folder_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError) as e:
-        folder.load(tmp_path / "missing", SIZE, 0, CAL)
+        load("folder", tmp_path / "missing")
     one_line_error(e, tmp_path / "missing", "folder not found", "one sub-folder of images per class")
     root = make_folder(tmp_path / "one", ["only"], 5)
     with pytest.raises(ValueError) as e:
-        folder.load(root, SIZE, 0, CAL)
+        load("folder", root)
     one_line_error(e, root, "1 class folder")
     root = make_folder(tmp_path / "two", ["a", "b"], 5)
     with pytest.raises(ValueError) as e:
-        folder.load(root, SIZE, 0, CAL, labels=["a", "c"])
+        load("folder", root, labels=["a", "c"])
     one_line_error(e, root, "no class folder 'c'")
     (root / "b" / "img0.png").write_bytes(b"broken")
     with pytest.raises(ValueError) as e:
-        folder.load(root, SIZE, 0, CAL)
+        load("folder", root)
     one_line_error(e, root / "b" / "img0.png", "not a readable image")
 
 
@@ -274,7 +295,7 @@ def expected(raw, row, names, policy):
 @pytest.mark.parametrize("policy", ["u-ones", "u-zeros", "u-ignore"])
 def test_chexpert_uncertainty_policies_and_blanks(tmp_path, policy):
     root, raw = make_chexpert(tmp_path)
-    b = chexpert.load(root / "train.csv", SIZE, 0, CAL, uncertainty=policy)
+    b = load("chexpert", root / "train.csv", uncertainty=policy)
     check_bundle(b, 1, "multilabel")
     names = list(chexpert.COMPETITION)
     assert b.task.class_names == tuple(names)
@@ -292,7 +313,7 @@ def test_chexpert_uncertainty_policies_and_blanks(tmp_path, policy):
 
 def test_chexpert_patient_split_valid_csv_is_test_and_frontal_only(tmp_path):
     root, raw = make_chexpert(tmp_path)
-    b = chexpert.load(root / "train.csv", SIZE, 0, CAL)
+    b = load("chexpert", root / "train.csv")
     patients = {s: {raw[r][0] for r in rows_of(b, s)} for s in ("train", "val", "test")}
     assert not (patients["train"] & patients["val"] or patients["train"] & patients["test"]
                 or patients["val"] & patients["test"])
@@ -303,7 +324,7 @@ def test_chexpert_patient_split_valid_csv_is_test_and_frontal_only(tmp_path):
     assert "valid.csv" in b.info["split"]
     views = {raw[r][1] for s in ("train", "val", "test") for r in rows_of(b, s)}
     assert views == {"Frontal", "Lateral"}
-    f = chexpert.load(root / "train.csv", SIZE, 0, CAL, frontal_only=True)
+    f = load("chexpert", root / "train.csv", frontal_only=True)
     assert {raw[r][1] for s in ("train", "val", "test") for r in rows_of(f, s)} == {"Frontal"}
     assert len(f.test) == 4 and len(f.train) + len(f.val) == 12
     assert f.fingerprint != b.fingerprint
@@ -312,32 +333,32 @@ def test_chexpert_patient_split_valid_csv_is_test_and_frontal_only(tmp_path):
     lines = csv.read_text().splitlines()
     cut = [",".join(c for i, c in enumerate(ln.split(",")) if i != 3) for ln in lines]
     (root / "nofl.csv").write_text("\n".join(cut) + "\n")
-    g = chexpert.load(root / "nofl.csv", SIZE, 0, CAL, frontal_only=True)
+    g = load("chexpert", root / "nofl.csv", frontal_only=True)
     assert len(g.train) + len(g.val) + len(g.test) == 12
 
 
 def test_chexpert_labels_select_findings_and_errors_name_the_csv(tmp_path):
     root, _ = make_chexpert(tmp_path)
     csv = root / "train.csv"
-    b = chexpert.load(csv, SIZE, 0, CAL, labels=["Pneumothorax", "Edema"])
+    b = load("chexpert", csv, labels=["Pneumothorax", "Edema"])
     assert b.task.class_names == ("Pneumothorax", "Edema") and b.train.labels.shape[1] == 2
     with pytest.raises(ValueError) as e:
-        chexpert.load(csv, SIZE, 0, CAL, labels=["Fracture"])
+        load("chexpert", csv, labels=["Fracture"])
     one_line_error(e, csv, "no finding column 'Fracture'", "stanfordmlgroup")
     (root / "nopath.csv").write_text("Image,Edema\na.jpg,1\n")
     with pytest.raises(ValueError) as e:
-        chexpert.load(root / "nopath.csv", SIZE, 0, CAL)
+        load("chexpert", root / "nopath.csv")
     one_line_error(e, root / "nopath.csv", "no 'Path' column")
     with pytest.raises(ValueError) as e:
-        chexpert.load(root / "absent.csv", SIZE, 0, CAL)
+        load("chexpert", root / "absent.csv")
     one_line_error(e, root / "absent.csv", "file not found")
     gone = tmp_path / "CheXpert-v1.0-small/train/patient00003/study1/view2_lateral.jpg"
     gone.unlink()
     with pytest.raises(ValueError) as e:
-        chexpert.load(csv, SIZE, 0, CAL)
+        load("chexpert", csv)
     one_line_error(e, gone, "not found")
     with pytest.raises(ValueError) as e:
-        chexpert.load(csv, SIZE, 0, CAL, uncertainty="u-maybe")
+        load("chexpert", csv, uncertainty="u-maybe")
     one_line_error(e, "u-ones, u-zeros, u-ignore")
 
 
@@ -356,7 +377,7 @@ def test_chestxray14_csv_with_official_test_list(tmp_path):
             test.append(name)
     root.joinpath("Data_Entry_2017.csv").write_text("\n".join(lines) + "\n")
     root.joinpath("test_list.txt").write_text("\n".join(test) + "\n")
-    b = chexpert.load(root / "Data_Entry_2017.csv", SIZE, 0, CAL)
+    b = load("chexpert", root / "Data_Entry_2017.csv")
     check_bundle(b, 1, "multilabel")
     assert b.task.class_names == chexpert.CXR14_FINDINGS
     assert sorted(rows_of(b, "test")) == list(range(24, 30))
@@ -391,7 +412,7 @@ def make_ham(tmp_path: Path):
 
 def test_ham10000_lesion_grouped_split(tmp_path):
     root, lesion_of = make_ham(tmp_path)
-    b = ham10000.load(root / "HAM10000_metadata.csv", SIZE, 0, CAL)
+    b = load("ham10000", root / "HAM10000_metadata.csv")
     check_bundle(b, 3, "multiclass")
     assert b.task.class_names == ham10000.DX
     lesions = {s: {lesion_of[r] for r in rows_of(b, s)} for s in ("train", "val", "test")}
@@ -402,11 +423,11 @@ def test_ham10000_lesion_grouped_split(tmp_path):
     for s in ("train", "val", "test"):  # labels follow the dx of each row
         dx_index = [int(lesion_of[r][4]) for r in rows_of(b, s)]
         assert np.array_equal(getattr(b, s).labels, dx_index)
-    b2 = ham10000.load(root / "HAM10000_metadata.csv", SIZE, 0, CAL, labels=["nv", "mel"])
+    b2 = load("ham10000", root / "HAM10000_metadata.csv", labels=["nv", "mel"])
     assert b2.task.kind == "binary" and b2.task.class_names == ("nv", "mel")
     os.remove(root / "HAM10000_images_part_2" / "ISIC_0000000.jpg")
     with pytest.raises(ValueError) as e:
-        ham10000.load(root / "HAM10000_metadata.csv", SIZE, 0, CAL)
+        load("ham10000", root / "HAM10000_metadata.csv")
     one_line_error(e, "ISIC_0000000.jpg", "not found", "10.7910/DVN/DBW86T")
 
 
@@ -424,7 +445,7 @@ def test_isic2019_ground_truth_drops_empty_unk_and_groups_lesions(tmp_path):
             row += 1
     (root / "ISIC_2019_Training_GroundTruth.csv").write_text("\n".join(gt) + "\n")
     (root / "ISIC_2019_Training_Metadata.csv").write_text("\n".join(meta) + "\n")
-    b = ham10000.load(root / "ISIC_2019_Training_GroundTruth.csv", SIZE, 0, CAL)
+    b = load("ham10000", root / "ISIC_2019_Training_GroundTruth.csv")
     assert b.task.class_names == ham10000.ISIC2019[:8] and b.info["format"] == "isic2019"
     splits = {s: set(rows_of(b, s)) for s in ("train", "val", "test")}
     for a, c in ((0, 1), (4, 5), (8, 9)):  # rows sharing a lesion id stay together
@@ -434,7 +455,7 @@ def test_isic2019_ground_truth_drops_empty_unk_and_groups_lesions(tmp_path):
 # ---------------------------------------------------------------- metrics mask ignored labels
 
 def test_u_ignore_nan_labels_are_masked_out_of_auc():
-    from bench import metrics
+    from bench.stats.auc import auc_roc
     from bench.tasks import Task
 
     rng = np.random.default_rng(0)
@@ -442,7 +463,7 @@ def test_u_ignore_nan_labels_are_masked_out_of_auc():
     score = np.clip(y * 0.3 + rng.random((60, 3)), 0, 1)
     y[rng.random((60, 3)) < 0.3] = np.nan
     task = Task("multilabel", ("a", "b", "c"))
-    auc, reasons = metrics.auc_roc(task, y, score)
+    auc, reasons = auc_roc(task, y, score)
     per = [roc_auc_score(y[~np.isnan(y[:, j]), j], score[~np.isnan(y[:, j]), j]) for j in range(3)]
     assert auc == pytest.approx(np.mean(per)) and not reasons
 
@@ -505,38 +526,189 @@ def test_load_dataset_dispatches_every_spec_form(tmp_path):
         ("ham10000", str(ham)): "ham10000",
     }
     for (spec, root), name in forms.items():
-        b = load_dataset(spec, SIZE, 0, sizes=sizes, data_root=root)
+        b = dataset(spec, sizes=sizes, data_root=root)
         assert b.name == name, spec
         assert len(b.calibration) == CAL
-    b = load_dataset("malaria-cells", SIZE, 0, sizes=sizes, data_root=str(cells))
+    b = dataset("malaria-cells", sizes=sizes, data_root=str(cells))
     assert b.task.class_names == ("Uninfected", "Parasitized")
     assert b.info["card"] == "malaria-cells" and b.info["licence"]
-    b = load_dataset("chexpert-v1.0-small", SIZE, 0, sizes=sizes, data_root=str(cx),
+    b = dataset("chexpert-v1.0-small", sizes=sizes, data_root=str(cx),
                      uncertainty="u-ignore", frontal_only=True, labels=["Edema"])
     assert b.task.class_names == ("Edema",) and b.info["frontal_only"]
 
 
 def test_load_dataset_errors(tmp_path):
     with pytest.raises(ValueError) as e:
-        load_dataset("bogus:/x", SIZE, 0)
+        dataset("bogus:/x")
     one_line_error(e, "unknown dataset", "folder:DIR", "medmnist:FILE.npz", "chexpert:CSV",
                    "ham10000:CSV", "pneumoniamnist", "chexpert-v1.0-small")
     with pytest.raises(ValueError) as e:
-        load_dataset("pneumoniamnist", SIZE, 0)
+        dataset("pneumoniamnist")
     one_line_error(e, "needs --data-root", "zenodo")
     with pytest.raises(ValueError) as e:
-        load_dataset("pneumoniamnist", SIZE, 0, data_root=str(tmp_path))
+        dataset("pneumoniamnist", data_root=str(tmp_path))
     one_line_error(e, tmp_path, "pneumoniamnist.npz", "zenodo")
     with pytest.raises(ValueError) as e:
-        load_dataset(f"chexpert:{tmp_path}", SIZE, 0)
+        dataset(f"chexpert:{tmp_path}")
     one_line_error(e, tmp_path, "none of train.csv")
     write_npz(tmp_path / "pneumoniamnist.npz")
     with pytest.raises(ValueError, match="--frontal-only applies to chexpert"):
-        load_dataset(f"medmnist:{tmp_path / 'pneumoniamnist.npz'}", SIZE, 0, frontal_only=True)
-    with pytest.raises(ValueError, match="--labels does not apply to medmnist"):
-        load_dataset(f"medmnist:{tmp_path / 'pneumoniamnist.npz'}", SIZE, 0, labels=["a"])
+        dataset(f"medmnist:{tmp_path / 'pneumoniamnist.npz'}", frontal_only=True)
+    with pytest.raises(ValueError) as e:
+        dataset(f"medmnist:{tmp_path / 'pneumoniamnist.npz'}", labels=["a"])
+    one_line_error(e, "--labels applies to folder, chexpert, ham10000 data, not to medmnist data")
     with pytest.raises(ValueError, match="--uncertainty applies to chexpert"):
-        load_dataset("synthetic", SIZE, 0, uncertainty="u-zeros")
+        dataset("synthetic", uncertainty="u-zeros")
+
+
+# ---------------------------------------------------------------- the format registry
+
+def test_registry_lists_the_builtin_formats_and_their_spec_forms():
+    from bench.data import spec_forms
+    from bench.data.formats import ordered
+
+    builtins = {"folder": folder.Folder, "medmnist": medmnist.MedMNIST,
+                "chexpert": chexpert.CheXpert, "ham10000": ham10000.HAM10000}
+    assert set(builtins) <= set(FORMATS.names()) and list(ordered())[:4] == list(builtins)
+    for name, cls in builtins.items():
+        assert FORMATS.get(name) is cls and issubclass(cls, Format) and cls.name == name
+        assert cls.expected and cls.obtain and cls.options <= {"labels", "uncertainty",
+                                                               "frontal_only"}
+    assert chexpert.CheXpert.default_files[0] == "train.csv" and not folder.Folder.default_files
+    assert spec_forms().startswith(
+        "synthetic, folder:DIR, medmnist:FILE.npz, chexpert:CSV, ham10000:CSV")
+    with pytest.raises(TypeError, match="unknown option"):
+        type("Bad", (Format,), {"name": "bad", "options": {"colour"}})
+
+
+class Toy(Format):
+    """A format the way a third party writes one: a .npy of flat uint8 images."""
+
+    name = "toy"
+    spec = "toy:FILE.npy"
+    expected = "a .npy of uint8 images (N, H, W)"
+    obtain = "the test that wrote it"
+    default_files = ("toy.npy",)
+    options = frozenset({"labels"})
+    requests: list = []
+
+    def load(self, path, request):
+        from bench.data.common import make_bundle
+        from bench.tasks import Task
+
+        self.requests.append(request)
+        x = np.load(path)
+        y = np.arange(len(x)) % 2
+        parts = {"train": (x[:20], y[:20]), "val": (x[20:26], y[20:26]),
+                 "test": (x[26:], y[26:])}
+        classes = request.labels or ("neg", "pos")
+        return make_bundle(request.name or f"{self.name}:{path.stem}", Task("binary", tuple(classes)),
+                           parts, request.image_size, request.seed, request.calibration,
+                           {"format": "toy", "source": str(path)}, {"format": "toy"})
+
+
+def write_toy(folder_: Path) -> Path:
+    folder_.mkdir(parents=True, exist_ok=True)
+    np.save(folder_ / "toy.npy", np.stack([np.full((SIZE, SIZE), level(r), np.uint8)
+                                           for r in range(32)]))
+    return folder_
+
+
+@pytest.fixture
+def toy():
+    FORMATS.register(Toy)
+    Toy.requests.clear()
+    try:
+        yield Toy
+    finally:
+        FORMATS._items.pop("toy", None)
+
+
+def test_a_format_registered_at_run_time_resolves_and_loads(tmp_path, toy):
+    from bench.data import check, resolve, spec_forms
+
+    where = write_toy(tmp_path / "mine")
+    src = resolve(f"toy:{where}")
+    assert (src.format, src.path) == ("toy", (where / "toy.npy").resolve())
+    assert check(DataConfig(dataset=f"toy:{where}", image_size=SIZE)) == src
+    assert spec_forms().endswith(", toy:FILE.npy")
+    b = dataset(f"toy:{where}", seed=3, labels=["healthy", "ill"],
+                sizes=SyntheticSizes(calibration=CAL))
+    check_bundle(b, 1, "binary")
+    assert b.name == "toy:toy" and b.task.class_names == ("healthy", "ill")
+    (request,) = toy.requests
+    assert request == LoadRequest(SIZE, 3, CAL, ("healthy", "ill"))
+    with pytest.raises(ValueError) as e:
+        dataset(f"toy:{where}", frontal_only=True)
+    one_line_error(e, "--frontal-only applies to chexpert data, not to toy data")
+    with pytest.raises(ValueError) as e:
+        dataset(f"toy:{tmp_path}")
+    one_line_error(e, tmp_path, "folder holds none of toy.npy", "the test that wrote it")
+    with pytest.MonkeyPatch.context() as mp:  # every bundle must carry its task
+        mp.setattr(Toy, "load", lambda self, path, request: "not a bundle")
+        with pytest.raises(TypeError, match="'toy' returned str, not a DataBundle"):
+            dataset(f"toy:{where}")
+
+
+def test_the_format_leaves_the_registry_cleanly(tmp_path, toy):
+    FORMATS._items.pop("toy")
+    assert "toy" not in FORMATS and "toy" not in FORMATS.names()
+    with pytest.raises(ValueError) as e:
+        dataset(f"toy:{write_toy(tmp_path / 'mine')}")
+    one_line_error(e, "unknown dataset")
+
+
+def test_an_entry_point_plugin_adds_a_format_without_editing_the_project(tmp_path):
+    """A distribution's `medbench.formats` entry point names its module, which registers."""
+    from importlib import metadata
+
+    (tmp_path / "medbench_toy_plugin.py").write_text(
+        "from bench.data import FORMATS\n"
+        "from bench.data.folder import Folder\n\n"
+        "@FORMATS.register\n"
+        "class Plugged(Folder):\n"
+        "    name = 'plugged'\n")
+    entry = metadata.EntryPoint("plugged", "medbench_toy_plugin", FORMATS.group)
+    real = metadata.entry_points
+    where = make_folder(tmp_path / "cells", ["Normal", "Sick"], 6)
+    with pytest.MonkeyPatch.context() as mp:  # all undone before the last assert
+        mp.syspath_prepend(str(tmp_path))
+        mp.setattr(metadata, "entry_points", lambda **kw: (
+            [entry] if kw.get("group") == FORMATS.group else real(**kw)))
+        mp.setattr(FORMATS, "_items", dict(FORMATS.items()))  # a copy: builtins stay
+        mp.setattr(FORMATS, "_loaded", False)  # so the entry points are read again
+        try:
+            b = dataset(f"plugged:{where}", labels=["Sick", "Normal"])
+            assert b.name == "folder:cells" and b.task.class_names == ("Sick", "Normal")
+            assert FORMATS.get("plugged").spec == "plugged:PATH"  # the default spec form
+            assert FORMATS.get("plugged").options == {"labels"}  # inherited
+        finally:
+            sys.modules.pop("medbench_toy_plugin", None)
+    assert "plugged" not in FORMATS and "folder" in FORMATS
+
+
+def test_check_is_cheap_and_refuses_options_in_one_line(tmp_path):
+    from bench.data import check
+
+    csv = tmp_path / "train.csv"
+    csv.write_text("not,read,yet\n")  # check reads no table and no image
+    assert check(DataConfig(dataset=f"chexpert:{tmp_path}", frontal_only=True)).path == csv
+    write_npz(tmp_path / "pneumoniamnist.npz")
+    cases = [
+        (dict(dataset="pneumoniamnist", data_root=str(tmp_path), uncertainty="u-zeros"),
+         "--uncertainty applies to chexpert data, not to pneumoniamnist (medmnist) data"),
+        (dict(dataset=f"chexpert:{csv}", uncertainty="u-maybe"),
+         "--uncertainty 'u-maybe': expected one of u-ones, u-zeros, u-ignore"),
+        (dict(dataset=f"chexpert:{csv}", labels=["Edema", "Edema"]),
+         "--labels: 'Edema' given more than once"),
+        (dict(image_size=8), "--image-size 8: the generator needs at least 16 pixels"),
+        (dict(task="regression"), "--task regression"),
+        (dict(dataset=f"folder:{tmp_path / 'nowhere'}"), "nowhere: not found"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(ValueError) as e:
+            check(DataConfig(**fields))
+        one_line_error(e, message)
 
 
 def test_cli_missing_npz_exits_2_with_one_line(tmp_path):

@@ -8,8 +8,9 @@ def names(spec):
 
 
 def test_every_builtin_method_is_registered():
-    assert set(methods.all_methods()) == {"kd", "prune.magnitude", "prune.structured",
+    assert set(methods.all_methods()) == {"student", "kd", "prune.magnitude", "prune.structured",
                                           "quant.dynamic", "quant.static"}
+    assert [methods.chain_name(c) for c in methods.baselines()] == ["student"]
     assert methods.families() == {"prune": ["prune.magnitude", "prune.structured"],
                                   "quant": ["quant.dynamic", "quant.static"]}
 

@@ -1,22 +1,28 @@
 """report.html on hand-made run directories: every row, units, best marks, plots as PNG,
-escaping, robustness (failed / n/a rows, missing files, no teacher, one row), presets'
-published figures, the `report` command, and a load in headless Chromium."""
+escaping (autoescaping), robustness (failed / n/a rows, missing files, no teacher, one
+row), an old schema-2 run, sectioned and flat configs, presets' published figures, the
+number filters, the `report` command, and a load in headless Chromium."""
 
 import base64
 import io
 import json
 import re
+import shutil
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
 from runfactory import make_run
 
-from bench.result import Result
+from bench.result import Result, view
 from bench.store import RunStore, load_rows
-from reports.html import best_compressed, load_run, write_report
+from reports.html import write_report
 from reports.plots import pareto_front, reliability_bins, roc_points
+from reports.view import best_compressed, load_run
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -175,10 +181,12 @@ def test_roc_and_reliability_match_independent_computations():
         else:
             known = ~np.isnan(y)
             want = roc_auc_score(y[known], s[known])
-        fpr, tpr, area, _ = roc_points(y, s)
+        fpr, tpr, _ = roc_points(kind, y, s)
+        area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))  # the curve's own area
         assert area == pytest.approx(want, abs=1e-12)
         assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
-        conf, freq, count, got = reliability_bins(y, s)
+        assert (np.diff(fpr) >= 0).all() and (np.diff(tpr) >= 0).all()
+        conf, freq, count, got = reliability_bins(kind, y, s)
         assert len(count) == 15 and got == pytest.approx(ece(kind, y, s), abs=1e-12)
 
 
@@ -196,7 +204,8 @@ def test_pareto_front_and_best_compressed_model(tmp_path):
 def test_published_figures_beside_ours(tmp_path, monkeypatch):
     from bench import presets
 
-    monkeypatch.setitem(presets.PRESETS, "paper-x", presets.Preset(
+    monkeypatch.setattr(presets.PRESETS, "_items", dict(presets.PRESETS.items()))  # a copy
+    presets.PRESETS.register(presets.Preset(
         name="paper-x", summary="a paper's setup", citation="Doe et al. 2024 <i>",
         published={"teacher": {"auc_roc": 0.858, "note": "Table 2"},
                    "kd": {"auc_roc": "0.851 ± 0.004", "params": 11_200_000}}))
@@ -270,3 +279,86 @@ def test_speedups_within_the_noise_are_worded_and_the_floor_is_shown(tmp_path):
     assert "no measurable difference" not in fast_html[:fast_html.index("</tr>")]
     floor = rows["teacher", "torch"].noise_floor
     assert f"noise floor {floor:.1%}" in page
+
+
+def test_old_schema2_run_renders(tmp_path):
+    """A real run directory written by schema 2: flat config, predictions without their
+    task, fewer columns. It still renders whole, and the fixture is left as it was."""
+    run = tmp_path / "schema2-run"
+    shutil.copytree(FIXTURES / "schema2-run", run)
+    text = write_report(run).read_text()
+    assert not (FIXTURES / "schema2-run" / "report.html").exists()
+    page = check_page(text, 8)
+    assert len(page.imgs) == 5 and "could not be drawn" not in text
+    rows = page.body_rows("results")
+    assert {r[0]["text"] for r in rows} == {"teacher", "student", "kd", "quant.static"}
+    assert {r[1]["text"] for r in rows} == {"torch", "onnxruntime"}
+    assert "non-inferiority margin on AUC 0.02" in text and "densenet121 (trained)" in text
+    assert "ROC (binary)" not in text  # (inside the PNG, not the page)
+    assert "Teacher against <b>" in text  # the ROC figure has its best compressed row
+    provenance = next(rows for cls, rows in Page(text).tables.items() if cls == "" and rows
+                      and rows[0][0]["text"] == "model" and rows[0][1]["text"] == "arch")
+    assert {r[0]["text"] for r in provenance[1:]} == {"teacher", "student", "kd", "quant.static"}
+
+
+def test_script_in_a_model_name_is_escaped(tmp_path):
+    name = "kd<script>alert('x')</script>&\"q\""
+    run = make_run(tmp_path / "run", models=("teacher", "kd", "quant.static"),
+                   backends=("torch",), failed=False, names={"kd": name})
+    text = write_report(run).read_text()
+    assert "<script" not in text.lower()
+    assert "kd&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&#34;q&#34;" in text
+    page = check_page(text, 3)
+    assert name in {r[0]["text"] for r in page.body_rows("results")}  # shown, as text
+    assert name in {r[0]["text"] for r in page.body_rows("full")}
+    provenance = next(rows for cls, rows in page.tables.items() if cls == "" and rows
+                      and rows[0][0]["text"] == "model" and rows[0][1]["text"] == "arch")
+    assert name in {r[0]["text"] for r in provenance[1:]}
+
+
+def test_sectioned_config_is_read_like_a_flat_one(tmp_path):
+    run = make_run(tmp_path / "run", models=("teacher", "kd"), backends=("torch",),
+                   failed=False)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"] = {"data": {"task": "binary", "dataset": "synthetic"},
+                          "training": {"teacher": "resnet18"},
+                          "methods": {"spec": "kd"}, "measurement": {"margin": 0.03},
+                          "output": {"out": None}, "seed": 0, "preset": None,
+                          "profile": "quick"}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    text = write_report(run).read_text()
+    assert "non-inferiority margin on AUC 0.03" in text and "−margin (0.03)" in text
+    assert "<b>teacher</b> resnet18 (trained)" in text
+    assert "No preset: no published figures" in text
+
+
+def test_table_columns_come_from_the_column_metadata(tmp_path):
+    run = make_run(tmp_path / "run", models=("teacher", "kd"), backends=("torch",),
+                   failed=False)
+    page = Page(write_report(run).read_text())
+    heads = [c["text"] for c in page.tables["results"][0]]
+    assert len(heads) == len(view("main"))
+    assert all(h.startswith(n) for h, n in zip(heads, view("main"), strict=True))
+    heads = [c["text"] for c in page.tables["summary"][0]][2:]  # after backend, role
+    assert all(h.startswith(n) for h, n in zip(heads, view("summary"), strict=True))
+    assert len(page.tables["full"][0]) == len(Result.columns())
+
+
+def test_number_filters():
+    from reports.format import counted, fmt, interval, no_difference
+
+    assert fmt("params", 7_040_000) == "7.04 M" and fmt("macs", 56_000) == "56.0 k"
+    assert fmt("params", 7_040_000, exact=True) == "7,040,000"
+    assert fmt("latency_n", 90_000) == "90.0 k" and fmt("latency_n", 9_000) == "9,000"
+    assert fmt("seconds", 12.5) == "12.5"  # not a column: about 3 significant digits
+    assert fmt("delong_p", 0.0004) == "<0.001" and fmt("delta_auc", 0.012) == "+0.012"
+    assert fmt("auc_roc", None) == "–" and fmt("auc_roc", float("nan")) == "–"
+    row = {"auc_roc": 0.8712, "auc_ci_low": 0.84, "auc_ci_high": 0.9, "speedup": 1.02,
+           "speedup_ci_low": 0.97, "speedup_ci_high": 1.08}
+    assert fmt("auc_roc", row["auc_roc"]) == "0.871"
+    assert interval(row, ("auc_roc", "auc_ci_low", "auc_ci_high")) == ("0.840", "0.900")
+    assert interval(row, ("auc_roc",)) is None
+    assert no_difference(row, "speedup") == "1.02x, 95% interval [0.970, 1.08] holds 1"
+    assert no_difference({**row, "speedup_ci_low": 1.01}, "speedup") is None
+    assert no_difference(row, "auc_roc") is None
+    assert counted(1, "row is", "rows are") == "1 row is" and counted(3, "row") == "3 rows"

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.result import Result
-from bench.store import RunStore, load_rows, safe_name
+from bench.result import SCHEMA_VERSION, Result
+from bench.store import RunStore, load_predictions, load_rows, safe_name
+from bench.tasks import Task
 
 REQUIRED = ["model", "method", "backend", "params", "params_nonzero", "weights_mib", "file_mib",
             "file_gz_mib", "compression_ratio", "macs", "latency_ms_p50", "latency_ms_p90",
@@ -47,16 +48,37 @@ def test_store_writes_rows_at_once_and_round_trips(tmp_path):
     rows = load_rows(tmp_path)
     assert rows[0] == a.with_(auc_roc=0.91)
     doc = json.loads((tmp_path / "results.json").read_text())
-    assert doc["schema_version"] == 3 and len(doc["columns"]) == len(Result.columns())
+    assert doc["schema_version"] == SCHEMA_VERSION and len(doc["columns"]) == len(Result.columns())
 
 
-def test_predictions_file_holds_arrays(tmp_path):
+def test_predictions_file_holds_arrays_and_the_task(tmp_path):
     store = RunStore(tmp_path)
+    task = Task("binary", ("normal", "opacity"))
     path = store.save_predictions("kd+prune.structured:ratio=0.3", "torch", np.array([0, 1]),
-                                  np.array([0.2, 0.8]), np.zeros((2, 2)))
+                                  np.array([0.2, 0.8]), np.zeros((2, 2)), task=task)
     assert path.name == "kd+prune.structured_ratio=0.3__torch.npz"
     with np.load(path) as z:
-        assert set(z.files) == {"y_true", "y_score", "logits"}
+        assert set(z.files) == {"y_true", "y_score", "logits", "task_kind", "class_names"}
+    pred = load_predictions(tmp_path, "kd+prune.structured:ratio=0.3", "torch", "fp32")
+    assert pred["task"] == task and set(pred) == {"y_true", "y_score", "logits", "task"}
+    assert load_predictions(tmp_path, "absent", "torch", "fp32") is None
+
+
+def test_the_stored_task_wins_over_the_shapes(tmp_path):
+    """Two-column scores with 1-D labels would be guessed multiclass; a binary task is
+    stored, so it is binary. Without a stored task (schema 2-3) the manifest decides."""
+    store = RunStore(tmp_path)
+    task = Task("multilabel", ("a", "b"))
+    store.save_predictions("m", "torch", np.array([[0, 1], [1, 0]]), np.ones((2, 2)),
+                           np.zeros((2, 2)), task=task)
+    assert load_predictions(tmp_path, "m", "torch", "fp32")["task"] == task
+    np.savez(store.predictions_path("old", "torch"), y_true=np.array([0, 1, 1]),
+             y_score=np.ones((3, 2)), logits=np.zeros((3, 2)))
+    assert load_predictions(tmp_path, "old", "torch", "fp32")["task"] == Task(
+        "multiclass", ("class 0", "class 1"))
+    store.write_manifest({"data": {"task": "binary", "classes": ["normal", "opacity"]}})
+    assert load_predictions(tmp_path, "old", "torch", "fp32")["task"] == Task(
+        "binary", ("normal", "opacity"))
 
 
 def test_load_rows_errors_name_the_file(tmp_path):

@@ -1,7 +1,6 @@
 """bench.stats against scikit-learn, numpy, naive reimplementations and hand-checked cases."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -14,8 +13,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from bench.measure.latency import LatencyPlan, timed_loop
-from bench.stats import latency
 from bench.stats.auc import weighted_auc
 from bench.stats.bootstrap import percentile_interval, resample_counts
 from bench.stats.calibration import binned_ece, brier, ece
@@ -382,93 +379,6 @@ def test_binary_accepts_two_column_probabilities_and_no_teacher():
     y, s = binary_case(200, seed=29)
     two = np.stack([1 - s, s], axis=1)
     a, b = quality_row(BINARY, y, s, n_boot=100), quality_row(BINARY, y, two, n_boot=100)
-    assert a["auc_roc"] == b["auc_roc"] == roc_auc_score(y, s)
+    assert a["auc_roc"] == b["auc_roc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert a["verdict"] is None and math.isnan(a["flip_rate"])
     assert "no teacher predictions: no comparison" in a["reasons"]
-
-
-# ---- latency ----------------------------------------------------------------------------
-
-def test_process_summary_equals_numpy_and_tail_percentiles_need_samples():
-    s = np.random.default_rng(30).gamma(4, 1.0, 700)
-    got = latency.summarize_process(s)
-    assert got["latency_ms_p50"] == np.median(s) and got["latency_ms_mean"] == s.mean()
-    assert got["latency_ms_std"] == s.std(ddof=1)
-    assert got["latency_ms_iqr"] == np.percentile(s, 75) - np.percentile(s, 25)
-    assert got["latency_ms_p90"] == np.percentile(s, 90) and got["latency_ms_p99"] == np.percentile(s, 99)
-    assert (got["latency_ms_min"], got["latency_ms_max"]) == (s.min(), s.max())
-    assert got["throughput_per_s"] == 1000 / np.median(s)
-    assert latency.summarize_process(s[:661])["latency_ms_p99"] is None
-    assert latency.summarize_process(s[:662])["latency_ms_p99"] is not None
-    assert latency.summarize_process(s[:63])["latency_ms_p90"] is None
-    assert latency.summarize_process(s[:64])["latency_ms_p90"] is not None
-
-
-def test_timed_loop_recovers_a_known_sleep():
-    samples = timed_loop(lambda _: time.sleep(0.005), None, LatencyPlan(min_n=40, min_s=0.2))
-    assert abs(latency.summarize_process(samples)["latency_ms_p50"] - 5.0) / 5.0 < 0.05
-
-
-def test_bootstrap_median_shortcut_equals_the_plain_median():
-    s = np.random.default_rng(31).gamma(4, 1.0, 101)
-    for n in (101, 100):
-        got = latency._boot_medians(np.random.default_rng(0), s[:n], 50)
-        idx = np.random.default_rng(0).integers(0, n, size=(50, n))
-        assert np.array_equal(got, np.median(np.sort(s[:n])[idx], axis=1))
-
-
-def noisy(median, n, seed, spikes=0.01):
-    rng = np.random.default_rng(seed)
-    s = median * rng.normal(1, 0.02, n)
-    s[rng.random(n) < spikes] *= 10  # a shared machine's rare stalls
-    return s
-
-
-def test_consistent_processes_are_stable_and_the_headline_is_the_median_of_medians():
-    procs = [noisy(5.0, 300, k) for k in range(5)]
-    row = latency.latency_row(procs, n_boot=500)
-    assert row["latency_ms_p50"] == np.median([np.median(p) for p in procs])
-    assert row["latency_ms_ci_low"] <= row["latency_ms_p50"] <= row["latency_ms_ci_high"]
-    assert not row["unstable"] and row["latency_cv"] < 0.02 and row["latency_processes"] == 5
-    one = latency.latency_row(procs[:1], n_boot=500)
-    assert not one["unstable"] and one["latency_notes"]
-    assert one["latency_ms_ci_low"] <= one["latency_ms_p50"] <= one["latency_ms_ci_high"]
-
-
-def test_disagreeing_or_bimodal_processes_are_unstable():
-    procs = [noisy(5.0, 300, 0), noisy(5.1, 300, 1), noisy(6.5, 300, 2)]
-    row = latency.latency_row(procs, n_boot=200)
-    assert row["unstable"] and any("disagree" in r for r in row["unstable_reasons"])
-    bimodal = np.r_[noisy(5.0, 150, 3), noisy(7.0, 150, 4)]
-    row = latency.latency_row([bimodal], n_boot=200)
-    assert row["unstable"] and row["latency_cv"] > 0.10
-    # two spread-out processes whose medians agree: the headline is reproducible
-    row = latency.latency_row([bimodal, bimodal[::-1]], n_boot=200)
-    assert not row["unstable"]
-    # three processes, one odd: the median of medians does not move, so it is stable...
-    row = latency.latency_row([noisy(5.0, 300, 5), noisy(5.05, 300, 6), noisy(7.0, 300, 7),
-                               noisy(4.98, 300, 8)], n_boot=200)
-    # the floor is the typical pairwise disagreement: the odd process does not set it alone
-    assert not row["unstable"] and row["noise_floor"] == pytest.approx(0.21, abs=0.03)
-    # ...unless leaving one out moves it
-    row = latency.latency_row([noisy(5.0, 300, 5), noisy(7.0, 300, 6), noisy(5.05, 300, 7)],
-                              n_boot=200)
-    assert row["unstable"] and "leaving one of 3 out" in row["unstable_reasons"][0]
-
-
-def test_speedup_interval_and_its_wording():
-    teacher = [noisy(10.0, 300, 1), noisy(10.4, 300, 2)]
-    fast = [noisy(4.0, 300, 3)]
-    floor = latency.noise_floor(teacher)
-    assert floor == pytest.approx(0.04, abs=0.01)
-    lo, hi = latency.speedup_interval(teacher, fast, floor, n_boot=300)
-    point = latency.headline(teacher) / latency.headline(fast)
-    assert lo < point < hi and lo > 2.0
-    assert not latency.no_measurable_difference(lo, hi)
-    # the same file twice (a dense copy of the teacher): the floor-widened interval holds 1
-    same = [noisy(10.2, 300, 4)]
-    lo, hi = latency.speedup_interval(teacher, same, floor, n_boot=300)
-    assert latency.no_measurable_difference(lo, hi)
-    # without the floor, within-process resampling alone would claim a difference
-    lo0, hi0 = latency.speedup_interval(teacher, same, None, n_boot=300)
-    assert hi0 - lo0 < hi - lo

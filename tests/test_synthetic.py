@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from bench.config import DataConfig
 from bench.data import SyntheticSizes, load_dataset
 from bench.data.synthetic import class_names, generate
 
@@ -31,7 +32,8 @@ def test_positive_images_differ_from_negatives_only_faintly():
 
 
 def test_bundle_is_standardised_and_splits_are_disjoint():
-    d = load_dataset("synthetic", 16, 0, sizes=SyntheticSizes(train=64, val=16, test=32, calibration=8))
+    sizes = SyntheticSizes(train=64, val=16, test=32, calibration=8)
+    d = load_dataset(DataConfig(image_size=16, sizes=sizes), 0)
     assert abs(d.train.images.mean()) < 1e-3 and abs(d.train.images.std() - 1) < 1e-3
     assert len(d.calibration) == 8 and d.info["normalization"]["std"] > 0
     flat = {x.tobytes() for x in d.train.images}
@@ -40,4 +42,4 @@ def test_bundle_is_standardised_and_splits_are_disjoint():
 
 def test_unknown_dataset_is_a_clear_error():
     with pytest.raises(ValueError, match="--dataset 'bogus:/nowhere': unknown dataset"):
-        load_dataset("bogus:/nowhere", 16, 0)
+        load_dataset(DataConfig(dataset="bogus:/nowhere", image_size=16), 0)

@@ -1,36 +1,41 @@
-"""Backends: adapters that deploy an Artifact to a runtime and run it.
+"""Backends: adapters that deploy a graph to a runtime and run it.
 
-Each backend is one module registered here by dotted path, so `import bench` imports no
-runtime: a backend's module (and its runtime) is imported only when selected.
+A backend knows its runtime, never a method: it turns an fp32 torch module into its own
+graph (`float_graph`), deploys a graph it is given (`save`), and runs a deployed file
+(`load`). What a method means on a runtime (int8 on ONNX Runtime is its own quantizer;
+on OpenVINO it is NNCF) is the method's realisation, kept beside the method
+(`methods/quant/`), and `deploy` is the one place where the two meet.
+
+Backends register themselves in BACKENDS (bench.registry): the built-in modules are
+imported on first use, third-party ones come from the `medbench.backends` entry point
+group. A backend module must not import its runtime at import time (`import bench`
+imports none): it imports it inside its methods, so `bench list` works without it.
 
 The contract, split across two processes:
-  * `export(artifact, out_dir, env, precision)` runs in the bench process and writes the
-    file(s) this backend would deploy; it returns a Deployed, or raises NotApplicable
-    with the reason (the row then says `n/a` and why). `precision` is "fp32", or a
-    lower float precision asked for with --precision (only for float artifacts). Quantization is native to each backend:
-    an int8 artifact carries its fp32 parent (`float_module`), and a backend other than
-    torch quantizes that parent with its own tool, calibrated on `env.calibration`.
-  * `load(files, threads, device)` runs in a fresh worker process and returns a
+  * `deploy(backend, artifact, out_dir, env, precision)` runs in the bench process and
+    writes the file(s) this backend would deploy; it returns a Deployed, or raises
+    NotApplicable with the reason (the row then says `n/a` and why). `precision` is
+    "fp32", or a lower float precision asked for with --precision (float artifacts only).
+  * `load(files, threads, device, options)` runs in a fresh worker process and returns a
     predictor: float32 NCHW array in, float32 logits array out.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-_BACKENDS = {
-    "torch": ("bench.backends.torch_backend", "TorchBackend", "torch"),
-    "onnxruntime": ("bench.backends.onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime"),
-    "openvino": ("bench.backends.openvino_backend", "OpenVinoBackend", "openvino"),
-}
+from bench.registry import Registry
 
+BACKENDS: Registry = Registry("backend", builtins=(
+    "bench.backends.torch_backend", "bench.backends.onnxruntime_backend",
+    "bench.backends.openvino_backend"))
+register = BACKENDS.register
 
 #: float precisions --precision may add as rows of their own, beside every fp32 row
 LOWER_PRECISIONS = ("bf16", "fp16")
@@ -38,6 +43,16 @@ LOWER_PRECISIONS = ("bf16", "fp16")
 
 class NotApplicable(Exception):
     """This (model, backend) cell cannot exist; the message says why."""
+
+
+@dataclass(frozen=True)
+class Realised:
+    """A graph in a backend's own form (a torch module, an ONNX file's path, an OpenVINO
+    model), the precision it computes in, and what making it did, in words."""
+
+    graph: Any
+    precision: str = "fp32"
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,6 +95,8 @@ class ExportEnv:
 
 class Backend:
     name: ClassVar[str]
+    #: the Python package of its runtime: the backend is installed when it imports
+    runtime: ClassVar[str] = ""
     #: what file this backend deploys and how it runs it (recorded in the manifest)
     deploys: ClassVar[str] = ""
     settings: ClassVar[str] = ""
@@ -87,7 +104,17 @@ class Backend:
     def describe(self, threads: int) -> dict:
         return {"deploys": self.deploys, "settings": self.settings.format(threads=threads)}
 
-    def export(self, artifact, out_dir: Path, env: ExportEnv, precision: str = "fp32") -> Deployed:
+    def check(self, env: ExportEnv) -> None:
+        """Raise NotApplicable where this backend cannot run on env.device at all."""
+
+    def float_graph(self, module, env: ExportEnv):
+        """The fp32 torch module in this backend's own form (what realisations start from)."""
+        raise NotImplementedError
+
+    def save(self, realised: Realised, out_dir: Path, env: ExportEnv,
+             precision: str = "fp32") -> Deployed:
+        """Write the deployable file(s) of `realised`; `precision` is a --precision variant
+        of a float graph (bf16, fp16) or fp32."""
         raise NotImplementedError
 
     def load(self, files: list[str], threads: int, device: str = "cpu",
@@ -95,18 +122,38 @@ class Backend:
         raise NotImplementedError
 
 
+def deploy(backend: Backend, artifact, out_dir: Path, env: ExportEnv,
+           precision: str = "fp32") -> Deployed:
+    """The artifact on this backend: its method's realisation for the backend where the
+    method has per-backend meaning (`artifact.realisations`), else its float graph."""
+    backend.check(env)
+    realisations = getattr(artifact, "realisations", None) or {}
+    if realisations:
+        adapter = realisations.get(backend.name)
+        if adapter is None:
+            raise NotApplicable(f"{artifact.method} has no realisation on {backend.name} "
+                                f"(it has: {', '.join(realisations)})")
+        if isinstance(adapter, str):  # the method's reason why it cannot exist there
+            raise NotApplicable(adapter)
+        realised = adapter(artifact, backend.float_graph(artifact.float_module, env), env,
+                           Path(out_dir))
+    else:
+        realised = Realised(backend.float_graph(artifact.module, env), artifact.precision)
+    return backend.save(realised, Path(out_dir), env, precision)
+
+
 def names() -> list[str]:
-    return list(_BACKENDS)
+    return BACKENDS.names()
 
 
 def installed() -> list[str]:
-    return [n for n, (_, _, runtime) in _BACKENDS.items() if importlib.util.find_spec(runtime)]
+    return [n for n, cls in BACKENDS.items().items()
+            if not cls.runtime or importlib.util.find_spec(cls.runtime) is not None]
 
 
 def get(name: str) -> Backend:
-    if name not in _BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; known: {', '.join(_BACKENDS)}")
-    module, cls, runtime = _BACKENDS[name]
-    if importlib.util.find_spec(runtime) is None:
-        raise ValueError(f"backend {name!r} needs the Python package {runtime!r}, which is not installed")
-    return getattr(importlib.import_module(module), cls)()
+    cls = BACKENDS.get(name)
+    if cls.runtime and importlib.util.find_spec(cls.runtime) is None:
+        raise ValueError(f"backend {name!r} needs the Python package {cls.runtime!r}, "
+                         "which is not installed")
+    return cls()

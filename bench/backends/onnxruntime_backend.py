@@ -1,10 +1,8 @@
-"""ONNX Runtime backend: the fp32 ONNX export, or ONNX Runtime's own int8 quantizers.
+"""ONNX Runtime backend: deploys an ONNX graph (the shared fp32 export, or what a
+method's ONNX Runtime realisation made of it, e.g. methods/quant/onnxruntime.py).
 
-Settings measured on this CPU (STACK-NOTES): static QDQ with uint8 activations and
-per-channel int8 weights was about 1.7x faster than fp32, while the default int8
-activations ran slower than fp32; dynamic quantization of convolutions (ConvInteger)
-was 10-15x slower than fp32, so dynamic is restricted to MatMul/Gemm, which on a conv
-net is only the classifier, and the row says so.
+fp16 rows are converted here (a deployment setting, not a method): the CPU provider has
+fp16 kernels for few operators, measured 3.6x slower than fp32 for MobileNetV2.
 """
 
 from __future__ import annotations
@@ -17,59 +15,40 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.backends import Backend, Deployed, ExportEnv, NotApplicable
+from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, Realised, register
 
 
+@register
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
-    deploys = "ONNX (torch.onnx.export, opset 17, one file); int8 by ONNX Runtime's own quantizers"
+    runtime = "onnxruntime"
+    deploys = ("ONNX (torch.onnx.export, opset 17, one file), or a method's ONNX Runtime "
+               "realisation of it (int8: ONNX Runtime's own quantizers)")
     settings = ("CPUExecutionProvider, intra_op_num_threads={threads}, inter_op_num_threads=1, "
                 "sequential, ORT_ENABLE_ALL")
 
-    def export(self, artifact, out_dir: Path, env: ExportEnv, precision: str = "fp32") -> Deployed:
+    def check(self, env: ExportEnv) -> None:
         import onnxruntime as ort
 
         if env.device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise NotApplicable("--device cuda: this ONNX Runtime has no CUDA provider "
                                 "(install onnxruntime-gpu)")
         ort.set_default_logger_severity(3)
-        float_path = env.float_onnx(artifact.float_module)
+
+    def float_graph(self, module, env: ExportEnv) -> Path:
+        return env.float_onnx(module)
+
+    def save(self, realised: Realised, out_dir: Path, env: ExportEnv,
+             precision: str = "fp32") -> Deployed:
         out = Path(out_dir) / "model.onnx"
         if precision == "bf16":
             raise NotApplicable("ONNX Runtime's CPU and CUDA providers have no bf16 convolution "
                                 "kernels; use OpenVINO or PyTorch for bf16")
         if precision == "fp16":
-            return _float16(float_path, out, env.device)
-        if artifact.quantization is None:
-            shutil.copyfile(float_path, out)
-            return Deployed([out], "fp32")
-        from onnxruntime.quantization import (
-            QuantFormat,
-            QuantType,
-            quantize_dynamic,
-            quantize_static,
-        )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        with _quiet():
-            if artifact.quantization == "static":
-                pre = env.work_dir / "onnx" / f"{out_dir.parent.name}-pre.onnx"
-                # Symbolic shape inference is for dims other than batch (1.9 s vs 0.15 s on
-                # DenseNet here); ONNX shape inference covers a CNN with a dynamic batch.
-                quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
-                quantize_static(str(pre), str(out), _CalibrationReader(env), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8)
-                return Deployed([out], "int8", [
-                    f"ONNX Runtime static QDQ int8 (uint8 activations, per-channel int8 weights, "
-                    f"MinMax) calibrated on {len(env.calibration)} training images"])
-            if artifact.quantization == "dynamic":
-                quantize_dynamic(str(float_path), str(out), op_types_to_quantize=["MatMul", "Gemm"],
-                                 weight_type=QuantType.QInt8)
-                return Deployed([out], "int8", [
-                    "ONNX Runtime dynamic int8 restricted to MatMul/Gemm (its ConvInteger ran 10-15x "
-                    "slower than fp32 here): convolutions stay fp32"])
-        raise NotApplicable(f"no ONNX Runtime realisation of {artifact.quantization!r} quantization")
+            return _float16(Path(realised.graph), out, env.device)
+        if Path(realised.graph).resolve() != out.resolve():
+            shutil.copyfile(realised.graph, out)
+        return Deployed([out], realised.precision, list(realised.notes))
 
     def load(self, files, threads, device="cpu", options=None):
         import onnxruntime as ort
@@ -99,7 +78,7 @@ def _float16(float_path: Path, out: Path, device: str) -> Deployed:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with _quiet():
+    with quiet():
         model = convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True)
     onnx.save(model, str(out))
     note = "ONNX Runtime fp16 (onnxruntime.transformers.float16, float32 inputs and outputs)"
@@ -111,23 +90,10 @@ def _float16(float_path: Path, out: Path, device: str) -> Deployed:
     return Deployed([out], "fp16", [note])
 
 
-class _CalibrationReader:
-    """onnxruntime.quantization.CalibrationDataReader over the run's calibration subset."""
-
-    def __init__(self, env: ExportEnv):
-        self._batches = iter(env.calibration_batches(16))
-
-    def get_next(self):
-        batch = next(self._batches, None)
-        return None if batch is None else {"input": batch}
-
-    def rewind(self):  # part of the reader protocol; one pass is all MinMax needs
-        pass
-
-
 @contextlib.contextmanager
-def _quiet():
-    """quant_pre_process floods warnings on DenseNet ('Axis 1 is out-of-range'): harmless."""
+def quiet():
+    """ONNX Runtime's tools log and print freely (quant_pre_process floods warnings on
+    DenseNet: 'Axis 1 is out-of-range', harmless): silence them."""
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)

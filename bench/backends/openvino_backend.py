@@ -1,4 +1,5 @@
-"""OpenVINO backend: the fp32 ONNX export converted to IR, or NNCF int8 of it.
+"""OpenVINO backend: the fp32 ONNX export converted to IR (or a method's OpenVINO
+realisation of that model, e.g. NNCF int8 in methods/quant/openvino.py), saved as IR.
 
 Traps measured on this CPU (STACK-NOTES): OpenVINO's default inference precision here is
 bf16 (fp32 outputs differed from PyTorch by 3.6e-2), so fp32 and int8 rows set
@@ -13,14 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, telemetry
+from bench.backends import (
+    Backend,
+    Deployed,
+    ExportEnv,
+    NotApplicable,
+    Realised,
+    register,
+    telemetry,
+)
 
 PREDICT_BATCH = 64  # the worker predicts the test split in batches of this size
 SOURCE = "onnx"  # converted from the shared fp32 ONNX export (recorded in the manifest)
 
 
+@register
 class OpenVinoBackend(Backend):
     name = "openvino"
+    runtime = "openvino"
     deploys = "OpenVINO IR (.xml + .bin, fp32 weights) converted from the ONNX export; int8 by NNCF"
     settings = ("CPU, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1, INFERENCE_NUM_THREADS={threads}, "
                 "INFERENCE_PRECISION_HINT=f32")
@@ -28,49 +39,42 @@ class OpenVinoBackend(Backend):
     def describe(self, threads: int) -> dict:
         return {**super().describe(threads), "converted_from": SOURCE}
 
-    def export(self, artifact, out_dir: Path, env: ExportEnv, precision: str = "fp32") -> Deployed:
+    def check(self, env: ExportEnv) -> None:
         if env.device == "cuda":
             raise NotApplicable("--device cuda: OpenVINO runs on Intel CPUs/GPUs/NPUs, not CUDA")
+
+    def float_graph(self, module, env: ExportEnv):
+        telemetry.switch_off()
+        import openvino as ov
+
+        return ov.convert_model(str(env.float_onnx(module)))
+
+    def save(self, realised: Realised, out_dir: Path, env: ExportEnv,
+             precision: str = "fp32") -> Deployed:
         telemetry.switch_off()
         import openvino as ov
 
         hint = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[precision]
+        notes = list(realised.notes)
         if precision != "fp32":
             capability = {"bf16": "BF16", "fp16": "FP16"}[precision]
             if capability not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
                 raise NotApplicable(f"this CPU has no {precision} arithmetic (OpenVINO CPU "
                                     f"capabilities lack {capability}); it would run in f32")
-        model = ov.convert_model(str(env.float_onnx(artifact.float_module)))
-        notes = ([] if precision == "fp32" else
-                 [f"OpenVINO INFERENCE_PRECISION_HINT={hint}: the CPU plugin computes in {precision}"])
-        if artifact.quantization == "static":
-            import logging
-
-            # nncf imports torch.utils.cpp_extension, which warns about CUDA_HOME on CPU.
-            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-            import nncf
-
-            nncf.set_log_level(40)  # ERROR: no progress bars in the user's terminal
-            data = nncf.Dataset(list(env.calibration_batches(1)))
-            model = nncf.quantize(model, data, subset_size=len(env.calibration))
-            precision = "int8"  # int8 kernels, f32 for what stays float (the hint below)
-            notes.append(f"NNCF post-training int8 (default preset) calibrated on "
-                         f"{len(env.calibration)} training images")
-        elif artifact.quantization == "dynamic":
-            raise NotApplicable("OpenVINO has no dynamic int8 for conv nets (its dynamic "
-                                "quantization is a runtime option for LLM fully connected layers); "
-                                "use quant.static")
-        elif artifact.quantization is not None:
-            raise NotApplicable(f"no OpenVINO realisation of {artifact.quantization!r} quantization")
+            notes.append(f"OpenVINO INFERENCE_PRECISION_HINT={hint}: the CPU plugin computes "
+                         f"in {precision}")
+        model = realised.graph
         # A static batch-1 IR, as a batch-1 edge deployment ships it: with the ONNX file's
         # dynamic batch the CPU plugin ran DenseNet-121 ~20% slower here than
         # benchmark_app, which reshapes to static before compiling.
         model.reshape([1, 3, env.image_size, env.image_size])
         xml = Path(out_dir) / "model.xml"
         # fp16 rows deploy fp16 weights (half the file); fp32 and bf16 rows keep fp32 weights
-        # (OpenVINO's IR has no bf16 weight storage; the plugin converts them on load).
+        # (OpenVINO's IR has no bf16 weight storage; the plugin converts them on load). An
+        # int8 graph keeps f32 for what stays float (the f32 hint).
         ov.save_model(model, str(xml), compress_to_fp16=precision == "fp16")
-        return Deployed([xml, xml.with_suffix(".bin")], precision, notes,
+        return Deployed([xml, xml.with_suffix(".bin")],
+                        realised.precision if precision == "fp32" else precision, notes,
                         options={"inference_precision": hint})
 
     def load(self, files, threads, device="cpu", options=None):

@@ -3,6 +3,12 @@
 Every loader returns a DataBundle: train / val / test splits plus a calibration subset
 of train, already standardised (the mean and std are recorded so a deployment can
 reproduce the preprocessing), and a fingerprint that keys every cache built on it.
+
+`--dataset` is `synthetic`, a card name (with `--data-root`), or `FORMAT:PATH` for any
+format in the FORMATS registry (bench.data.formats): the built-ins and those third-party
+packages add through the `medbench.formats` entry point. Nothing here names a format:
+`check` and `load_dataset` read what each Format class declares, so a new one needs no
+edit here. `check` is cheap (no image is read) so a run fails on bad input before training.
 """
 
 from __future__ import annotations
@@ -12,10 +18,27 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.data.formats import (
+    FORMATS,
+    OPTIONS,
+    UNCERTAINTY_POLICIES,
+    Format,
+    LoadRequest,
+    option_error,
+    ordered,
+)
 from bench.tasks import Task
+
+if TYPE_CHECKING:
+    from bench.config import DataConfig
+
+__all__ = ["FORMATS", "DataBundle", "Format", "LoadRequest", "Source", "Split",
+           "SyntheticSizes", "check", "load_dataset", "resolve", "spec_forms",
+           "synthetic_bundle"]
 
 
 @dataclass
@@ -56,9 +79,16 @@ class SyntheticSizes:
     transfer: int = 8000  # unlabelled images for distillation (their labels are dropped)
 
 
-#: on-disk formats, each a module of bench.data with a `load` function
-FORMATS = ("folder", "medmnist", "chexpert", "ham10000")
-SPEC_FORMS = "synthetic, folder:DIR, medmnist:FILE.npz, chexpert:CSV, ham10000:CSV"
+def spec_forms() -> str:
+    """The `--dataset FORMAT:PATH` forms, from the registry: a plug-in format shows up too."""
+    return ", ".join(["synthetic", *(fmt.spec for fmt in ordered().values())])
+
+
+def __getattr__(name: str):
+    # SPEC_FORMS, as bench.cli still reads it: computed on use, as it imports every format
+    if name == "SPEC_FORMS":
+        return spec_forms()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -81,25 +111,25 @@ def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> So
                              "CARD or FORMAT:PATH")
         return Source("synthetic")
     card = cards.get(kind) if not sep else None  # a card wins over a format of its name
-    if kind in FORMATS and card is None:
-        mod = _module(kind)
+    if card is None and kind in FORMATS:
+        fmt = FORMATS.get(kind)()
         if not rest and not data_root:
             raise ValueError(f"--dataset {spec!r}: give a path, {kind}:PATH, or --data-root PATH")
         path = Path(rest or data_root).expanduser()
         if rest and data_root and not path.is_absolute():
             path = Path(data_root).expanduser() / path
-        if path.is_dir() and getattr(mod, "DEFAULT_FILES", None):
-            found = [path / f for f in mod.DEFAULT_FILES if (path / f).is_file()]
+        if path.is_dir() and fmt.default_files:
+            found = [path / f for f in fmt.default_files if (path / f).is_file()]
             if not found:
-                raise _error(mod, path, f"folder holds none of {', '.join(mod.DEFAULT_FILES)}")
+                raise fmt.error(path, f"folder holds none of {', '.join(fmt.default_files)}")
             path = found[0]
         if not path.exists():
-            raise _error(mod, path, "not found")
+            raise fmt.error(path, "not found")
         return Source(kind, path.resolve())
     if card is None:
         names = ", ".join(sorted(cards.all_cards()))
-        raise ValueError(f"--dataset {spec!r}: unknown dataset; available: {SPEC_FORMS}, or a "
-                         f"card with --data-root PATH: {names}")
+        raise ValueError(f"--dataset {spec!r}: unknown dataset; available: {spec_forms()}, or "
+                         f"a card with --data-root PATH: {names}")
     if not data_root:
         raise ValueError(f"--dataset {card.name} needs --data-root PATH: {card.expected()}; "
                          f"obtain it from {card.obtain}")
@@ -110,55 +140,67 @@ def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> So
     return Source(card.format, card.locate(root, image_size).resolve(), card)
 
 
-def _module(fmt: str):
-    import importlib
+def check(data: DataConfig) -> Source:
+    """Everything about the data section that is cheap to check, without reading an image:
+    the spec, paths and card, the image size, and that every option given applies to the
+    format. The run calls it before any training, so bad input costs no minutes."""
+    from bench.config import DataConfig
 
-    return importlib.import_module(f"bench.data.{fmt}")
-
-
-def _error(mod, path, problem: str) -> ValueError:
-    from bench.data.common import data_error
-
-    return data_error(path, problem, mod.EXPECTED, mod.OBTAIN)
-
-
-def load_dataset(spec: str, image_size: int, seed: int, task: str = "binary",
-                 num_classes: int = 2, sizes: SyntheticSizes = SyntheticSizes(),
-                 data_root: str | None = None, uncertainty: str = "u-ones",
-                 frontal_only: bool = False, labels: list[str] | None = None) -> DataBundle:
-    """Resolve `--dataset`: `synthetic`, `FORMAT:PATH`, or a card name with `data_root`.
-
-    `task` and `num_classes` shape the generated dataset only: real data defines its own.
-    `uncertainty` and `frontal_only` apply to chest X-ray CSVs; `labels` picks (and orders)
-    the findings of a CSV or the classes of a folder / HAM10000 CSV.
-    """
-    src = resolve(spec, data_root, image_size)
-    fmt = src.format
-    if frontal_only and fmt != "chexpert":
-        raise ValueError(f"--frontal-only applies to chexpert CSVs, not to {fmt} data")
-    if uncertainty != "u-ones" and fmt != "chexpert":
-        raise ValueError(f"--uncertainty applies to chexpert CSVs, not to {fmt} data")
-    if labels and fmt in ("synthetic", "medmnist"):
-        raise ValueError(f"--labels does not apply to {fmt} data")
-    if fmt == "synthetic":
-        return synthetic_bundle(image_size, seed, task, num_classes, sizes)
+    src = resolve(data.dataset, data.data_root, data.image_size)
     card = src.card
-    name = card.name if card else None
-    chosen = list(labels) if labels else (list(card.classes) if card else None)
-    cal = sizes.calibration
-    mod = _module(fmt)
-    if fmt == "medmnist":
-        bundle = mod.load(src.path, image_size, seed, cal, name=name)
-    elif fmt == "chexpert":
-        bundle = mod.load(src.path, image_size, seed, cal, uncertainty, frontal_only, chosen, name)
-    elif fmt == "folder":
-        bundle = mod.load(src.path, image_size, seed, cal, chosen, name,
-                          **({"obtain": card.obtain} if card else {}))
+    if src.format == "synthetic":
+        from bench.data import synthetic
+
+        if data.image_size < 16:
+            raise ValueError(f"--image-size {data.image_size}: the generator needs at least "
+                             "16 pixels")
+        try:
+            synthetic.class_names(data.task, data.num_classes)
+        except ValueError as exc:
+            raise ValueError(f"--task {data.task} --num-classes {data.num_classes}: {exc}") from None
+        accepted: frozenset[str] = frozenset()
     else:
-        bundle = mod.load(src.path, image_size, seed, cal, chosen, name)
+        if data.image_size < 1:
+            raise ValueError(f"--image-size {data.image_size}: must be a positive number of pixels")
+        accepted = FORMATS.get(src.format).options
+    default = DataConfig()
+    given = [o for o in OPTIONS if getattr(data, o) and getattr(data, o) != getattr(default, o)]
+    for option in given:
+        if option not in accepted:
+            raise option_error(option, f"{card.name} ({src.format})" if card else src.format)
+    if data.uncertainty not in UNCERTAINTY_POLICIES:
+        raise ValueError(f"--uncertainty {data.uncertainty!r}: expected one of "
+                         f"{', '.join(UNCERTAINTY_POLICIES)}")
+    if data.labels:
+        twice = sorted({c for c in data.labels if list(data.labels).count(c) > 1})
+        if twice:
+            raise ValueError(f"--labels: {', '.join(map(repr, twice))} given more than once")
+    return src
+
+
+def load_dataset(data: DataConfig, seed: int) -> DataBundle:
+    """The data section as splits: `synthetic`, `FORMAT:PATH`, or a card with `data_root`.
+
+    `check` runs first. `task` and `num_classes` shape the generated dataset only: real
+    data defines its own; `labels` picks (and orders) the classes or findings, else the
+    card's. A card's task and classes must match what its data gives.
+    """
+    src = check(data)
+    if src.format == "synthetic":
+        return synthetic_bundle(data.image_size, seed, data.task, data.num_classes, data.sizes)
+    card = src.card
+    request = LoadRequest(
+        image_size=data.image_size, seed=seed, calibration=data.sizes.calibration,
+        labels=data.labels or (card.classes if card else None), uncertainty=data.uncertainty,
+        frontal_only=data.frontal_only, name=card.name if card else None,
+        obtain=card.obtain if card else None)
+    bundle = FORMATS.get(src.format)().load(src.path, request)
+    if not isinstance(bundle, DataBundle) or not isinstance(bundle.task, Task):
+        raise TypeError(f"dataset format {src.format!r} returned {type(bundle).__name__}, not "
+                        "a DataBundle with a bench.tasks.Task")
     if card is not None:
-        if not labels and (bundle.task.kind != card.task
-                           or list(bundle.task.class_names) != list(card.classes)):
+        if not data.labels and (bundle.task.kind != card.task
+                                or list(bundle.task.class_names) != list(card.classes)):
             raise ValueError(f"{card.path}: the card says {card.task} {list(card.classes)} but "
                              f"{src.path} gives {bundle.task.kind} {list(bundle.task.class_names)}")
         bundle.info.update(card=card.name, title=card.title, licence=card.licence,

@@ -88,7 +88,7 @@ def load_card(path: Path) -> Card:
         raise bad(f"name {raw['name']!r} must be lower-case letters, digits, '.', '_', '-' "
                   f"and equal the file name {path.stem!r}")
     if raw["format"] not in FORMATS:
-        raise bad(f"format {raw['format']!r} is not one of {', '.join(FORMATS)}")
+        raise bad(f"format {raw['format']!r} is not one of {', '.join(FORMATS.names())}")
     if raw["task"] not in TASK_KINDS:
         raise bad(f"task {raw['task']!r} is not one of {', '.join(TASK_KINDS)}")
     classes = raw.get("classes")

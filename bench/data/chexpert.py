@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import DataBundle
 from bench.data.common import (
     TEST_FRACTION,
     VAL_FRACTION,
@@ -31,9 +32,10 @@ from bench.data.common import (
     make_bundle,
     read_images,
 )
+from bench.data.formats import FORMATS, UNCERTAINTY_POLICIES, Format, LoadRequest
 from bench.tasks import Task
 
-POLICIES = ("u-ones", "u-zeros", "u-ignore")
+POLICIES = UNCERTAINTY_POLICIES
 COMPETITION = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 CXR14_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
                   "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema",
@@ -46,11 +48,29 @@ EXPECTED = ("a CheXpert train.csv (Path + finding columns of 1/0/-1/blank) or Ch
 DEFAULT_FILES = ("train.csv", "Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 
 
-def load(csv_path, image_size: int, seed: int, calibration: int, uncertainty: str = "u-ones",
-         frontal_only: bool = False, labels: list[str] | None = None, name: str | None = None):
-    if uncertainty not in POLICIES:
-        raise ValueError(f"--uncertainty {uncertainty!r}: expected one of {', '.join(POLICIES)}")
-    csv = Path(csv_path).expanduser().resolve()
+@FORMATS.register
+class CheXpert(Format):
+    """Chest X-ray tables: their uncertain labels and frontal / lateral views are why
+    --uncertainty and --frontal-only exist; --labels picks the findings."""
+
+    name = "chexpert"
+    spec = "chexpert:CSV"
+    expected = EXPECTED
+    obtain = OBTAIN
+    default_files = DEFAULT_FILES
+    options = frozenset({"labels", "uncertainty", "frontal_only"})
+
+    def load(self, path: Path, request: LoadRequest) -> DataBundle:
+        r = request
+        if r.uncertainty not in POLICIES:
+            raise ValueError(f"--uncertainty {r.uncertainty!r}: expected one of "
+                             f"{', '.join(POLICIES)}")
+        return _load(Path(path).expanduser().resolve(), r.image_size, r.seed, r.calibration,
+                     r.uncertainty, r.frontal_only, r.labels, r.name)
+
+
+def _load(csv: Path, image_size: int, seed: int, calibration: int, uncertainty: str,
+          frontal_only: bool, labels, name):
     df = read_csv(csv, EXPECTED, OBTAIN)
     if {"Image Index", "Finding Labels"} <= set(df.columns):
         return _chestxray14(csv, df, image_size, seed, calibration, frontal_only, labels, name)

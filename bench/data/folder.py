@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import DataBundle
 from bench.data.common import (
     IMAGE_EXTENSIONS,
     TEST_FRACTION,
@@ -27,6 +28,7 @@ from bench.data.common import (
     read_images,
     stratified_split,
 )
+from bench.data.formats import FORMATS, Format, LoadRequest
 from bench.tasks import Task
 
 EXPECTED = "a folder with one sub-folder of images per class, optionally inside train/ val/ test/"
@@ -38,9 +40,23 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
 UNLABELLED = ("unlabelled", "unlabeled")
 
 
-def load(root, image_size: int, seed: int, calibration: int, labels: list[str] | None = None,
-         name: str | None = None, obtain: str = OBTAIN):
-    root = Path(root).expanduser().resolve()
+@FORMATS.register
+class Folder(Format):
+    """Class folders (ImageFolder): a card's classes or --labels pick and order them."""
+
+    name = "folder"
+    spec = "folder:DIR"
+    expected = EXPECTED
+    obtain = OBTAIN
+    options = frozenset({"labels"})
+
+    def load(self, path: Path, request: LoadRequest) -> DataBundle:
+        return _load(Path(path).expanduser().resolve(), request.image_size, request.seed,
+                     request.calibration, request.labels, request.name,
+                     request.obtain or OBTAIN)
+
+
+def _load(root: Path, image_size: int, seed: int, calibration: int, labels, name, obtain):
     if not root.is_dir():
         raise data_error(root, "folder not found", EXPECTED, obtain)
     subdirs = _subdirs(root)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import DataBundle
 from bench.data.chexpert import read_csv
 from bench.data.common import (
     TEST_FRACTION,
@@ -26,6 +27,7 @@ from bench.data.common import (
     make_bundle,
     read_images,
 )
+from bench.data.formats import FORMATS, Format, LoadRequest
 from bench.tasks import Task
 
 DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -39,9 +41,23 @@ DEFAULT_FILES = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_met
                  "ISIC_2019_Training_GroundTruth.csv")
 
 
-def load(csv_path, image_size: int, seed: int, calibration: int, labels: list[str] | None = None,
-         name: str | None = None):
-    csv = Path(csv_path).expanduser().resolve()
+@FORMATS.register
+class HAM10000(Format):
+    """HAM10000 / ISIC 2019 tables: --labels (or a card) picks and orders the classes."""
+
+    name = "ham10000"
+    spec = "ham10000:CSV"
+    expected = EXPECTED
+    obtain = OBTAIN
+    default_files = DEFAULT_FILES
+    options = frozenset({"labels"})
+
+    def load(self, path: Path, request: LoadRequest) -> DataBundle:
+        return _load(Path(path).expanduser().resolve(), request.image_size, request.seed,
+                     request.calibration, request.labels, request.name)
+
+
+def _load(csv: Path, image_size: int, seed: int, calibration: int, labels, name):
     df = read_csv(csv, EXPECTED, OBTAIN)
     info: dict = {}
     if {"image_id", "dx"} <= set(df.columns):

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import DataBundle
 from bench.data.common import data_error, files_digest, make_bundle, resize_array
+from bench.data.formats import FORMATS, Format, LoadRequest
 from bench.tasks import Task
 
 OBTAIN = "https://zenodo.org/records/10519652 (MedMNIST v2/MedMNIST+, e.g. pathmnist.npz)"
@@ -67,8 +69,21 @@ def set_name(path: Path) -> str | None:
     return stem if stem in SETS else None
 
 
-def load(path, image_size: int, seed: int, calibration: int, name: str | None = None):
-    path = Path(path).expanduser().resolve()
+@FORMATS.register
+class MedMNIST(Format):
+    """A MedMNIST archive: its own splits, task and classes; --labels does not apply."""
+
+    name = "medmnist"
+    spec = "medmnist:FILE.npz"
+    expected = EXPECTED
+    obtain = OBTAIN
+
+    def load(self, path: Path, request: LoadRequest) -> DataBundle:
+        return _load(Path(path).expanduser().resolve(), request.image_size, request.seed,
+                     request.calibration, request.name)
+
+
+def _load(path: Path, image_size: int, seed: int, calibration: int, name: str | None):
     if not path.is_file():
         raise data_error(path, "a folder, not a file" if path.is_dir() else "not found",
                          EXPECTED, OBTAIN)

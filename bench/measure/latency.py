@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,11 +24,16 @@ class LatencyPlan:
     max_s: float = 30.0  # a very slow model stops here, with whatever count it reached
 
 
-def measure(predict: Callable[[np.ndarray], object], example: np.ndarray, plan: LatencyPlan) -> dict:
-    """Time `predict(example)`; returns cold_ms and the raw warm samples in ms."""
+def measure(predict: Callable[[np.ndarray], object], example: np.ndarray, plan: LatencyPlan,
+            timed_window: AbstractContextManager | None = None) -> dict:
+    """Time `predict(example)`: the cold call, the warm-up (discarded), then the timed loop,
+    inside `timed_window` where one is given (the worker's energy window, so energy
+    covers exactly the timed calls). Returns cold_ms and the raw warm samples in ms."""
     cold_ms = time_once(predict, example)
     warm_up(predict, example, plan)
-    return {"cold_ms": cold_ms, "samples_ms": timed_loop(predict, example, plan)}
+    with timed_window if timed_window is not None else nullcontext():
+        samples = timed_loop(predict, example, plan)
+    return {"cold_ms": cold_ms, "samples_ms": samples}
 
 
 def time_once(predict, example) -> float:

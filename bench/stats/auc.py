@@ -1,16 +1,25 @@
-"""AUC as a Mann-Whitney statistic with case weights, for many bootstrap resamples at once.
+"""AUC, the one implementation: per class, macro, and for many bootstrap resamples at once.
+
+Every AUC in the bench (a row's auc_roc, its bootstrap, `bench compare`) goes through
+`weighted_auc` on the columns `one_vs_rest` makes, so the figures cannot drift apart.
+The task kind is always given by the caller (a bench.tasks.Task or its kind), never
+guessed from array shapes: a binary task with two score columns and a multiclass task
+look alike.
 
 A bootstrap resample is a vector of counts (how often each case was drawn), so the
 AUC of every resample is the weighted Mann-Whitney U of the original cases. The
 negatives are sorted by score once; per resample only a cumulative sum of their
 counts and a lookup at each positive's place among them remain, in integers (exact;
 int32 counts halve the memory traffic, the sums are taken in int64).
-Ties between a positive and a negative count one half, as in roc_auc_score.
+Ties between a positive and a negative count one half, as in roc_auc_score, which it
+equals within 1e-12 (tests/test_metrics.py, tests/test_stats.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+NAN = float("nan")
 
 
 def weighted_auc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -44,14 +53,25 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray | None =
     return out if np.ndim(scores) == 2 else out[0]
 
 
-def one_vs_rest(kind: str, y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def kind_of(task) -> str:
+    """The kind of a bench.tasks.Task, or the kind itself when given as a string."""
+    kind = getattr(task, "kind", task)
+    if kind not in ("binary", "multiclass", "multilabel"):
+        raise ValueError(f"unknown task kind {kind!r}")
+    return kind
+
+
+def one_vs_rest(task, y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(targets, scores), both (N, C): one column per AUC of the task, NaN targets ignored.
 
-    Binary: the one column of P(positive). Multiclass: each class against the rest.
-    Multilabel: each label as it is.
+    Binary: the one column of P(positive) (given as such, or as the two-column
+    probabilities). Multiclass: each class against the rest. Multilabel: each label as it is.
     """
+    kind = kind_of(task)
+    score = np.asarray(score, dtype=np.float64)
     if kind == "binary":
-        return np.asarray(y_true, dtype=np.float64)[:, None], np.asarray(score)[:, None]
+        score = score[:, 1] if score.ndim == 2 else score
+        return np.asarray(y_true, dtype=np.float64)[:, None], score[:, None]
     if kind == "multiclass":
         y = np.asarray(y_true)
         return (y[:, None] == np.arange(score.shape[1])).astype(np.float64), score
@@ -60,3 +80,57 @@ def one_vs_rest(kind: str, y_true: np.ndarray, score: np.ndarray) -> tuple[np.nd
 
 def has_both_classes(target: np.ndarray) -> bool:
     return bool((target == 1).any() and (target == 0).any())
+
+
+def column_aucs(targets: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The AUC of each one_vs_rest column; NaN where a column has a single class."""
+    return np.array([weighted_auc(cols[:, j], targets[:, j]) if has_both_classes(targets[:, j])
+                     else NAN for j in range(targets.shape[1])])
+
+
+def class_names(task, n_columns: int) -> tuple[str, ...]:
+    """A Task's class names; for a bare kind, placeholder names (binary: the positive)."""
+    names = getattr(task, "class_names", None)
+    if names is not None:
+        return tuple(names)
+    if kind_of(task) == "binary":
+        return ("negative", "positive")
+    return tuple(f"class {j}" for j in range(n_columns))
+
+
+def per_class_auc(task, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+    """AUC per label (multilabel, NaN targets ignored), per class one-vs-rest (multiclass),
+    or of the positive class (binary), keyed by class name; NaN where the test set has a
+    single class for it (never 0.5)."""
+    targets, cols = one_vs_rest(task, y_true, y_score)
+    aucs = column_aucs(targets, cols)
+    names = class_names(task, cols.shape[1])
+    if kind_of(task) == "binary":
+        return {names[1]: float(aucs[0])}
+    return {name: float(a) for name, a in zip(names, aucs, strict=True)}
+
+
+def macro_auc(task, y_true: np.ndarray, per: dict[str, float]) -> tuple[float, list[str]]:
+    """Mean of the defined per-class AUCs (`per`, from per_class_auc), with the reasons for
+    those left out: a reader must see why a macro averages fewer classes than the task has."""
+    kind = kind_of(task)
+    valid = [v for v in per.values() if not np.isnan(v)]
+    if kind == "binary":
+        return (valid[0], []) if valid else (NAN, ["test set has a single class"])
+    if kind == "multiclass":
+        present = np.unique(np.asarray(y_true))
+        if len(present) < 2 or not valid:
+            return NAN, ["test set has a single class"]
+        names = list(per)
+        missing = sorted(set(range(len(names))) - set(present.tolist()))
+        reasons = (["classes absent from test: " + ", ".join(names[i] for i in missing)]
+                   if missing else [])
+        return float(np.mean(valid)), reasons
+    reasons = [f"{name}: single class in test, left out of the macro AUC"
+               for name, v in per.items() if np.isnan(v)]
+    return (float(np.mean(valid)) if valid else NAN), reasons
+
+
+def auc_roc(task, y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, list[str]]:
+    """A row's auc_roc: binary AUC, or the macro over classes / labels, with its reasons."""
+    return macro_auc(task, y_true, per_class_auc(task, y_true, y_score))

@@ -33,14 +33,17 @@ processes, see the README):
   over smaller, minus 1; with more than two processes the median over pairs). Two
   processes of the same file differ by this much here, so a speedup closer to 1 than
   this is no measurable difference.
-- speedup interval: the teacher's and the row's headline bootstraps (resampled the same
-  way as the latency interval, each on its own) divided, percentile 95%, then widened by
-  the noise floor on both sides, since within-process resampling alone misses it.
+- ratio interval (a row's speedup, teacher / row; `bench compare`'s B / A): the two
+  headline bootstraps (resampled the same way as the latency interval, each on its own)
+  divided, percentile 95%, then widened by the noise floor on both sides, since
+  within-process resampling alone misses it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from bench.stats.bootstrap import percentile_interval
 
 CV_LIMIT = 0.10
 SPREAD_LIMIT = 1.10
@@ -163,14 +166,29 @@ def boot_headline(rng, processes: list, n_boot: int) -> np.ndarray:
                                for p in processes], axis=1), axis=1)
 
 
-def speedup_interval(teacher: list, row: list, floor: float | None, n_boot: int = 2000,
-                     seed: int = 0) -> tuple[float, float]:
-    """95% interval of headline(teacher) / headline(row), widened by the noise floor."""
-    ratios = (boot_headline(np.random.default_rng([seed, 1]), teacher, n_boot)
-              / boot_headline(np.random.default_rng([seed, 2]), row, n_boot))
-    lo, hi = np.quantile(ratios, [0.025, 0.975])
+def ratio_interval(num_processes: list, den_processes: list, floor: float | None,
+                   n_boot: int = 2000, seed: int = 0,
+                   streams: tuple[int, int] = (1, 2)) -> tuple[float, float]:
+    """95% percentile interval of headline(num) / headline(den), widened by the noise floor.
+
+    The one interval of a latency ratio: a row's speedup (teacher / row) and `bench
+    compare`'s change (B / A). Each side's headline is bootstrapped on its own (the
+    processes are independent; see boot_headline), from the random streams [seed,
+    streams[0]] and [seed, streams[1]]; `streams` lets each caller keep the numbers it
+    has always printed. The noise floor divides the low end and multiplies the high
+    end: within-process resampling alone misses how far two processes disagree.
+    """
+    ratios = (boot_headline(np.random.default_rng([seed, streams[0]]), num_processes, n_boot)
+              / boot_headline(np.random.default_rng([seed, streams[1]]), den_processes, n_boot))
+    lo, hi = percentile_interval(ratios)
     widen = 1.0 + (floor or 0.0)
     return float(lo / widen), float(hi * widen)
+
+
+def speedup_interval(teacher: list, row: list, floor: float | None, n_boot: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """95% interval of a row's speedup, headline(teacher) / headline(row): ratio_interval."""
+    return ratio_interval(teacher, row, floor, n_boot, seed)
 
 
 def no_measurable_difference(low: float | None, high: float | None) -> bool:

@@ -1,9 +1,10 @@
 """A row's quality columns from its saved test predictions, and its comparison with the teacher.
 
 Choices (each one the simplest that is honest about uncertainty):
-- AUC: sklearn's roc_auc_score via bench.metrics (binary; macro one-vs-rest; per-label
-  and macro over labels with both classes in the test set). Bootstrap resamples use the
-  rank-based weighted AUC of bench.stats.auc, equal to it within 1e-12 (tested).
+- AUC: bench.stats.auc, the bench's one AUC (binary; macro one-vs-rest; per-label and
+  macro over labels with both classes in the test set), a rank-based weighted AUC that
+  equals sklearn's roc_auc_score within 1e-12 (tested); the bootstrap resamples use the
+  same function with case counts as weights.
 - Intervals: percentile intervals of `n_boot` seeded resamples. Binary and multiclass
   resample within each true class, so every class keeps its count; multilabel resamples
   cases. With patient ids, patients are resampled (binary: stratified by 'has a positive
@@ -29,8 +30,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench import metrics
-from bench.stats.auc import has_both_classes, one_vs_rest, weighted_auc
+from bench.stats.auc import (
+    column_aucs,
+    has_both_classes,
+    macro_auc,
+    one_vs_rest,
+    per_class_auc,
+    weighted_auc,
+)
 from bench.stats.bootstrap import percentile_interval, resample_counts
 from bench.stats.calibration import brier, ece
 from bench.stats.delong import delong_test, wald
@@ -66,12 +73,12 @@ def quality_row(task: Task, y_true, probs, teacher_probs=None, val_true=None, va
     y = _labels(kind, y_true)
     score = _score(kind, probs)
     t_score = None if teacher_probs is None else _score(kind, teacher_probs)
-    per = metrics.per_class_auc(task, y, score)
-    auc, reasons = metrics.macro_auc(task, y, per)
+    per = per_class_auc(task, y, score)
+    auc, reasons = macro_auc(task, y, per)
     row = {"auc_roc": auc, "per_label_auc": per}
 
-    targets, s_cols = one_vs_rest(kind, y, score)
-    t_cols = None if t_score is None else one_vs_rest(kind, y, t_score)[1]
+    targets, s_cols = one_vs_rest(task, y, score)
+    t_cols = None if t_score is None else one_vs_rest(task, y, t_score)[1]
     used = [j for j in range(targets.shape[1]) if has_both_classes(targets[:, j])]
     boot = None
     if used and n_boot > 0:
@@ -119,7 +126,7 @@ def _comparison(task, y, auc, targets, s_cols, t_cols, used, boot, groups, margi
     if t_cols is None:
         reasons.append("no teacher predictions: no comparison")
         return out
-    t_auc, _ = metrics.macro_auc(task, y, metrics.per_class_auc(task, y, _unsqueeze(task, t_cols)))
+    t_auc, _ = macro_auc(task, y, _named(task, column_aucs(targets, t_cols)))
     out["delta_auc"] = delta = auc - t_auc
     deltas = None if boot is None else boot[0] - boot[1]
     if deltas is not None:
@@ -202,8 +209,10 @@ def _kept(target, a, b):
     return target[keep], a[keep], b[keep]
 
 
-def _unsqueeze(task, cols):
-    return cols[:, 0] if task.kind == "binary" else cols
+def _named(task, aucs) -> dict[str, float]:
+    """Column AUCs keyed as per_class_auc keys them (binary: by the positive class)."""
+    names = task.class_names[1:] if task.kind == "binary" else task.class_names
+    return dict(zip(names, map(float, aucs), strict=True))
 
 
 def _labels(kind: str, y) -> np.ndarray:

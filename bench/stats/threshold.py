@@ -117,6 +117,22 @@ def _nanmean(values) -> float:
     return float(v.mean()) if v.size else float("nan")
 
 
+def accuracy(task, y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> float:
+    """Accuracy at a fixed `threshold` (multiclass: the argmax), as metrics_at counts it;
+    for callers with probabilities rather than predicted labels.
+
+    `task` is a bench.tasks.Task or its kind; binary `probs` are P(positive) or the
+    two-column probabilities. Multilabel: over the known (non-NaN) (case, label) entries.
+    """
+    kind = getattr(task, "kind", task)
+    score = np.asarray(probs, dtype=np.float64)
+    if kind == "binary" and score.ndim == 2:
+        score = score[:, 1]
+    n_outputs = 2 if kind == "binary" else score.shape[1]
+    y = np.asarray(y_true, dtype=np.float64)
+    return metrics_at(kind, y, predict(kind, score, threshold), n_outputs).accuracy
+
+
 def flip_rate(kind: str, pred: np.ndarray, teacher_pred: np.ndarray) -> float:
     """Share of test cases whose predicted label differs from the teacher's.
 

@@ -1,0 +1,93 @@
+"""From the teacher to every model the run measures: the baselines and the --methods
+chains, each step applied once (a shared prefix of two chains is made once), a failure
+kept as the exception its rows will report."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+import methods
+from bench.progress import log
+
+MIB = 1024 * 1024
+
+
+def context(cfg, data, teacher) -> methods.Context:
+    t = cfg.training
+    return methods.Context(
+        task=data.task, train_images=data.train.images, train_labels=data.train.labels,
+        calibration_images=data.calibration, teacher=teacher.module,
+        teacher_logits=teacher.train_logits, teacher_member_logits=teacher.member_logits,
+        student_arch=t.student, image_size=cfg.data.image_size,
+        student_epochs=t.student_epochs, finetune_epochs=t.finetune_epochs, seed=cfg.seed,
+        transfer_images=data.transfer, transfer_logits=teacher.transfer_logits,
+        transfer_member_logits=teacher.member_transfer_logits,
+    )
+
+
+def build_all(cfg, data, teacher) -> dict[str, methods.Artifact | Exception]:
+    """model name -> Artifact (or the exception that stopped it): the teacher, the
+    baselines (methods declared `baseline`), then every chain of --methods."""
+    ctx = context(cfg, data, teacher)
+    root = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
+                            float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
+    chains = methods.baselines()
+    chains += [c for c in methods.expand(cfg.methods.spec) if c not in chains]
+    out: dict[str, methods.Artifact | Exception] = {"teacher": root}
+    memo: dict[tuple, methods.Artifact | Exception] = {(): root}
+    for chain in chains:
+        for i in range(1, len(chain) + 1):
+            prefix = chain[:i]
+            if prefix not in memo:
+                memo[prefix] = _apply(memo[chain[:i - 1]], prefix, ctx)
+        out[methods.chain_name(chain)] = memo[chain]
+    return out
+
+
+def _apply(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
+    if isinstance(parent, Exception):
+        return parent
+    step, name = prefix[-1], methods.chain_name(prefix)
+    cls = methods.get(step.method)
+    log(f"{name}: " + (f"training {ctx.student_arch} without distillation (the baseline)"
+                       if cls.baseline else f"applying {step.method} to {parent.name}"))
+    try:
+        made = cls().apply(parent, ctx, **dict(step.params))
+        return replace(made, name=name, steps=parent.steps + (step,))
+    except Exception as exc:  # noqa: BLE001 - recorded in the rows
+        log(f"{name}: FAILED: {exc}")
+        return exc
+
+
+def method_of(model: str, art) -> str:
+    """The row's `method` column: 'baseline' for the teacher and baselines."""
+    if model == "teacher":
+        return "baseline"
+    if isinstance(art, methods.Artifact):
+        return "baseline" if methods.get(art.method).baseline else art.method
+    return model.split("+")[-1].split(":")[0]
+
+
+def static_figures(artifact: methods.Artifact, image_size: int) -> dict:
+    """Backend-independent row figures."""
+    from bench.models import count_buffers, count_macs, count_params, state_bytes
+
+    # Counts come from the float model: an int8 row has its float parent's parameters.
+    params, nonzero = count_params(artifact.float_module)
+    try:
+        macs = count_macs(artifact.float_module, image_size)
+    except Exception:  # noqa: BLE001 - an uncountable graph leaves the cell empty
+        macs = None
+    return {"params": params, "params_nonzero": nonzero,
+            "buffers": count_buffers(artifact.float_module),
+            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs}
+
+
+def reference_logits(artifact: methods.Artifact, test_images: np.ndarray) -> np.ndarray:
+    """PyTorch fp32 logits of the model on the parity batch: what every backend is checked against."""
+    from bench.measuring import PARITY_BATCH
+    from bench.training import predict_logits
+
+    return predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()

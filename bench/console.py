@@ -1,0 +1,43 @@
+"""The table printed at the end of a run: the columns whose metadata puts them in the
+`console` view (bench.result), with their labels and widths."""
+
+from __future__ import annotations
+
+from bench.result import Result, meta, view
+
+
+def table(rows: list[Result]) -> str:
+    from bench.stats.latency import no_measurable_difference
+
+    cols = [(c, meta(c)["width"] or 8, meta(c)["label"] or c) for c in view("console")]
+    lines = ["  ".join(f"{label:<{w}}" if c == "model" else f"{label:>{w}}"
+                       for c, w, label in cols)]
+    for r in rows:
+        cells = []
+        for c, w, _ in cols:
+            v = getattr(r, c)
+            if c == "speedup" and v is not None and r.model != "teacher":
+                v = ("no difference" if no_measurable_difference(r.speedup_ci_low, r.speedup_ci_high)
+                     else f"{v:.2f}" + (f" [{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}]"
+                                        if r.speedup_ci_low is not None else ""))
+            elif isinstance(v, float):
+                v = f"{v:.3f}" if c == "auc_roc" else f"{v:.2f}"
+            v = "-" if v is None else str(v)
+            cells.append(f"{v:<{w}}" if c == "model" else f"{v:>{w}}")
+        lines.append("  ".join(cells))
+    for r in rows:
+        if r.delta_auc_vs_student is not None and r.backend == rows[0].backend:
+            p = r.delong_p_vs_student
+            lines.append(
+                f"{r.model} against the student (same steps, no teacher): AUC "
+                f"{r.delta_auc_vs_student:+.3f}"
+                + (f" [{r.delta_auc_vs_student_ci_low:+.3f}, {r.delta_auc_vs_student_ci_high:+.3f}]"
+                   if r.delta_auc_vs_student_ci_low is not None else "")
+                + ("" if p is None else f", p = {p:.2g}"))
+    floors = {r.backend: r.noise_floor for r in rows
+              if r.model == "teacher" and r.noise_floor is not None}
+    if floors:
+        lines.append("noise floor (the teacher's processes disagree by): "
+                     + ", ".join(f"{b} {f:.1%}" for b, f in floors.items())
+                     + "; 'no difference': the speedup's 95% interval, widened by it, holds 1")
+    return "\n".join(lines)

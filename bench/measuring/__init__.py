@@ -1,0 +1,14 @@
+"""Measuring: fresh worker processes per (model, backend), and the rows they become.
+
+  records.py  the immutable Job a process runs and the ProcessResult it returns
+  launch.py   starting a process (fork server or new interpreter) on a job file, reading
+              its results file; the machine probe
+  plan.py     the measuring plan: first pass, teacher twice, the adaptive pass
+  rows.py     a row's parts (processes, quality, teacher) and the one step that builds
+              the Result from them
+"""
+
+from bench.measuring.plan import Paths, measure_all
+from bench.measuring.rows import PARITY_BATCH, PARITY_TOLERANCE_FP32, Target
+
+__all__ = ["Paths", "measure_all", "PARITY_BATCH", "PARITY_TOLERANCE_FP32", "Target"]

@@ -1,0 +1,233 @@
+"""The measuring plan: which row gets a fresh process when, and what each process adds.
+
+1. Per backend, in order, a fork server is started (bench.forkserver) and waited for;
+   nothing runs beside a timed child: the next backend's server starts after this pass.
+2. First pass: every row in `repeats` interleaved rounds of fresh processes (so a slow
+   drift of the machine spreads over every row); the teacher once more after the others,
+   so each backend's teacher has two processes that bracket the pass. Their disagreement
+   is the backend's noise floor.
+3. Adaptive pass (`retime_budget_s`): rows flagged unstable by bench.stats.latency get
+   further processes, with their backend's teacher (up to three), until they settle,
+   reach `max_repeats`, or the budget is spent.
+4. Every row is built once more against the final teacher (bench.measuring.rows).
+
+A row is stored after each of its processes, so a kill loses nothing measured. Quality
+and parity come from the first process's predictions; later processes only time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from bench.measuring import launch
+from bench.measuring.records import Job, JobItem, ProcessResult
+from bench.measuring.rows import RowState, Target, against_student, build_row, quality_of
+from bench.progress import log
+from bench.result import Result
+from bench.store import RunStore, stem
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Inputs the worker processes read, written once per run."""
+
+    test: Path
+    val: Path | None  # only when the operating point is chosen on validation data
+    work: Path
+
+
+@dataclass
+class _Session:
+    """What the plan holds while it runs: the latest state of every row, by backend."""
+
+    cfg: object
+    data: object
+    store: RunStore
+    paths: Paths
+    references: dict
+    machine: dict
+    states: dict  # backend -> {model key: RowState}, in row order
+    servers: dict
+
+    def teacher(self, backend: str) -> RowState | None:
+        return next((s for s in self.states[backend].values() if s.model == "teacher"), None)
+
+    def student(self, backend: str) -> RowState | None:
+        return next((s for s in self.states[backend].values() if s.model == "student"), None)
+
+    def row(self, backend: str, state: RowState) -> Result:
+        return build_row(state, self.teacher(backend), self.machine, self.cfg)
+
+
+def measure_all(exported: dict[str, list], cfg, data, store: RunStore, paths: Paths,
+                references: dict, machine: dict) -> None:
+    """Measure every backend's rows. `exported`: backend -> rows in order (teacher first),
+    each a Target to measure or a finished Result (n/a, or failed before measuring)."""
+    from bench import forkserver
+
+    s = _Session(cfg, data, store, paths, references, machine, {}, {})
+    try:
+        for backend, rows in exported.items():  # each server starts right before its pass
+            s.servers[backend] = forkserver.start(backend, launch.worker_env(
+                cfg.measurement.threads))
+            _first_pass(s, backend, rows)
+        _adaptive_pass(s)
+    finally:
+        for server in s.servers.values():
+            if server is not None:
+                server.close()
+    for backend, states in s.states.items():  # the teacher's figures are final now
+        for state in states.values():
+            row = s.row(backend, state)
+            store.add(row)
+            if state.error is None:
+                _log_row(backend, row)
+
+
+def _key(target: Target) -> tuple:
+    return (target.base.model, target.variant)
+
+
+def _first_pass(s: _Session, backend: str, rows: list) -> None:
+    m = s.cfg.measurement
+    targets = [r for r in rows if isinstance(r, Target)]
+    log(f"{backend}: measuring {len(targets)} models ("
+        + ("one shared process: --quick" if m.shared_process else "a fresh process each")
+        + f", {m.threads} thread{'s' if m.threads > 1 else ''}"
+        + (f", {m.repeats} rounds" if m.repeats > 1 else "") + ")")
+    for r in rows:
+        if isinstance(r, Result):
+            s.store.add(r)
+    s.states[backend] = {_key(t): RowState(t) for t in targets}
+    for _ in range(m.repeats):
+        _run_group(s, backend, [k for k, st in s.states[backend].items() if st.error is None])
+    t = s.teacher(backend)
+    if not m.shared_process and t is not None and t.usable and len(t.processes) < 2:
+        _run_group(s, backend, [_key(t.target)])
+
+
+def _adaptive_pass(s: _Session) -> None:
+    """Time goes where the noise is: rows whose latency is not yet stable, and their
+    backend's teacher (every speedup divides by its median; up to three processes, more
+    only if it is unstable itself), get further fresh processes while the budget lasts."""
+    m = s.cfg.measurement
+    if m.shared_process or m.retime_budget_s <= 0:
+        return
+    deadline = time.perf_counter() + m.retime_budget_s
+    spent_on = 0
+    while True:
+        progressed = False
+        for backend, states in s.states.items():
+            keys = [k for k, st in states.items() if _needs_more(st, m)]
+            if not keys:
+                continue
+            t = s.teacher(backend)
+            if t is not None and _key(t.target) not in keys and t.usable and len(t.processes) < 3:
+                keys = [_key(t.target)] + keys
+            keys = [k for k in keys if time.perf_counter() + _cost(states[k]) <= deadline]
+            if not keys:
+                continue
+            if not spent_on:
+                log(f"re-timing rows that are not yet stable ({m.retime_budget_s:.0f} s budget)")
+            spent_on += len(keys)
+            log(f"{backend}: re-timing " + ", ".join(
+                f"{states[k].model} (process {len(states[k].processes) + 1})" for k in keys))
+            _run_group(s, backend, keys)
+            progressed = True
+        if not progressed:
+            break
+    if spent_on:
+        left = [f"{b}/{st.model}" for b, states in s.states.items() for st in states.values()
+                if _needs_more(st, m)]
+        log(f"re-timing done: {spent_on} more processes"
+            + (f"; still unstable: {', '.join(left)}" if left else ""))
+
+
+def _needs_more(state: RowState, m) -> bool:
+    return (state.usable and state.latency["unstable"]
+            and len(state.processes) < m.max_repeats)
+
+
+def _cost(state: RowState) -> float:
+    """Wall seconds a further process of this row will take: as its cheapest one did (the
+    first also predicted the test split)."""
+    seconds = [p.seconds for p in state.processes if p.seconds]
+    return min(seconds) if seconds else 0.0
+
+
+def _run_group(s: _Session, backend: str, keys: list) -> None:
+    """One fresh process per row (or one shared process with --quick), in order."""
+    m = s.cfg.measurement
+    for group in ([keys] if m.shared_process else [[k] for k in keys]):
+        states = [s.states[backend][k] for k in group]
+        job = _job(s, backend, states)
+        results = launch.run_worker(job, s.paths.work / f"job-{backend}.json",
+                                    server=s.servers.get(backend))
+        for key, result in zip(group, results, strict=True):
+            state = _fold(s, backend, s.states[backend][key], result)
+            s.states[backend][key] = state
+            row = s.row(backend, state)
+            s.store.add(row)
+            if state.error is not None:
+                _log_row(backend, row)
+
+
+def _job(s: _Session, backend: str, states: list[RowState]) -> Job:
+    m = s.cfg.measurement
+    items = []
+    for st in states:
+        t = st.target
+        name = stem(t.base.model, backend, t.variant)
+        first = st.quality is None
+        items.append(JobItem(
+            model=t.base.model, variant=t.variant, files=t.files, options=t.options,
+            samples_out=str(s.paths.work / f"{name}.r{len(st.processes)}.npy"),
+            logits_out=str(s.paths.work / f"{name}.logits.npy") if first else None,
+            val_logits_out=(str(s.paths.work / f"{name}.val.npy")
+                            if first and s.paths.val is not None else None)))
+    return Job(backend=backend, threads=m.threads, device=s.cfg.device, plan=m.latency,
+               test_images=str(s.paths.test), result_out=str(s.paths.work / f"result-{backend}.jsonl"),
+               items=tuple(items), val_images=str(s.paths.val) if s.paths.val else None,
+               # --quick: one load per model (a second costs more than it saves)
+               predict_threads=None if m.shared_process else s.cfg.training.train_threads,
+               idle_w=s.machine.get("idle_w"))
+
+
+def _fold(s: _Session, backend: str, state: RowState, result: ProcessResult) -> RowState:
+    """The row's state with one more process: its samples, and (first) its predictions."""
+    from bench.stats.latency import latency_row
+
+    if not result.ok:
+        return replace(state, error=result.error)
+    m = s.cfg.measurement
+    processes = state.processes + (result,)
+    state = replace(state, processes=processes,
+                    latency=latency_row([p.samples() for p in processes], n_boot=m.n_boot,
+                                        seed=s.cfg.seed))
+    t = state.target
+    s.store.save_samples(t.base.model, backend, t.variant, state.samples())
+    if result.logits_path:
+        teacher = s.teacher(backend)
+        quality = quality_of(state, result.logits_path, result.val_logits_path, s.data, s.cfg,
+                             s.references[t.base.model], teacher)
+        state = replace(state, quality=quality)
+        logits = np.load(result.logits_path)
+        s.store.save_predictions(t.base.model, backend, s.data.test.labels,
+                                 s.data.task.scores(quality.probs), logits, t.variant,
+                                 task=s.data.task)
+        state = replace(state, vs_student=against_student(state, s.student(backend), s.data,
+                                                          s.cfg))
+    return state
+
+
+def _log_row(backend: str, row: Result) -> None:
+    def fmt(v, digits=2):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    log(f"{backend}: {row.model} {row.precision}: p50 {fmt(row.latency_ms_p50)} ms, "
+        f"AUC {fmt(row.auc_roc, 3)}"
+        + ("" if row.ok else f", {row.status.upper()}: {row.error}"))

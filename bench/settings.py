@@ -1,0 +1,301 @@
+"""Where a run's configuration comes from, and whether it makes sense, each in one place.
+
+`build(args)` layers, lowest first: the defaults (the dataclasses of bench.config, and
+the installed backends), the preset (`--preset`), the profile (`--quick` or
+`--rigorous`), the command line. Each layer is a mapping of dotted keys
+(`"data.image_size"`, `"measurement.latency"`, `"seed"`) applied over the ones below, so
+which value wins is the order of the layers and nothing else. A profile is computed from
+the configuration below it (quick keeps at most one epoch of a preset's budget and only
+its first seed; rigorous keeps at least 5 processes) and the command line still beats it.
+
+`validate(cfg)` holds every check of bad input, each a one-line ValueError, and runs
+before anything is trained: a typo must cost seconds, not the minutes of a teacher.
+The layering itself checks nothing but its keys, so a preset or a profile can never set
+a value that the checks did not see.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.config import SECTIONS, DataConfig, RunConfig
+from bench.data import SyntheticSizes
+from bench.measure.latency import LatencyPlan
+
+Layer = Mapping[str, Any]
+
+# --quick: a smoke test, not a measurement. The values are the former
+# bench.config.quick_profile's; the `ci` preset sets the same data and training ones.
+QUICK_IMAGE_SIZE = 32
+QUICK_SIZES = SyntheticSizes(train=256, val=64, test=128, calibration=32, transfer=512)
+QUICK_TEACHER_EPOCHS = 1.0
+QUICK_STUDENT_EPOCHS = 1.0  # at most
+QUICK_FINETUNE_EPOCHS = 0.1  # at most
+QUICK_LATENCY = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.1, max_s=2.0)
+QUICK_N_BOOT = 200  # at most
+
+# --rigorous, for publication: at least 5 fresh processes of at least 10 s each
+RIGOROUS_REPEATS = 5
+RIGOROUS_PLAN = LatencyPlan(warmup_n=10, warmup_s=2.0, min_n=200, min_s=10.0, max_s=60.0)
+RIGOROUS_RETIME_S = 600.0
+
+#: a synthetic task's class count when no layer gives --num-classes
+DEFAULT_CLASSES = {"binary": 2, "multiclass": 4, "multilabel": 5}
+
+
+def _keys() -> frozenset[str]:
+    cfg = RunConfig()
+    top = {f.name for f in dataclasses.fields(cfg)} - set(SECTIONS) - {"preset", "profile"}
+    nested = {f"{s}.{f.name}" for s in SECTIONS for f in dataclasses.fields(getattr(cfg, s))}
+    return frozenset(top | nested)
+
+
+#: every key a layer may set: `seed`, `seeds`, `device` and `section.field`
+KEYS = _keys()
+
+
+def apply(cfg: RunConfig, layer: Layer, source: str = "setting") -> RunConfig:
+    """Set each dotted key of `layer` on `cfg` (in place; values are copied, so a preset's
+    lists never become the run's). An unknown key is a ValueError naming `source`."""
+    for key, value in layer.items():
+        if key not in KEYS:
+            raise ValueError(f"{source}: unknown setting {key!r}; known: {', '.join(sorted(KEYS))}")
+        section, _, name = key.rpartition(".")
+        setattr(getattr(cfg, section) if section else cfg, name, copy.deepcopy(value))
+    return cfg
+
+
+def quick_profile(below: RunConfig) -> dict[str, Any]:
+    """Smaller data and images, at most one epoch, short latency loops, one process per
+    backend, and a preset's first seed only (the command line beats all of it)."""
+    layer: dict[str, Any] = {
+        "measurement.shared_process": True,
+        "data.image_size": QUICK_IMAGE_SIZE,
+        "data.sizes": QUICK_SIZES,
+        "training.teacher_epochs": QUICK_TEACHER_EPOCHS,
+        "training.student_epochs": min(below.training.student_epochs, QUICK_STUDENT_EPOCHS),
+        "training.finetune_epochs": min(below.training.finetune_epochs, QUICK_FINETUNE_EPOCHS),
+        "measurement.latency": QUICK_LATENCY,
+        "measurement.retime_budget_s": 0.0,  # one shared process per backend: nothing to re-time
+        "measurement.n_boot": min(below.measurement.n_boot, QUICK_N_BOOT),
+    }
+    if below.seeds:
+        layer.update(seed=below.seeds[0], seeds=[])
+    return layer
+
+
+def rigorous_profile(below: RunConfig) -> dict[str, Any]:
+    """At least 5 fresh processes of at least 10 s per row, and a 600 s re-timing budget."""
+    m = below.measurement
+    return {"measurement.repeats": max(m.repeats, RIGOROUS_REPEATS),
+            "measurement.latency": RIGOROUS_PLAN,
+            "measurement.max_repeats": max(m.max_repeats, 2 * RIGOROUS_REPEATS),
+            "measurement.retime_budget_s": max(m.retime_budget_s, RIGOROUS_RETIME_S)}
+
+
+PROFILES: dict[str, Callable[[RunConfig], dict[str, Any]]] = {
+    "quick": quick_profile, "rigorous": rigorous_profile}
+
+
+def _split(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",")]
+
+
+def _int_or_text(token: str) -> int | str:
+    try:
+        return int(token)
+    except ValueError:
+        return token  # validate says what is wrong with it
+
+
+def command_line(args) -> dict[str, Any]:
+    """The options the user gave (None and False mean not given) as a layer."""
+    given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
+    plain = {"methods": "methods.spec", "dataset": "data.dataset", "data_root": "data.data_root",
+             "uncertainty": "data.uncertainty", "frontal_only": "data.frontal_only",
+             "task": "data.task", "num_classes": "data.num_classes",
+             "image_size": "data.image_size", "teacher": "training.teacher",
+             "teacher_checkpoint": "training.teacher_checkpoint",
+             "pretrained": "training.pretrained", "student": "training.student",
+             "teacher_epochs": "training.teacher_epochs",
+             "student_epochs": "training.student_epochs",
+             "finetune_epochs": "training.finetune_epochs",
+             "train_threads": "training.train_threads", "threads": "measurement.threads",
+             "repeats": "measurement.repeats", "retime_budget": "measurement.retime_budget_s",
+             "margin": "measurement.margin", "operating_point": "measurement.operating_point",
+             "bootstrap": "measurement.n_boot", "out": "output.out", "device": "device"}
+    layer = {key: given[opt] for opt, key in plain.items() if opt in given}
+    if "labels" in given:
+        layer["data.labels"] = _split(given["labels"])
+    if given.get("teachers"):
+        layer["training.teachers"] = [a for a in given["teachers"].split(",") if a]
+    if given.get("backends"):
+        layer["measurement.backends"] = _split(given["backends"])
+    if given.get("precision"):
+        layer["measurement.precisions"] = [p for p in _split(given["precision"]) if p != "fp32"]
+    if given.get("no_cache"):
+        layer["output.use_cache"] = False
+    if "seed" in given:  # one seed asked for: a preset's seeds give way
+        layer.update(seed=given["seed"], seeds=[])
+    if given.get("seeds"):
+        layer["seeds"] = [_int_or_text(s) for s in _split(given["seeds"])]
+    return layer
+
+
+def build(args) -> RunConfig:
+    """The run's configuration: defaults < preset < profile < command line.
+
+    `args` is the `run` subcommand's namespace (options not given are None or False); it
+    is read, never changed. Nothing is checked here but the preset's name and the keys;
+    call `validate` next.
+    """
+    from bench import backends, presets
+
+    cfg = RunConfig()
+    apply(cfg, {"measurement.backends": backends.installed()}, "defaults")
+    cli = command_line(args)
+    set_keys: set[str] = set()
+    if args.preset:
+        preset = presets.get(args.preset)
+        dataset = cli.get("data.dataset", preset.settings.get("data.dataset", cfg.data.dataset))
+        layer = preset.layer(synthetic=is_synthetic(dataset))
+        apply(cfg, layer, f"preset {preset.name!r}")
+        set_keys.update(layer)
+        cfg.preset = preset.name
+    profiles = [p for p in PROFILES if getattr(args, p, False)]
+    if len(profiles) == 1:
+        layer = PROFILES[profiles[0]](cfg)
+        apply(cfg, layer, f"--{profiles[0]}")
+        set_keys.update(layer)
+    cfg.profile = "+".join(profiles) or None  # both: validate refuses it
+    apply(cfg, cli, "command line")
+    set_keys.update(cli)
+    if "data.num_classes" not in set_keys:  # a default that depends on the task
+        cfg.data.num_classes = DEFAULT_CLASSES.get(cfg.data.task, cfg.data.num_classes)
+    return cfg
+
+
+def is_synthetic(dataset: str) -> bool:
+    return dataset in ("", "synthetic")
+
+
+# ---------------------------------------------------------------------------- validation
+
+def validate(cfg: RunConfig) -> None:
+    """Raise a one-line ValueError for the first bad input; None when the run may start.
+
+    Cheap checks come first; the costliest (torchvision's model list, the data paths)
+    last. Nothing is read from a dataset and nothing is trained.
+    """
+    _check_profile(cfg)
+    _check_ranges(cfg)
+    _check_seeds(cfg)
+    _check_task(cfg.data)
+    _check_labels(cfg.data)
+    _check_measurement(cfg)
+    import methods
+
+    methods.expand(cfg.methods.spec)
+    _check_models(cfg)
+    from bench import data
+
+    data.check(cfg.data)
+
+
+def _check_profile(cfg: RunConfig) -> None:
+    if cfg.profile is None or cfg.profile in PROFILES:
+        return
+    if set(cfg.profile.split("+")) == {"quick", "rigorous"}:
+        raise ValueError("--rigorous and --quick contradict each other: choose one")
+    raise ValueError(f"profile {cfg.profile!r}: unknown; choose from {', '.join(PROFILES)}")
+
+
+def _at_least(flag: str, value, low) -> None:
+    if value < low:
+        raise ValueError(f"{flag} {value}: must be at least {low}")
+
+
+def _check_ranges(cfg: RunConfig) -> None:
+    m, t = cfg.measurement, cfg.training
+    _at_least("--threads", m.threads, 1)
+    _at_least("--train-threads", t.train_threads, 1)
+    _at_least("--repeats", m.repeats, RIGOROUS_REPEATS if cfg.rigorous else 1)
+    _at_least("measurement.max_repeats", m.max_repeats, 1)
+    for flag, value in (("--teacher-epochs", t.teacher_epochs),
+                        ("--student-epochs", t.student_epochs),
+                        ("--finetune-epochs", t.finetune_epochs)):
+        if value < 0:
+            raise ValueError(f"{flag} {value}: must be 0 or more")
+    if m.n_boot < 0:
+        raise ValueError(f"--bootstrap {m.n_boot}: must be 0 (no intervals) or more")
+    if not 0 <= m.margin < 1:
+        raise ValueError(f"--margin {m.margin}: must be in [0, 1)")
+    if m.retime_budget_s < 0:
+        raise ValueError(f"--retime-budget {m.retime_budget_s}: must be 0 (off) or more")
+
+
+def _check_seeds(cfg: RunConfig) -> None:
+    text = ",".join(map(str, cfg.seeds))
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds):
+        raise ValueError(f"--seeds {text!r}: expected comma-separated integers")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ValueError(f"--seeds {text!r}: a seed is repeated")
+
+
+def _check_task(data: DataConfig) -> None:
+    """--task and --num-classes shape the generated data; real data has its own. Whether
+    they were given is read as 'differs from the default', as bench.data.check does."""
+    default = DataConfig()
+    if not is_synthetic(data.dataset) and (data.task, data.num_classes) != (
+            default.task, default.num_classes):
+        raise ValueError(f"--task and --num-classes shape the synthetic dataset; "
+                         f"{data.dataset} defines its own task and classes")
+
+
+def _check_labels(data: DataConfig) -> None:
+    if data.labels is not None and not all(data.labels):
+        raise ValueError(f"--labels {','.join(data.labels)!r}: empty name in the list")
+
+
+def _check_measurement(cfg: RunConfig) -> None:
+    from bench import backends
+    from bench.stats.threshold import parse_operating_point
+
+    m = cfg.measurement
+    parse_operating_point(m.operating_point)
+    known, installed = backends.names(), backends.installed()
+    if not m.backends:
+        raise ValueError("--backends: no backend is installed (pip install torch)")
+    for b in m.backends:
+        if b not in known:
+            raise ValueError(f"--backends: unknown backend {b!r}; known: {', '.join(known)}")
+        if b not in installed:
+            raise ValueError(f"--backends: backend {b!r} is not installed here; installed: "
+                             f"{', '.join(installed) or 'none'}")
+    for p in m.precisions:
+        if p not in backends.LOWER_PRECISIONS:
+            raise ValueError(f"--precision: unknown precision {p!r}; choose from "
+                             f"{', '.join(backends.LOWER_PRECISIONS)} (fp32 rows are always there)")
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: torch sees no CUDA device on this machine")
+
+
+def _check_models(cfg: RunConfig) -> None:
+    from bench.models import check_architecture
+
+    t = cfg.training
+    if t.teachers and t.teacher_checkpoint:
+        raise ValueError("--teachers and --teacher-checkpoint: choose one")
+    check_architecture(t.teacher, "--teacher")
+    for arch in t.teachers:
+        check_architecture(arch, "--teachers")
+    check_architecture(t.student, "--student")
+    if t.teacher_checkpoint and not Path(t.teacher_checkpoint).is_file():
+        raise ValueError(f"{t.teacher_checkpoint}: teacher checkpoint not found")

@@ -1,0 +1,69 @@
+"""int8 post-training quantization, dynamic and static, with one realisation per backend.
+
+int8 means something different on each runtime, so the method keeps those meanings
+beside itself, as NNCF's algorithms keep their per-backend adapters:
+
+  torch_fx.py      PyTorch: FX graph-mode static PTQ (x86 qconfig) / quantize_dynamic
+  onnxruntime.py   ONNX Runtime's own quantizers on the fp32 ONNX export
+  openvino.py      NNCF on the OpenVINO model
+
+`apply` makes the PyTorch realisation (the reference the bench measures parameters and
+weights on) and names the others; each backend's adapter runs when the model is deployed
+there (bench.backends.deploy). A backend without an adapter gets an `n/a` row saying so.
+"""
+
+from __future__ import annotations
+
+import time
+
+from torch import nn
+
+from methods import register
+from methods.base import Artifact, Context, Method, Param
+from methods.quant import onnxruntime, openvino, torch_fx
+
+
+@register
+class DynamicQuant(Method):
+    name = "quant.dynamic"
+    summary = ("int8 dynamic quantization of the layers the backend supports (PyTorch: Linear "
+               "only, so a conv net keeps its convolutions in fp32)")
+    terminal = True
+
+    def apply(self, parent: Artifact, ctx: Context) -> Artifact:
+        start = time.perf_counter()
+        q = torch_fx.dynamic(parent.float_module)
+        n_linear = sum(isinstance(m, nn.Linear) for m in parent.float_module.modules())
+        n_conv = sum(isinstance(m, nn.Conv2d) for m in parent.float_module.modules())
+        return Artifact(
+            name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
+            precision="int8",
+            realisations={"torch": torch_fx.as_made, "onnxruntime": onnxruntime.dynamic,
+                          "openvino": openvino.NO_DYNAMIC},
+            notes=(f"torch dynamic int8 quantizes Linear layers only: {n_linear} Linear quantized, "
+                   f"{n_conv} Conv2d left in fp32",),
+            seconds=parent.seconds + time.perf_counter() - start,
+        )
+
+
+@register
+class StaticQuant(Method):
+    name = "quant.static"
+    summary = ("int8 static post-training quantization calibrated on a training subset "
+               "(PyTorch: FX graph mode, x86 qconfig; ONNX Runtime: QDQ; OpenVINO: NNCF)")
+    params = (Param("calibration_size", int, 128, "training images used for calibration"),)
+    terminal = True
+
+    def apply(self, parent: Artifact, ctx: Context, calibration_size: int) -> Artifact:
+        start = time.perf_counter()
+        images = ctx.calibration_images[:calibration_size]
+        q = torch_fx.static(parent.float_module, images, ctx.image_size)
+        return Artifact(
+            name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
+            precision="int8",
+            realisations={"torch": torch_fx.as_made, "onnxruntime": onnxruntime.static,
+                          "openvino": openvino.static},
+            notes=(f"FX post-training int8 (x86 qconfig, per-channel weights), calibrated on "
+                   f"{len(images)} training images",),
+            seconds=parent.seconds + time.perf_counter() - start,
+        )

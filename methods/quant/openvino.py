@@ -1,0 +1,29 @@
+"""int8 on OpenVINO: NNCF post-training quantization of the OpenVINO model.
+
+OpenVINO has no dynamic int8 for conv nets (its dynamic quantization is a runtime option
+for the fully connected layers of LLMs), so quant.dynamic has no realisation here and
+its rows say why.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bench.backends import ExportEnv, Realised
+
+NO_DYNAMIC = ("OpenVINO has no dynamic int8 for conv nets (its dynamic quantization is a "
+              "runtime option for LLM fully connected layers); use quant.static")
+
+
+def static(artifact, ov_model, env: ExportEnv, out_dir: Path) -> Realised:
+    # nncf imports torch.utils.cpp_extension, which warns about CUDA_HOME on CPU.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import nncf
+
+    nncf.set_log_level(40)  # ERROR: no progress bars in the user's terminal
+    data = nncf.Dataset(list(env.calibration_batches(1)))
+    model = nncf.quantize(ov_model, data, subset_size=len(env.calibration))
+    # int8 kernels, f32 for what stays float (the backend's f32 hint)
+    return Realised(model, "int8", (f"NNCF post-training int8 (default preset) calibrated on "
+                                    f"{len(env.calibration)} training images",))

@@ -1,0 +1,399 @@
+"""A run directory as the report's view model: plain dicts and lists the template renders.
+
+Everything the page shows is decided here (which rows, which roles, which warnings, which
+published figures), from the run directory alone and from the columns' metadata in
+bench.result; nothing here knows HTML, so the template is the only place markup lives
+and autoescaping covers every string that came from the run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from bench.config import flat_config
+from bench.result import STATUS_FAILED, STATUS_NA, STATUS_OK, Result, view, with_intervals
+from bench.store import load_predictions, load_rows, load_samples
+from reports.format import column, fmt, is_num
+
+#: columns shown as text (left-aligned, wrapping): the record's string fields
+TEXT_COLUMNS = {f.name for f in fields(Result) if f.type in ("str", str)}
+
+
+@dataclass
+class RunView:
+    """What the report reads: the rows, the manifest, and the files of each row."""
+
+    root: Path
+    rows: list[dict]
+    manifest: dict
+    problems: list[str] = field(default_factory=list)
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        """The manifest's config, flat whichever layout wrote it (schema 2-3 or 4)."""
+        cfg = self.manifest.get("config")
+        return flat_config(cfg if isinstance(cfg, dict) else None)
+
+    def files(self, row: dict) -> Path:
+        """The directory holding a row's predictions and samples (a --seeds run keeps
+        them in its seed-<s> directories)."""
+        seeds = self.manifest.get("seed_runs")
+        if isinstance(seeds, dict) and row.get("seed") is not None:
+            sub = seeds.get(str(row["seed"]))
+            if sub:
+                return self.root / Path(str(sub)).name
+        return self.root
+
+    def _load(self, kind: str, row: dict):
+        key = (kind, row["model"], row["backend"], row["precision"], row.get("seed"))
+        if key not in self._cache:
+            loader = load_predictions if kind == "pred" else load_samples
+            self._cache[key] = loader(self.files(row), row["model"], row["backend"],
+                                      row["precision"])
+        return self._cache[key]
+
+    def predictions(self, row: dict) -> dict | None:
+        """{y_true, y_score, task, ...} of a row, or None if absent or unreadable."""
+        pred = self._load("pred", row)
+        return pred if pred and "y_true" in pred and "y_score" in pred else None
+
+    def samples(self, row: dict) -> list | None:
+        return self._load("lat", row)
+
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(r["backend"] for r in self.rows))
+
+
+def load_run(run_dir: Path) -> RunView:
+    """The run directory's rows and manifest; ValueError (one line) if it is not a run."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ValueError(f"{root}: no such run directory")
+    rows = [r.to_dict() for r in load_rows(root)]
+    problems = []
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        manifest = {}
+        problems.append("no manifest.json: provenance, versions and machine are unknown")
+    except ValueError as exc:
+        manifest = {}
+        problems.append(f"manifest.json is unreadable ({exc}): provenance is unknown")
+    return RunView(root, rows, manifest, problems)
+
+
+def base_status(row: dict) -> str:
+    return (row.get("status") or "").split(";")[0]
+
+
+def qualifiers(row: dict) -> list[str]:
+    return [q for q in (row.get("status") or "").split(";")[1:] if q]
+
+
+def is_ok(row: dict) -> bool:
+    return base_status(row) == STATUS_OK
+
+
+def row_id(r: dict) -> str:
+    return f"{r['model']} / {r['backend']} / {r['precision']}"
+
+
+def _dict(v) -> dict:
+    return v if isinstance(v, dict) else {}
+
+
+# ---------------------------------------------------------------------------- tables
+
+def header(spec: tuple, interval_note: str = "") -> dict:
+    """A column head from its metadata: name, unit, direction arrow, tooltip."""
+    name = spec[0]
+    m = column(name)
+    extra = interval_note if len(spec) == 3 and interval_note else ""
+    return {"name": name, "spec": spec, "unit": m.get("unit") or "",
+            "arrow": {"higher": "↑", "lower": "↓"}.get(m.get("better"), ""),
+            "title": m.get("doc", "") + (f" ({extra})" if extra else ""),
+            "text": name in TEXT_COLUMNS}
+
+
+def best_value(rows: list[dict], name: str):
+    """The best value of a column among ok rows, by its declared direction (None if none)."""
+    better = column(name).get("better")
+    values = [r.get(name) for r in rows if is_ok(r) and is_num(r.get(name))]
+    if not values or better not in ("higher", "lower"):
+        return None
+    return max(values) if better == "higher" else min(values)
+
+
+def table(rows: list[dict], specs, mark_best: bool, exact: bool = False, cls: str = "",
+          interval_note: str = "") -> dict:
+    """A table of rows: column heads, and per row its class and its best-marked columns."""
+    best = {s[0]: best_value(rows, s[0]) for s in specs} if mark_best else {}
+    body = [{"row": r,
+             "cls": {STATUS_FAILED: "failed", STATUS_NA: "na"}.get(base_status(r), ""),
+             "best": {n for n, b in best.items()
+                      if b is not None and is_ok(r) and r.get(n) == b}}
+            for r in rows]
+    return {"cls": cls, "exact": exact, "columns": [header(s, interval_note) for s in specs],
+            "rows": body}
+
+
+def status(row: dict) -> dict:
+    """A status as badges (base status and qualifiers) and the reason behind it."""
+    base = base_status(row) or "?"
+    badges = [(base, {STATUS_OK: "ok", STATUS_FAILED: "failed", STATUS_NA: "na"}.get(base, "na"))]
+    badges += [(q, q if q in ("quick", "unstable") else "other") for q in qualifiers(row)]
+    reason = ""
+    if base != STATUS_OK and row.get("error"):
+        reason = row["error"]
+    elif "unstable" in qualifiers(row):
+        notes = row.get("notes") or ""
+        at = notes.find("unstable: ")
+        reason = notes[at:].split("; latency interval")[0] if at >= 0 else "unstable latency"
+    return {"badges": badges, "reason": reason}
+
+
+# ---------------------------------------------------------------------------- sections
+
+def facts(run: RunView) -> list[tuple[str, str]]:
+    m, cfg = run.manifest, run.config
+    data, teacher = _dict(m.get("data")), _dict(m.get("teacher"))
+    counts = {s: sum(base_status(r) == s for r in run.rows)
+              for s in (STATUS_OK, STATUS_FAILED, STATUS_NA)}
+    out = [
+        ("run", run.root.name), ("created", m.get("created", "unknown")),
+        ("dataset", f"{data.get('generator', cfg.get('dataset', '?'))}, "
+                    f"{data.get('task', cfg.get('task', '?'))} "
+                    f"{list(data.get('classes', []))}, {m.get('image_size', '?')} px"),
+        ("teacher", f"{cfg.get('teacher', teacher.get('arch', '?'))} "
+                    f"({teacher.get('source', '?')})"),
+        ("rows", f"{len(run.rows)}: {counts[STATUS_OK]} ok, {counts[STATUS_FAILED]} failed, "
+                 f"{counts[STATUS_NA]} n/a; backends {', '.join(run.backends()) or '–'}"),
+        ("margin", f"non-inferiority margin on AUC {cfg.get('margin', '?')}"),
+        ("commit", m.get("git_commit") or "unknown"),
+    ]
+    if cfg.get("preset"):
+        out.append(("preset", cfg["preset"]))
+    return [(k, str(v)) for k, v in out]
+
+
+def summary(run: RunView) -> dict:
+    """Per backend: the teacher, the smallest and the fastest non-inferior row (or why
+    there is none), and a tally of the other rows' verdicts."""
+    roles, tallies = [], []
+    for b in run.backends():
+        rows = [r for r in run.rows if r["backend"] == b and is_ok(r)]
+        teacher = next((r for r in rows if r["model"] == "teacher" and r["precision"] == "fp32"),
+                       next((r for r in rows if r["model"] == "teacher"), None))
+        others = [r for r in rows if r["model"] != "teacher"]
+        good = [r for r in others if r.get("verdict") == "non-inferior"]
+        tally = {v: sum(r.get("verdict") == v for r in others)
+                 for v in ("non-inferior", "inconclusive", "inferior")}
+        tally["no verdict"] = len(others) - sum(tally.values())
+        smallest = min((r for r in good if is_num(r.get("file_mib"))), default=None,
+                       key=lambda r: r["file_mib"])
+        fastest = min((r for r in good if is_num(r.get("latency_ms_p50"))), default=None,
+                      key=lambda r: r["latency_ms_p50"])
+        note = "; ".join(f"{n} {v}" for v, n in tally.items() if n) or "no other ok rows"
+        floor = teacher.get("noise_floor") if teacher else None
+        note += ("; noise floor " + (f"{floor:.1%} (the teacher's {teacher.get('latency_repeats')} "
+                                     "processes disagree by this much: a speedup closer to 1 is no "
+                                     "measurable difference)" if is_num(floor)
+                                     else "unknown (the teacher ran in one process)"))
+        for role, r in (("teacher", teacher), ("smallest non-inferior", smallest),
+                        ("fastest non-inferior", fastest)):
+            why = "" if r is not None else (
+                "no ok teacher row on this backend: no verdicts" if role == "teacher"
+                else "none (" + note + ")")
+            roles.append({"backend": b, "role": role, "row": r, "why": why})
+        tallies.append((b, note))
+    columns = [header(s, "with its 95% interval") for s in with_intervals(view("summary"))]
+    for c in columns:
+        c["text"] = c["name"] == "model"  # one row per role: only the name wraps
+    return {"margin": run.config.get("margin"), "roles": roles, "tallies": tallies,
+            "columns": columns}
+
+
+def warnings(run: RunView) -> list[dict]:
+    """What a reader must know before trusting a figure, each as {kind, ...}."""
+    rows = run.rows
+    items = [{"kind": "problem", "text": p} for p in run.problems]
+    estimated = [r for r in rows if (r.get("energy_source") or "").startswith("estimate")]
+    if estimated:
+        items.append({"kind": "estimated", "n": len(estimated),
+                      "example": estimated[0]["energy_source"]})
+    quick = [r for r in rows if "quick" in qualifiers(r)]
+    if quick:
+        items.append({"kind": "quick", "n": len(quick)})
+    unstable = [r for r in rows if "unstable" in qualifiers(r)]
+    if unstable:
+        items.append({"kind": "unstable", "n": len(unstable), "rows": ", ".join(
+            f"{row_id(r)} (cv {fmt('latency_cv', r.get('latency_cv'))})" for r in unstable)})
+    items += [{"kind": "failed", "id": row_id(r), "reason": r.get("error") or "no reason given"}
+              for r in rows if base_status(r) == STATUS_FAILED]
+    na = [r for r in rows if base_status(r) == STATUS_NA]
+    if na:
+        items.append({"kind": "na", "n": len(na), "rows": "; ".join(
+            f"{row_id(r)}: {r.get('error') or '?'}" for r in na)})
+    ok = [r for r in rows if is_ok(r)]
+    no_pred = [r for r in ok if run.predictions(r) is None]
+    if no_pred:
+        items.append({"kind": "no_predictions", "rows": ", ".join(map(row_id, no_pred))})
+    no_lat = [r for r in ok if not run.samples(r)]
+    if no_lat:
+        items.append({"kind": "no_samples", "rows": ", ".join(map(row_id, no_lat))})
+    single = [r for r in ok if r.get("latency_repeats") == 1]
+    if single:
+        items.append({"kind": "single_process", "n": len(single)})
+    for b in run.backends():
+        if not any(r["backend"] == b and r["model"] == "teacher" and is_ok(r) for r in rows):
+            items.append({"kind": "no_teacher", "backend": b})
+    if str(run.manifest.get("git_commit") or "").endswith("-dirty"):
+        items.append({"kind": "dirty"})
+    return items
+
+
+def published(run: RunView) -> dict:
+    """A preset's published figures beside this run's, per backend; or why there are none
+    (state: none, unknown, empty, table)."""
+    name = run.config.get("preset")
+    if not name:
+        return {"state": "none"}
+    from bench import presets
+
+    try:
+        preset = presets.get(str(name))
+    except ValueError:
+        return {"state": "unknown", "name": str(name)}
+    if not preset.published:
+        return {"state": "empty", "name": str(name)}
+    backends = run.backends()
+    known = {c["name"] for c in Result.columns()}
+    lines = []
+    for model, figures in preset.published.items():
+        if not isinstance(figures, dict):
+            continue
+        for col, value in figures.items():
+            if col == "note":
+                continue
+            ours = []
+            for b in backends:
+                r = next((r for r in run.rows if r["model"] == model and r["backend"] == b
+                          and is_ok(r)), None)
+                state = "missing" if r is None else "value" if col in known else "unknown"
+                ours.append({"state": state, "row": r,
+                             "spec": with_intervals([col])[0] if col in known else (col,)})
+            lines.append({"model": model, "column": col, "unit": column(col).get("unit", ""),
+                          "paper": fmt(col, value) if is_num(value) else str(value),
+                          "ours": ours, "note": figures.get("note", "")})
+    return {"state": "table", "name": preset.name, "summary": preset.summary,
+            "citation": preset.citation, "backends": backends, "lines": lines}
+
+
+def results(run: RunView) -> dict:
+    """The main table (the 'main' view's columns), the notes, and every column unrounded."""
+    specs = with_intervals(view("main"))
+    if len({r.get("seed") for r in run.rows if r.get("seed") is not None}) > 1:
+        specs.insert(3, ("seed",))
+    every = [(c["name"],) for c in Result.columns()]
+    return {"main": table(run.rows, specs, mark_best=True, cls="results",
+                          interval_note="with its bootstrap 95% interval"),
+            "notes": [(row_id(r), r["notes"]) for r in run.rows if r.get("notes")],
+            "full": table(run.rows, every, mark_best=False, exact=True, cls="full")}
+
+
+def best_compressed(run: RunView) -> tuple[dict | None, dict | None, str]:
+    """(teacher row, best compressed row, why): the ok non-teacher row with predictions and
+    the highest AUC, preferring rows with a teacher on their backend and compression
+    methods over the student baseline; ties go to the faster row."""
+    ok = [r for r in run.rows if is_ok(r) and run.predictions(r) is not None]
+    teachers = {r["backend"]: r for r in ok if r["model"] == "teacher"}
+    cands = [r for r in ok if r["model"] != "teacher" and is_num(r.get("auc_roc"))]
+    if not cands:
+        return (next(iter(teachers.values()), None), None,
+                "no ok compressed row with predictions and an AUC")
+
+    def rank(r):
+        return (r["backend"] in teachers, r.get("method") != "baseline", r["auc_roc"],
+                -(r.get("latency_ms_p50") or math.inf))
+
+    best = max(cands, key=rank)
+    why = ("the highest AUC-ROC among ok compressed rows with predictions"
+           + (" (compression methods first, then the student baseline)"
+              if best.get("method") != "baseline" else " (the student baseline: no compression "
+                                                       "method row qualified)")
+           + (f"; the teacher on the same backend ({best['backend']})"
+              if best["backend"] in teachers
+              else "; no teacher row with predictions on its backend"))
+    return teachers.get(best["backend"]), best, why
+
+
+def chain(info: dict) -> str:
+    """A model's compression chain as method(parameters) → …"""
+    steps = info.get("steps") or []
+    if not steps:
+        return "baseline (no compression step)"
+    parts = []
+    for s in steps:
+        if not isinstance(s, dict):
+            parts.append(str(s))
+            continue
+        params = s.get("params") or {}
+        args = (", ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict)
+                else params)
+        parts.append(f"{s.get('method', '?')}({args})")
+    return " → ".join(parts)
+
+
+def provenance(run: RunView) -> list[dict]:
+    """Each model of the manifest: how it was built, or why it could not be."""
+    models = run.manifest.get("models")
+    out = []
+    for name, info in (models.items() if isinstance(models, dict) else ()):
+        if not isinstance(info, dict):
+            info = {"error": str(info)}
+        if "error" in info:
+            out.append({"name": name, "error": str(info["error"])})
+            continue
+        notes = info.get("notes") or []
+        out.append({"name": name, "error": None, "arch": info.get("arch", ""),
+                    "chain": chain(info), "precision": info.get("precision", ""),
+                    # schema 4: the backends with a realisation of the method of their own
+                    # (int8); schema 2-3 recorded the quantization scheme instead
+                    "realised_on": ", ".join(info.get("realised_on") or [])
+                                   or info.get("quantization") or "–",
+                    "notes": "; ".join(map(str, notes)) if isinstance(notes, list) else str(notes),
+                    "seconds": fmt("seconds", info.get("seconds"))})
+    return out
+
+
+def manifest(run: RunView) -> dict:
+    """The manifest's records as key-value groups, the config and the whole file."""
+    m = run.manifest
+    cmd = m.get("command")
+    facts_ = {"created": m.get("created"), "command": " ".join(map(str, cmd))
+              if isinstance(cmd, list) else cmd, "git_commit": m.get("git_commit"),
+              "wall_seconds": m.get("wall_seconds"), "failed_rows": m.get("failed_rows")}
+    groups = [("run", {k: v for k, v in facts_.items() if v is not None}),
+              ("versions", m.get("versions")), ("machine", m.get("machine")),
+              ("machine probe (idle power, GEMM peaks)", m.get("machine_probe")),
+              ("data", m.get("data")), ("teacher", m.get("teacher"))]
+    backends = m.get("backends")
+    return {"groups": [(t, d if isinstance(d, dict) else None) for t, d in groups],
+            "backends": backends if isinstance(backends, dict) and backends else None,
+            "config": run.config, "whole": m}
+
+
+def build(run: RunView) -> dict:
+    """Everything the template renders, section by section, in page order."""
+    from reports.figures import figures
+
+    return {"title": f"medbench report: {run.root.name}", "facts": facts(run),
+            "summary": summary(run), "warnings": warnings(run), "published": published(run),
+            "results": results(run), "figures": figures(run), "provenance": provenance(run),
+            "manifest": manifest(run), "has_manifest": bool(run.manifest)}
