@@ -36,17 +36,19 @@ def benchmark_app_median(xml: Path, threads: int, image_size: int, seconds: floa
 
 def bench_median(files: list[Path], threads: int, image_size: int, seconds: float = 5.0) -> float:
     """Median latency (ms) of the bench's own worker on the same OpenVINO files."""
-    from bench.measuring import Paths, run_worker
+    from bench.measuring.launch import run_worker
+    from bench.measuring.records import Job, JobItem
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         np.save(tmp / "x.npy", np.random.default_rng(0).standard_normal(
             (8, 3, image_size, image_size)).astype(np.float32))
         plan = LatencyPlan(warmup_n=10, warmup_s=1.0, min_n=200, min_s=seconds, max_s=seconds * 4)
-        item = {"model": "m", "files": [str(f) for f in files],
-                "options": {"inference_precision": "f32"},
-                "logits_out": str(tmp / "l.npy"), "samples_out": str(tmp / "s.npy")}
-        res = run_worker("openvino", threads, "cpu", plan, Paths(tmp / "x.npy", None, tmp), [item])[0]
-        if "error" in res:
-            raise RuntimeError(f"bench worker: {res['error']}")
-        return res["latency_ms_p50"]
+        item = JobItem(model="m", variant="", files=tuple(str(f) for f in files),
+                       samples_out=str(tmp / "s.npy"), options=(("inference_precision", "f32"),))
+        job = Job(backend="openvino", threads=threads, device="cpu", plan=plan,
+                  test_images=str(tmp / "x.npy"), result_out=str(tmp / "r.jsonl"), items=(item,))
+        res = run_worker(job, tmp / "job.json")[0]
+        if not res.ok:
+            raise RuntimeError(f"bench worker: {res.error}")
+        return float(np.median(res.samples()))

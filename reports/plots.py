@@ -100,9 +100,9 @@ def tradeoff(points: list[dict], x: str, xlabel: str, palette: dict, x_ci=None,
     line; facet=True: one panel per backend (for figures that hardly differ between
     backends, such as file size). points: dicts with model, backend, precision, auc_roc,
     auc_ci_low/high and x (and x_ci's keys if given)."""
+    plt = pyplot()  # first: matplotlib's config directory (see pyplot)
     from matplotlib.lines import Line2D
 
-    plt = pyplot()
     present = [b for b in palette if any(p["backend"] == b for p in points)]
     precisions = list(dict.fromkeys(p["precision"] for p in points))
     markers = {p: MARKERS.get(p, "o") for p in precisions}

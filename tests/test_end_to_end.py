@@ -156,7 +156,7 @@ def test_second_run_reuses_teacher_and_a_failing_method_does_not_stop_the_run(qu
     root, _ = quick_run
     monkeypatch.setenv("MEDBENCH_CACHE", str(root / "cache"))
     methods.all_methods()  # the built-in methods first: an empty registry would load none
-    monkeypatch.setitem(methods._REGISTRY, "broken.always", Broken)
+    monkeypatch.setitem(methods.METHODS._items, "broken.always", Broken)
     out = root / "run2"
     code = main(["run", "--methods", "broken.always,quant.dynamic", "--quick", "--backends", "torch",
                  "--out", str(out)])

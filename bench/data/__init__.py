@@ -84,13 +84,6 @@ def spec_forms() -> str:
     return ", ".join(["synthetic", *(fmt.spec for fmt in ordered().values())])
 
 
-def __getattr__(name: str):
-    # SPEC_FORMS, as bench.cli still reads it: computed on use, as it imports every format
-    if name == "SPEC_FORMS":
-        return spec_forms()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass(frozen=True)
 class Source:
     """What `--dataset` (and `--data-root`) resolved to: a format, a local path, maybe a card."""
