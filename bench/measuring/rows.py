@@ -10,7 +10,7 @@ always the latest whole, never a row patched in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,10 @@ PARITY_BATCH = 64
 #: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the
 #: fp32 exports measured here agree within 1e-5; lower precisions report, never fail).
 PARITY_TOLERANCE_FP32 = 1e-3
-#: latency columns that come straight from bench.stats.latency.latency_row
-LATENCY_COLUMNS = ("latency_ms_p50", "latency_ms_ci_low", "latency_ms_ci_high", "latency_ms_p90",
-                   "latency_ms_p99", "latency_ms_mean", "latency_ms_std", "latency_ms_iqr",
-                   "latency_ms_min", "latency_ms_max", "latency_n", "latency_cv",
-                   "throughput_per_s")
+#: what bench.stats.latency.latency_row returns that is not one of the row's own columns
+#: as it stands: the noise floor is the backend's (its teacher's), set in _against_teacher
+_NOT_THE_ROWS = ("noise_floor",)
+_COLUMNS = {f.name for f in fields(Result)}
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ def build_row(state: RowState, teacher: RowState | None, machine: dict, cfg) -> 
 
 def _latency_fields(state: RowState, lat: dict, base: Result, machine: dict) -> dict:
     runs = state.processes
-    out = {k: lat.get(k) for k in LATENCY_COLUMNS}
+    out = {k: v for k, v in lat.items() if k in _COLUMNS and k not in _NOT_THE_ROWS}
     out["latency_repeats"] = lat["latency_processes"]
     out["latency_cold_ms"] = _median([r.latency_cold_ms for r in runs])
     out["energy_mj_per_inference"] = _median([r.energy_mj_per_inference for r in runs])
