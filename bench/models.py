@@ -10,6 +10,7 @@ weights from the local torch hub cache, or fails saying where to put them.
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 
 import torch
@@ -149,25 +150,90 @@ def _replace(model: nn.Module, dotted: str, new: nn.Module) -> None:
 
 
 def load_checkpoint(arch: str, num_outputs: int, path: str) -> nn.Module:
-    """The user's own weights for `arch`. weights_only=True: loading runs no code."""
-    model = build(arch, num_outputs)
+    """The user's own weights for `arch`. weights_only=True: loading runs no code.
+
+    The file is sniffed first (`bench.inputs.check_checkpoint_file`), so an empty file,
+    an LFS pointer or a cut copy is named as such rather than as torch's unpickling
+    internals; a state_dict that does not fit names its first differing tensor.
+    """
+    from bench.inputs import check_checkpoint_file, one_line, reason, sniff
+
+    check_checkpoint_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"{path}: teacher checkpoint not found") from None
-    except Exception as exc:  # pickle errors, non-weights content
-        raise ValueError(f"{path}: not a weights-only PyTorch checkpoint ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0][:160]})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict (a mapping of tensor names to tensors)")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "mismatch"
-        raise ValueError(f"{path}: does not fit {arch} with {num_outputs} outputs: {first[:200]}") from None
+    except Exception as exc:  # pickle errors, non-weights content, cut legacy files
+        if "weights only load failed" in str(exc).lower():
+            found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed|\n\n|$)",
+                              str(exc), re.S)
+            detail = one_line(found.group(1) if found else "", 100) or "Python objects"
+            raise ValueError(f"{path}: not a weights-only PyTorch checkpoint: it holds Python "
+                             f"objects, not only tensors ({detail}); save model.state_dict() "
+                             "instead") from None
+        kind = "zip archive" if sniff(path) == "zip" else "legacy pickle"
+        raise ValueError(f"{path}: truncated or corrupt checkpoint ({kind}; {reason(exc, 120)})"
+                         ) from None
+    state = _unwrap_state(state)
+    if not isinstance(state, dict) or not state:
+        found = "an empty mapping" if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: expected a state_dict (a mapping of tensor names to "
+                         f"tensors), found {found}")
+    if not any(isinstance(v, torch.Tensor) for v in state.values()):
+        keys = ", ".join(map(str, list(state)[:5])) + (", ..." if len(state) > 5 else "")
+        raise ValueError(f"{path}: no tensors at its top level (keys: {keys}); expected a "
+                         "state_dict, or a training checkpoint holding one under 'state_dict' "
+                         "or 'model'")
+    model = build(arch, num_outputs)
+    problem = state_dict_mismatch(model.state_dict(), state)
+    if problem:
+        raise ValueError(f"{path}: does not fit {arch} with {num_outputs} outputs: {problem}")
+    model.load_state_dict(state)
     return model
+
+
+def _unwrap_state(state):
+    """A training checkpoint's weights ({'state_dict': ...} or {'model': ...}), without
+    DataParallel's 'module.' prefix: the two shapes of state_dict users most often have."""
+    for k in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(k), dict):
+            state = state[k]
+            break
+    if isinstance(state, dict) and state and all(isinstance(k, str) and k.startswith("module.")
+                                                 for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def state_dict_mismatch(expected: dict, given: dict, show: int = 3) -> str | None:
+    """Why `given` does not load into a model whose state_dict is `expected`, in one line:
+    the first tensor of another shape (both shapes), then missing and unexpected keys
+    (the first few and their counts); None when it fits."""
+    def shape(v):
+        return list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+
+    def few(keys):
+        more = f", ... {len(keys) - show} more" if len(keys) > show else ""
+        return ", ".join(keys[:show]) + more
+
+    from bench.inputs import plural
+
+    parts = []
+    differ = [k for k in expected if k in given and shape(given[k]) != shape(expected[k])]
+    if differ:
+        k = differ[0]
+        n = len(differ) - 1
+        more = f" (and {n} more tensor{'s' * (n > 1)} of another shape)" if n else ""
+        parts.append(f"{k}: checkpoint {shape(given[k])}, model {shape(expected[k])}{more}")
+    missing = [k for k in expected if k not in given]
+    unexpected = [str(k) for k in given if k not in expected]
+    if missing:
+        parts.append(f"{plural(len(missing), 'missing key')} ({few(missing)})")
+    if unexpected:
+        parts.append(f"{plural(len(unexpected), 'unexpected key')} ({few(unexpected)})")
+    if missing and unexpected and len(missing) == len(expected):
+        parts.append("no key in common: a checkpoint of another architecture?")
+    return "; ".join(parts) or None
 
 
 def clone(model: nn.Module) -> nn.Module:
@@ -230,3 +296,4 @@ def count_macs(model: nn.Module, image_size: int, channels: int = 3) -> int:
         warnings.simplefilter("ignore")
         macs, _ = tp.utils.count_ops_and_params(model.eval(), example)
     return int(macs)
+

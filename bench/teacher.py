@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import time
 from dataclasses import dataclass
 
@@ -55,6 +56,22 @@ def get_ensemble(archs: list[str], data: DataBundle, epochs: float, seed: int,
                                            if data.transfer is not None else None))
 
 
+def _read_cached(path, arch: str, data: DataBundle) -> tuple[nn.Module, dict]:
+    """A cached teacher and its logits; raises on anything that does not fit this data,
+    which `cache.read_or_rebuild` treats as a corrupt cache to retrain."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    module = build(arch, data.task.num_outputs)
+    module.load_state_dict(blob["state_dict"])
+    json.loads(blob["meta"])
+    for name, images in (("train_logits", data.train.images), ("transfer_logits", data.transfer)):
+        n = None if images is None else len(images)
+        got = blob.get(name)
+        if (n is None) != (got is None) or (got is not None and len(got) != n):
+            raise ValueError(f"{name} for {None if got is None else len(got)} images, the data "
+                             f"has {n}")
+    return module, blob
+
+
 def _transfer_logits(module: nn.Module, data: DataBundle) -> torch.Tensor | None:
     return None if data.transfer is None else predict_logits(module, data.transfer)
 
@@ -64,7 +81,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
                 pretrained: bool = False) -> Teacher:
     if checkpoint:
         module = load_checkpoint(arch, data.task.num_outputs, checkpoint).eval()
-        digest = hashlib.sha256(open(checkpoint, "rb").read()).hexdigest()[:16]
+        with open(checkpoint, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
         log(f"teacher: loaded {arch} from {checkpoint} (sha256 {digest})")
         return Teacher(module, predict_logits(module, data.train.images), arch, "checkpoint",
                        {"checkpoint": str(checkpoint), "sha256": digest},
@@ -79,10 +97,10 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
     info["threads"] = torch.get_num_threads()
     k = cache.key(info)
     path = cache.cache_dir() / "teachers" / f"{arch}-{k}.pt"
-    if use_cache and path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        module = build(arch, data.task.num_outputs)
-        module.load_state_dict(blob["state_dict"])
+    cached = cache.read_or_rebuild(path, lambda p: _read_cached(p, arch, data), "teacher") \
+        if use_cache else None
+    if cached is not None:
+        module, blob = cached
         log(f"teacher: reusing cached {arch} ({path})")
         return Teacher(module.eval(), blob["train_logits"], arch, "cache",
                        {**info, "key": k, "path": str(path), **json.loads(blob["meta"])},
@@ -101,6 +119,9 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
         buf = io.BytesIO()
         torch.save({"state_dict": module.state_dict(), "train_logits": logits,
                     "transfer_logits": transfer, "meta": json.dumps(meta)}, buf)
-        cache.atomic_write_bytes(path, buf.getvalue())
+        try:
+            cache.atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:  # the run has its teacher; only the shortcut is lost
+            print(f"warning: {path}: teacher cache not written ({exc})", file=sys.stderr)
     return Teacher(module, logits, arch, "trained", {**info, "key": k, "path": str(path), **meta},
                    transfer_logits=transfer)

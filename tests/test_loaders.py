@@ -249,7 +249,7 @@ def test_folder_errors_name_the_path(tmp_path):
     (root / "b" / "img0.png").write_bytes(b"broken")
     with pytest.raises(ValueError) as e:
         load("folder", root)
-    one_line_error(e, root / "b" / "img0.png", "not a readable image")
+    one_line_error(e, f"{root}: image b/img0.png: not an image PIL can read", "1 of 10 images")
 
 
 # ---------------------------------------------------------------- CheXpert

@@ -66,10 +66,14 @@ class Card:
 def load_card(path: Path) -> Card:
     """Parse and validate one card; anything wrong is a one-line ValueError naming the file."""
     from bench.data import FORMATS
+    from bench.inputs import damage
 
     def bad(problem: str) -> ValueError:
         return ValueError(f"{path}: invalid dataset card: {' '.join(problem.split())}")
 
+    problem = damage(path) if path.is_file() else None  # empty, or an LFS pointer
+    if problem:
+        raise bad(problem)
     try:
         with open(path, "rb") as fh:
             raw = tomllib.load(fh)

@@ -16,6 +16,7 @@ is the test set. It has no uncertain labels.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -30,9 +31,10 @@ from bench.data.common import (
     grouped_split,
     index_images,
     make_bundle,
-    read_images,
+    read_splits,
 )
 from bench.data.formats import FORMATS, UNCERTAINTY_POLICIES, Format, LoadRequest
+from bench.inputs import damage, plural
 from bench.tasks import Task
 
 POLICIES = UNCERTAINTY_POLICIES
@@ -45,6 +47,7 @@ OBTAIN = ("https://stanfordmlgroup.github.io/competitions/chexpert/ (CheXpert) o
           "https://nihcc.app.box.com/v/ChestXray-NIHCC (ChestX-ray14)")
 EXPECTED = ("a CheXpert train.csv (Path + finding columns of 1/0/-1/blank) or ChestX-ray14 "
             "Data_Entry_2017.csv (Image Index, Finding Labels, Patient ID)")
+LABELS = "labels 1, 0, -1 or blank"
 DEFAULT_FILES = ("train.csv", "Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")
 
 
@@ -76,7 +79,7 @@ def _load(csv: Path, image_size: int, seed: int, calibration: int, uncertainty: 
         return _chestxray14(csv, df, image_size, seed, calibration, frontal_only, labels, name)
     if "Path" not in df.columns:
         raise data_error(csv, "no 'Path' column (nor ChestX-ray14's 'Image Index' and "
-                         "'Finding Labels')", EXPECTED, OBTAIN)
+                         f"'Finding Labels'; found: {found_columns(df)})", EXPECTED, OBTAIN)
     findings = [c for c in df.columns if c not in CHEXPERT_META]
     names = list(labels) if labels else list(COMPETITION)
     missing = [c for c in names if c not in df.columns]
@@ -91,8 +94,8 @@ def _load(csv: Path, image_size: int, seed: int, calibration: int, uncertainty: 
         vdf = read_csv(valid_csv, EXPECTED, OBTAIN)
         missing = [c for c in ("Path", *names) if c not in vdf.columns]
         if missing:
-            raise data_error(valid_csv, f"no column {', '.join(map(repr, missing))}", EXPECTED,
-                             OBTAIN)
+            raise data_error(valid_csv, f"no column {', '.join(map(repr, missing))} (found: "
+                             f"{found_columns(vdf)})", EXPECTED, OBTAIN)
         test = _chexpert_rows(valid_csv, vdf, names, uncertainty, frontal_only)
     parts, info = _split(csv, train, test, seed, "valid.csv beside train.csv")
     info["uncertain_labels_read"] = {csv.name: train["uncertain"],
@@ -112,6 +115,9 @@ def read_csv(path: Path, expected: str, obtain: str):
 
     if not path.is_file():
         raise data_error(path, "file not found", expected, obtain)
+    problem = damage(path)
+    if problem:
+        raise data_error(path, problem, expected, obtain)
     suffix = path.suffix.lower()  # Dataverse serves tables as tab-separated .tab
     sep = "\t" if suffix in (".tab", ".tsv") else "," if suffix else None
     try:
@@ -135,34 +141,73 @@ def _chexpert_rows(csv: Path, df, names: list[str], uncertainty: str, frontal_on
     if len(df) == 0:
         raise data_error(csv, "no rows" + (" with a frontal view" if frontal_only else ""),
                          EXPECTED, OBTAIN)
+    rows = csv_rows(df)
     rel = df["Path"].astype(str).tolist()
-    paths = _resolve_paths(csv, rel)
+    paths = _resolve_paths(csv, rel, rows)
     patients = [_patient(r) for r in rel]
-    try:
-        raw = df[names].apply(_as_number).to_numpy(np.float64)
-    except ValueError:
-        raise data_error(csv, "finding columns hold non-numeric values", "1, 0, -1 or blank",
-                         OBTAIN) from None
+    raw = np.stack([numeric_column(csv, df[n], n, rows, LABELS, OBTAIN) for n in names], axis=1)
     bad = ~(np.isnan(raw) | np.isin(raw, (1, 0, -1)))
     if bad.any():
-        j = int(np.argwhere(bad)[0][1])
-        raise data_error(csv, f"column {names[j]!r} holds {raw[bad][0]!r}", "1, 0, -1 or blank",
-                         OBTAIN)
+        i, j = np.argwhere(bad)[0]
+        raise data_error(csv, f"row {rows[i]}: column {names[j]!r} holds {raw[i, j]:g} "
+                         f"({plural(int(bad.sum()), 'such cell')})", LABELS, OBTAIN)
     y = np.nan_to_num(raw, nan=0.0)  # blank: not mentioned -> negative
     y[raw == -1] = {"u-ones": 1.0, "u-zeros": 0.0, "u-ignore": np.nan}[uncertainty]
     return {"paths": paths, "groups": patients, "y": y.astype(np.float32),
             "uncertain": int((raw == -1).sum()), "blank": int(np.isnan(raw).sum())}
 
 
-def _as_number(col):
+def csv_rows(df) -> np.ndarray:
+    """Each data row's number as in the file: the header is row 1, the first data row 2
+    (pandas' index, which survives filtering, counts data rows from 0)."""
+    return np.asarray(df.index, dtype=np.int64) + 2
+
+
+def found_columns(df, show: int = 12) -> str:
+    """The CSV's columns for an error message: the first few, and how many in all."""
+    cols = [str(c) for c in df.columns]
+    more = f", ... ({len(cols)} columns)" if len(cols) > show else ""
+    return ", ".join(map(repr, cols[:show])) + more if cols else "none"
+
+
+def numeric_column(csv: Path, col, name: str, rows: np.ndarray, expected: str,
+                   obtain: str) -> np.ndarray:
+    """A label column as floats, blanks NaN; a non-numeric cell names its row and value."""
     import pandas as pd
 
-    return pd.to_numeric(col.astype(str).str.strip().replace("", "nan"), errors="raise")
+    if pd.api.types.is_numeric_dtype(col):  # pandas parsed every cell as a number
+        return col.to_numpy(np.float64)
+    text = col.astype(str).str.strip()
+    blank = col.isna().to_numpy() | (text == "").to_numpy()
+    values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(np.float64)
+    bad = np.isnan(values) & ~blank
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise data_error(csv, f"row {rows[i]}: column {name!r} holds {text.iloc[i]!r}, not a "
+                         f"number ({plural(int(bad.sum()), 'such cell')})", expected, obtain)
+    return values
 
 
-def _resolve_paths(csv: Path, rel: list[str]) -> list[Path]:
+def _outside(csv: Path, rel: list[str], rows: np.ndarray) -> None:
+    """Refuse a Path that climbs out of the folder it is relative to ('..') or an absolute
+    one outside the CSV's folder: a table must not make the bench read arbitrary files."""
+    for i in [i for i, r in enumerate(rel) if ".." in r or os.path.isabs(r)]:
+        r, row = rel[i], rows[i]
+        p = Path(r)
+        norm = os.path.normpath(r)
+        if p.is_absolute():
+            if not Path(norm).is_relative_to(os.path.normpath(csv.parent)):
+                raise data_error(csv, f"row {row}: image path {r!r} is outside the dataset "
+                                 f"folder {csv.parent}", "paths inside the dataset", OBTAIN)
+        elif norm == ".." or norm.startswith(".." + os.sep):
+            raise data_error(csv, f"row {row}: image path {r!r} leaves the dataset folder "
+                             "('..')", "paths inside the dataset", OBTAIN)
+
+
+def _resolve_paths(csv: Path, rel: list[str], rows: np.ndarray) -> list[Path]:
     """CheXpert paths are relative to the folder above the dataset; accept the CSV's own
     folder too, and a renamed dataset folder (first component dropped)."""
+    _outside(csv, rel, rows)
     first = Path(rel[0])
     candidates = [lambda r: csv.parent.parent / r, lambda r: csv.parent / r,
                   lambda r: csv.parent / Path(*Path(r).parts[1:])]
@@ -171,15 +216,17 @@ def _resolve_paths(csv: Path, rel: list[str]) -> list[Path]:
     for make in candidates:
         if make(rel[0]).is_file():
             paths = [make(r) for r in rel]
-            missing = [p for p in paths if not p.is_file()]
+            missing = [i for i, p in enumerate(paths) if not p.is_file()]
             if missing:
-                raise data_error(missing[0], f"image listed in {csv.name} not found "
-                                 f"({len(missing)} of {len(paths)} missing)", "every Path "
-                                 "in the CSV on disk", OBTAIN)
+                raise data_error(paths[missing[0]], f"image listed in {csv.name} row "
+                                 f"{rows[missing[0]]} not found ({len(missing)} of "
+                                 f"{len(paths)} missing)", "every Path in the CSV on disk",
+                                 OBTAIN)
             return paths
     tried = " or ".join(str(make(rel[0])) for make in candidates)
-    raise data_error(csv, f"first image {rel[0]!r} not found (looked for {tried})",
-                     "Path relative to the folder holding the dataset folder", OBTAIN)
+    raise data_error(csv, f"row {rows[0]}: first image {rel[0]!r} not found (looked for "
+                     f"{tried})", "Path relative to the folder holding the dataset folder",
+                     OBTAIN)
 
 
 def _patient(rel: str) -> str:
@@ -222,12 +269,8 @@ def _take(rows: dict, idx: np.ndarray) -> dict:
 def _bundle(csv, parts, names, image_size, seed, calibration, info, options, name, fmt):
     order = ("train", "val", "test")
     all_paths = [p for s in order for p in parts[s]["paths"]]
-    images = read_images(all_paths, image_size)
-    out, start = {}, 0
-    for s in order:
-        n = len(parts[s]["paths"])
-        out[s] = (images[start:start + n], parts[s]["y"])
-        start += n
+    images = read_splits({s: parts[s]["paths"] for s in order}, image_size, csv.parent)
+    out = {s: (images[s], parts[s]["y"]) for s in order}
     config = {"format": fmt, "source": str(csv), "labels": list(names), **options,
               "files": files_digest([csv, *all_paths])}
     return make_bundle(name, Task("multilabel", tuple(names)), out, image_size, seed,
@@ -237,7 +280,8 @@ def _bundle(csv, parts, names, image_size, seed, calibration, info, options, nam
 
 def _chestxray14(csv: Path, df, image_size, seed, calibration, frontal_only, labels, name):
     if "Patient ID" not in df.columns:
-        raise data_error(csv, "no 'Patient ID' column", EXPECTED, OBTAIN)
+        raise data_error(csv, f"no 'Patient ID' column (found: {found_columns(df)})", EXPECTED,
+                         OBTAIN)
     findings = [set(s.split("|")) - {"No Finding", ""} for s in df["Finding Labels"].astype(str)]
     known = sorted(set().union(*findings) | set(CXR14_FINDINGS))
     names = list(labels) if labels else list(CXR14_FINDINGS)
@@ -254,11 +298,11 @@ def _chestxray14(csv: Path, df, image_size, seed, calibration, frontal_only, lab
     index = index_images(folders)
     files = df["Image Index"].astype(str).tolist()
     paths = []
-    for f in files:
+    for f, row in zip(files, csv_rows(df), strict=True):
         p = index.get(Path(f).stem)
         if p is None:
-            raise data_error(csv.parent / "images" / f, f"image listed in {csv.name} not found "
-                             "(looked in images/ and images_*/images/)", "the extracted "
+            raise data_error(csv.parent / "images" / f, f"image listed in {csv.name} row {row} "
+                             "not found (looked in images/ and images_*/images/)", "the extracted "
                              "images_001..012 archives beside the CSV", OBTAIN)
         paths.append(p)
     y = np.array([[1.0 if n in f else 0.0 for n in names] for f in findings], np.float32)

@@ -9,8 +9,10 @@ them to three where a model needs it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import DataBundle, Split
+from bench.inputs import LFS_ADVICE, LFS_HEADER, one_line, preview, reason
 from bench.tasks import Task
 
 LOADER_VERSION = 1  # bump when decoding or splitting changes: it is part of every fingerprint
@@ -51,10 +54,10 @@ def normal_first(names: Sequence[str]) -> list[str]:
 
 # ---------------------------------------------------------------- images
 
-def _decode(path: Path, size: int) -> np.ndarray:
+def _decode(source, size: int) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with Image.open(source) as im:
         if im.format == "JPEG":
             im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (size, size))
         if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float: scale per image
@@ -66,6 +69,23 @@ def _decode(path: Path, size: int) -> np.ndarray:
             im = im.convert("L" if im.mode in ("1", "LA") else "RGB")
         im = im.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(im, dtype=np.uint8)
+
+
+def _image_problem(data: bytes, exc: BaseException) -> str:
+    """What is wrong with an image file that did not decode, in a few words."""
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        return "empty file (0 bytes)"
+    if data.startswith(LFS_HEADER):
+        return LFS_ADVICE
+    if isinstance(exc, UnidentifiedImageError):
+        return f"not an image PIL can read (it starts with {preview(data)})"
+    text = one_line(exc, 100)
+    if "truncated" in text.lower() or isinstance(exc, (EOFError, SyntaxError)) \
+            or "broken data stream" in text.lower():
+        return f"truncated or damaged image ({len(data)} bytes; {reason(exc, 100)})"
+    return f"not a readable image ({reason(exc, 100)})"
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:
@@ -86,17 +106,80 @@ def _workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def read_images(paths: Sequence[Path], size: int) -> np.ndarray:
-    """uint8 (N, size, size) if every image is grayscale, else (N, size, size, 3)."""
+def shown(path, root: Path | None) -> str:
+    """`path` relative to the dataset root where it lies inside it, else as given."""
+    if root is not None:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _read_all(paths: Sequence[Path], size: int, root: Path | None
+              ) -> tuple[list[np.ndarray], list[str]]:
+    """Every image decoded (on a thread pool) and its bytes' digest; one ValueError
+    naming the first bad file and how many were bad, after all were tried."""
     def one(p):
         try:
-            return _decode(Path(p), size)
-        except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-            raise ValueError(f"{p}: not a readable image ({exc.__class__.__name__})") from None
+            data = Path(p).read_bytes()
+        except OSError as exc:  # no permission, a folder named like an image
+            return None, f"cannot be read ({exc.strerror or type(exc).__name__})"
+        try:
+            return (_decode(io.BytesIO(data), size), hashlib.sha1(data).hexdigest()), None
+        except Exception as exc:  # PIL raises OSError, ValueError, SyntaxError, EOFError...
+            return None, _image_problem(data, exc)
 
     with ThreadPoolExecutor(_workers()) as pool:
-        arrays = list(pool.map(one, paths))
-    return stack_images(arrays)
+        results = list(pool.map(one, paths))
+    bad = [(p, why) for p, (_, why) in zip(paths, results, strict=True) if why]
+    if bad:
+        where = f"{root}: image " if root is not None else ""
+        p, why = bad[0]
+        raise ValueError(f"{where}{shown(p, root)}: {why}; {len(bad)} of {len(paths)} images "
+                         "unreadable" + (" (first shown)" if len(bad) > 1 else ""))
+    return [r[0] for r, _ in results], [r[1] for r, _ in results]
+
+
+def read_images(paths: Sequence[Path], size: int, root: Path | None = None) -> np.ndarray:
+    """uint8 (N, size, size) if every image is grayscale, else (N, size, size, 3).
+    Errors name paths relative to `root`, the dataset's folder, when given."""
+    return stack_images(_read_all(paths, size, root)[0])
+
+
+def read_splits(files: dict[str, Sequence[Path]], size: int, root: Path | None = None,
+                apart: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Each split's images, with a warning on stderr when one file's content is in two
+    splits: a test image also in train inflates every score, but may be how the data
+    came, so it is not an error. One grayscale-or-colour decision covers all splits but
+    those in `apart` (unlabelled images), which are stacked on their own."""
+    names = list(files)
+    arrays, digests = _read_all([p for s in names for p in files[s]], size, root)
+    together = [s for s in names if s not in apart]
+    out, first, start, dupes, example = {}, {}, 0, {}, None
+    for s in names:
+        n = len(files[s])
+        out[s] = (start, start + n)
+        for p, d in zip(files[s], digests[start:start + n], strict=True):
+            seen = first.setdefault(d, (s, p))
+            if seen[0] != s:
+                dupes[s, seen[0]] = dupes.get((s, seen[0]), 0) + 1
+                example = example or (p, seen[1])
+        start += n
+    joint = stack_images([a for s in together for a in arrays[slice(*out[s])]])
+    offset = 0
+    for s in names:
+        a, b = out[s]
+        if s in apart:
+            out[s] = stack_images(arrays[a:b])
+        else:
+            out[s], offset = joint[offset:offset + b - a], offset + b - a
+    if dupes:
+        pairs = ", ".join(f"{n} in {a} also in {b}" for (a, b), n in dupes.items())
+        print(f"warning: {root or 'dataset'}: {sum(dupes.values())} images have the same "
+              f"content as an image of another split ({pairs}; e.g. {shown(example[0], root)}"
+              f" = {shown(example[1], root)})", file=sys.stderr, flush=True)
+    return out
 
 
 def stack_images(arrays: Sequence[np.ndarray]) -> np.ndarray:

@@ -25,7 +25,7 @@ from bench.data.common import (
     files_digest,
     make_bundle,
     normal_first,
-    read_images,
+    read_splits,
     stratified_split,
 )
 from bench.data.formats import FORMATS, Format, LoadRequest
@@ -122,12 +122,10 @@ def _load(root: Path, image_size: int, seed: int, calibration: int, labels, name
             files[s] = ([paths[i] for i in ix], y[ix].tolist())
 
     all_paths = [p for s in ("train", "val", "test") for p in files[s][0]]
-    images = read_images(all_paths, image_size)
-    parts, start = {}, 0
-    for s in ("train", "val", "test"):
-        n = len(files[s][0])
-        parts[s] = (images[start:start + n], np.asarray(files[s][1], np.int64))
-        start += n
+    found = _images_in(unlabelled) if unlabelled is not None else []
+    images = read_splits({**{s: files[s][0] for s in ("train", "val", "test")},
+                          "unlabelled": found}, image_size, root, apart=("unlabelled",))
+    parts = {s: (images[s], np.asarray(files[s][1], np.int64)) for s in ("train", "val", "test")}
     kind = "binary" if len(classes) == 2 else "multiclass"
     config = {"format": "folder", "source": str(root), "classes": classes,
               "files": files_digest(all_paths)}
@@ -135,12 +133,10 @@ def _load(root: Path, image_size: int, seed: int, calibration: int, labels, name
     if extra:
         info["ignored_folders"] = extra
     transfer = None
-    if unlabelled is not None:
-        found = _images_in(unlabelled)
-        if found:
-            transfer = read_images(found, image_size)
-            config["unlabelled"] = files_digest(found)
-            info["unlabelled"] = f"{len(found)} images in {unlabelled} (for kd)"
+    if found:
+        transfer = images["unlabelled"]
+        config["unlabelled"] = files_digest(found)
+        info["unlabelled"] = f"{len(found)} images in {unlabelled} (for kd)"
     return make_bundle(name or f"folder:{root.name}", Task(kind, tuple(classes)), parts,
                        image_size, seed, calibration, config, info, transfer=transfer)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import DataBundle
-from bench.data.chexpert import read_csv
+from bench.data.chexpert import csv_rows, found_columns, numeric_column, read_csv
 from bench.data.common import (
     TEST_FRACTION,
     VAL_FRACTION,
@@ -25,9 +25,10 @@ from bench.data.common import (
     grouped_split,
     index_images,
     make_bundle,
-    read_images,
+    read_splits,
 )
 from bench.data.formats import FORMATS, Format, LoadRequest
+from bench.inputs import plural
 from bench.tasks import Task
 
 DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -59,14 +60,17 @@ class HAM10000(Format):
 
 def _load(csv: Path, image_size: int, seed: int, calibration: int, labels, name):
     df = read_csv(csv, EXPECTED, OBTAIN)
+    row_no = csv_rows(df)
     info: dict = {}
     if {"image_id", "dx"} <= set(df.columns):
         fmt = "ham10000"
         ids = df["image_id"].astype(str).str.strip().tolist()
         names = df["dx"].astype(str).str.strip().str.lower().tolist()
-        unknown = sorted(set(names) - set(DX))
+        unknown = [i for i, n in enumerate(names) if n not in DX]
         if unknown:
-            raise data_error(csv, f"unknown dx {', '.join(map(repr, unknown))}",
+            i = unknown[0]
+            raise data_error(csv, f"row {row_no[i]}: unknown dx {df['dx'].iloc[i]!r} "
+                             f"({plural(len(unknown), 'row')} with an unknown dx)",
                              f"dx in {', '.join(DX)}", OBTAIN)
         present = DX
         if "lesion_id" in df.columns:
@@ -76,12 +80,13 @@ def _load(csv: Path, image_size: int, seed: int, calibration: int, labels, name)
     elif "image" in df.columns and any(c in df.columns for c in ISIC2019):
         fmt = "isic2019"
         cols = [c for c in ISIC2019 if c in df.columns]
-        try:
-            onehot = df[cols].to_numpy(np.float64)
-        except ValueError:
-            onehot = np.full((len(df), len(cols)), np.nan)
-        if not (np.isin(onehot, (0, 1)).all() and (onehot.sum(1) == 1).all()):
-            raise data_error(csv, "class columns are not one-hot", "exactly one 1 per row",
+        onehot = np.stack([numeric_column(csv, df[c], c, row_no, "one-hot class columns of 0 "
+                                          "and 1", OBTAIN) for c in cols], axis=1)
+        bad = np.flatnonzero(~(np.isin(onehot, (0, 1)).all(1) & (onehot.sum(1) == 1)))
+        if len(bad):
+            cells = ", ".join(f"{c}={v:g}" for c, v in zip(cols, onehot[bad[0]], strict=True))
+            raise data_error(csv, f"row {row_no[bad[0]]}: class columns are not one-hot ({cells};"
+                             f" {plural(len(bad), 'such row')})", "exactly one 1 per row, the rest 0",
                              OBTAIN)
         ids = df["image"].astype(str).str.strip().tolist()
         names = [cols[k] for k in onehot.argmax(1)]
@@ -90,7 +95,7 @@ def _load(csv: Path, image_size: int, seed: int, calibration: int, labels, name)
         lesions = _isic_lesions(csv, ids, info)
     else:
         raise data_error(csv, "no 'image_id' and 'dx' columns (nor ISIC 2019's 'image' + class "
-                         "columns)", EXPECTED, OBTAIN)
+                         f"columns; found: {found_columns(df)})", EXPECTED, OBTAIN)
 
     classes = list(labels) if labels else list(present)
     missing = [c for c in classes if c not in present]
@@ -113,18 +118,16 @@ def _load(csv: Path, image_size: int, seed: int, calibration: int, labels, name)
     for i in rows:
         p = index.get(ids[i])
         if p is None:
-            raise data_error(csv.parent / f"{ids[i]}.jpg", f"image listed in {csv.name} not "
-                             f"found (looked in {', '.join(f.name for f in folders)})",
+            raise data_error(csv.parent / f"{ids[i]}.jpg", f"image listed in {csv.name} row "
+                             f"{row_no[i]} not found (looked in {', '.join(f.name for f in folders)})",
                              "the images beside the CSV or in its *images*/*input* folders",
                              OBTAIN)
         paths.append(p)
 
     idx = grouped_split(groups, seed, {"test": TEST_FRACTION, "val": VAL_FRACTION}, y=y)
-    images = read_images([paths[i] for s in ("train", "val", "test") for i in idx[s]], image_size)
-    parts, start = {}, 0
-    for s in ("train", "val", "test"):
-        parts[s] = (images[start:start + len(idx[s])], y[idx[s]])
-        start += len(idx[s])
+    images = read_splits({s: [paths[i] for i in idx[s]] for s in ("train", "val", "test")},
+                         image_size, csv.parent)
+    parts = {s: (images[s], y[idx[s]]) for s in ("train", "val", "test")}
     info.update(source=str(csv), format=fmt,
                 split="train / val / test grouped by lesion, stratified by class "
                       "(seeded StratifiedGroupKFold)",
@@ -144,8 +147,8 @@ def _isic_lesions(csv: Path, ids: list[str], info: dict) -> list[str]:
         return ids
     mdf = read_csv(meta, "ISIC_2019_Training_Metadata.csv (image, lesion_id)", OBTAIN)
     if not {"image", "lesion_id"} <= set(mdf.columns):
-        raise data_error(meta, "no 'image' and 'lesion_id' columns", "ISIC 2019 metadata",
-                         OBTAIN)
+        raise data_error(meta, f"no 'image' and 'lesion_id' columns (found: "
+                         f"{found_columns(mdf)})", "ISIC 2019 metadata", OBTAIN)
     lesion = dict(zip(mdf["image"].astype(str), mdf["lesion_id"], strict=True))
     out = []
     for i in ids:

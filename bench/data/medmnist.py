@@ -17,6 +17,7 @@ import numpy as np
 from bench.data import DataBundle
 from bench.data.common import data_error, files_digest, make_bundle, resize_array
 from bench.data.formats import FORMATS, Format, LoadRequest
+from bench.inputs import damage
 from bench.tasks import Task
 
 OBTAIN = "https://zenodo.org/records/10519652 (MedMNIST v2/MedMNIST+, e.g. pathmnist.npz)"
@@ -87,6 +88,9 @@ def _load(path: Path, image_size: int, seed: int, calibration: int, name: str | 
     if not path.is_file():
         raise data_error(path, "a folder, not a file" if path.is_dir() else "not found",
                          EXPECTED, OBTAIN)
+    problem = damage(path)  # empty, an LFS pointer, a cut download: say so, not numpy's words
+    if problem:
+        raise data_error(path, problem, EXPECTED, OBTAIN)
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
