@@ -5,11 +5,16 @@ thread pools nor another model's state can slow the one measured. For each model
 Job it loads the deployed file(s), times batch-1 latency with bench.measure.latency
 (energy over exactly the timed loop, peak memory), then (where the item asks) predicts
 the test split with every core, and appends one ProcessResult line to the job's
-`result_out` file. A failure of one model is that model's result, not the process's end.
+`result_out` file. A failure of one model is that model's result, not the process's end:
+an exception (MemoryError: "out of memory: ..."), or outputs that are not finite (NaN or
+inf on the timed example right after load, or on a predicted split: such a model has no
+latency or quality worth reporting). A process that dies or hangs is reported by the bench
+(bench.measuring.launch), which measures the items after it in a fresh process.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -23,7 +28,40 @@ def _pin_threads(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
+class NonFiniteOutputs(ValueError):
+    """A model's outputs hold NaN or inf: its row fails with this message."""
+
+
+def check_finite(outputs, where: str) -> None:
+    """Raise NonFiniteOutputs, counting the values, where `outputs` hold NaN or inf."""
+    import numpy as np
+
+    values = np.asarray(outputs)
+    if values.dtype.kind not in "fc":
+        return
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise NonFiniteOutputs(f"non-finite outputs: {bad} of {values.size} values are "
+                               f"NaN/inf ({where})")
+
+
+def describe_error(exc: BaseException) -> str:
+    """A failed item's error in one line: out of memory said as such, whichever layer
+    raised it (Python's MemoryError, a runtime's bad_alloc or allocation failure)."""
+    text = str(exc).strip().splitlines()
+    first = text[0][:300] if text else ""
+    if isinstance(exc, NonFiniteOutputs):
+        return first
+    if isinstance(exc, MemoryError) or any(
+            s in first.lower() for s in ("bad_alloc", "out of memory", "failed to allocate memory")):
+        return f"out of memory: {first or exc.__class__.__name__}"
+    return f"{exc.__class__.__name__}: {first}"
+
+
 def main(job_path: str) -> int:
+    # A segfault or abort in a runtime prints the Python stack (to the user's stderr)
+    # before the process dies of the signal; the bench reports the signal as the error.
+    faulthandler.enable()
     doc = json.loads(Path(job_path).read_text())
     _pin_threads(int(doc["threads"]))
     if doc.get("kind") == "machine":
@@ -49,6 +87,8 @@ def main(job_path: str) -> int:
     example = np.ascontiguousarray(test[:1])
     energy_probe = energy.prepare_in_background()
     with open(job.result_out, "a") as out:
+        # Ready: the bench's per-item timeout counts from this touch, then from each result.
+        os.utime(job.result_out)
         for item in job.items:
             result = _measure_one(backend, job, item, example, test, val, energy_probe)
             out.write(result.to_line() + "\n")
@@ -70,7 +110,8 @@ def _measure_one(backend, job, item, example, test, val, energy_probe):
         rss_loaded = memory.rss_mib()
         energy_probe.join()  # codecarbon's hardware probe: done before anything is timed
         window = energy.EnergyWindow(job.plan.min_s)
-        timing = latency.measure(predict, example, job.plan, timed_window=window)
+        timing = latency.measure(predict, example, job.plan, timed_window=window,
+                                 check_first=lambda out: check_finite(out, "the timed example"))
         np.save(item.samples_out, np.asarray(timing["samples_ms"], dtype=np.float64))
         figures = window.result(len(timing["samples_ms"]), job.idle_w)
         logits = val_logits = None
@@ -85,9 +126,7 @@ def _measure_one(backend, job, item, example, test, val, energy_probe):
                           if rss_before is not None and rss_loaded is not None else None),
             seconds=time.perf_counter() - started, logits_path=logits, val_logits_path=val_logits)
     except Exception as exc:  # one model's failure must not lose the others
-        text = str(exc).strip().splitlines()
-        return ProcessResult(model=item.model, error=f"{exc.__class__.__name__}: "
-                                                     f"{text[0][:300] if text else ''}",
+        return ProcessResult(model=item.model, error=describe_error(exc),
                              traceback=traceback.format_exc(limit=5),
                              seconds=time.perf_counter() - started)
 
@@ -106,18 +145,20 @@ def _predict_splits(backend, job, item, timed, example, test, val):
         if not np.allclose(a, b, rtol=1e-3, atol=1e-3):
             raise RuntimeError(f"the file loaded with {fast_threads} threads predicts differently "
                                f"from {job.threads} (max |diff| {np.abs(a - b).max():.2e})")
-    np.save(item.logits_out, _predict_all(predict, test))
+    np.save(item.logits_out, _predict_all(predict, test, "the test split"))
     if val is not None and item.val_logits_out:
-        np.save(item.val_logits_out, _predict_all(predict, val))
+        np.save(item.val_logits_out, _predict_all(predict, val, "the validation split"))
         return item.logits_out, item.val_logits_out
     return item.logits_out, None
 
 
-def _predict_all(predict, images, batch: int = 64):
+def _predict_all(predict, images, where: str, batch: int = 64):
     import numpy as np
 
-    return np.concatenate([np.asarray(predict(np.ascontiguousarray(images[i:i + batch])))
-                           for i in range(0, len(images), batch)]).astype(np.float32)
+    logits = np.concatenate([np.asarray(predict(np.ascontiguousarray(images[i:i + batch])))
+                             for i in range(0, len(images), batch)]).astype(np.float32)
+    check_finite(logits, where)  # after the cast: a value beyond float32's range is inf too
+    return logits
 
 
 def _machine(job: dict) -> int:

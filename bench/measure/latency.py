@@ -25,11 +25,20 @@ class LatencyPlan:
 
 
 def measure(predict: Callable[[np.ndarray], object], example: np.ndarray, plan: LatencyPlan,
-            timed_window: AbstractContextManager | None = None) -> dict:
+            timed_window: AbstractContextManager | None = None,
+            check_first: Callable[[object], None] | None = None) -> dict:
     """Time `predict(example)`: the cold call, the warm-up (discarded), then the timed loop,
     inside `timed_window` where one is given (the worker's energy window, so energy
-    covers exactly the timed calls). Returns cold_ms and the raw warm samples in ms."""
-    cold_ms = time_once(predict, example)
+    covers exactly the timed calls). Returns cold_ms and the raw warm samples in ms.
+
+    `check_first` sees the cold call's output, untimed, before any warm-up: raising there
+    stops a model whose outputs are broken (the worker's non-finite check) before it is
+    timed, without an extra call that would make the cold call a warm one."""
+    t = time.perf_counter()
+    first = predict(example)
+    cold_ms = (time.perf_counter() - t) * 1e3
+    if check_first is not None:
+        check_first(first)
     warm_up(predict, example, plan)
     with timed_window if timed_window is not None else nullcontext():
         samples = timed_loop(predict, example, plan)

@@ -40,3 +40,16 @@ def peak_rss_mib() -> float:
 def rss_mib() -> float | None:
     kib = _status_kib("VmRSS")
     return None if kib is None else kib / 1024
+
+
+def total_mib() -> float | None:
+    """The machine's memory (MemTotal), to judge whether a killed process's peak was near
+    it (the OOM killer's mark); None where /proc/meminfo is not there."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from bench.measuring.records import Job, ProcessResult, read_results
+from bench import forkserver
+from bench.forkserver import ChildExit
+from bench.measure import memory
+from bench.measuring.records import Job, ProcessResult, append_result, read_results
 
 #: a machine probe is reused for this long on the same machine and settings
 PROBE_MAX_AGE_S = 12 * 3600
 IDLE_WINDOW_S = 2.0  # as long as a default timed loop
+#: a new interpreter's start (Python, the runtime's import) before its first item's timeout
+#: counts: a few seconds here, longer on a loaded machine
+START_ALLOWANCE_S = 120.0
 
 
 def measure_machine(threads: int, device: str, use_cache: bool, work: Path) -> dict:
@@ -29,13 +37,10 @@ def measure_machine(threads: int, device: str, use_cache: bool, work: Path) -> d
     key = cache.key({**job, "node": platform.node(), "cpu": platform.processor(),
                      "python": sys.version, "torch": _torch_version()})
     cached = cache.cache_dir() / "machine" / f"probe-{key}.json"
-    if use_cache and cached.exists():
-        try:
-            probe = json.loads(cached.read_text())
-            if time.time() - probe["probed_at"] < PROBE_MAX_AGE_S:
-                return {**probe, "cached": str(cached)}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+    if use_cache:
+        probe = cache.read_or_rebuild(cached, _read_probe, "machine probe")
+        if probe is not None and time.time() - probe["probed_at"] < PROBE_MAX_AGE_S:
+            return {**probe, "cached": str(cached)}
     path, result = work / "job-machine.json", work / "machine.json"
     path.write_text(json.dumps({**job, "result_out": str(result)}))
     proc = subprocess.run([sys.executable, "-m", "bench.worker", str(path)],
@@ -46,7 +51,17 @@ def measure_machine(threads: int, device: str, use_cache: bool, work: Path) -> d
         return {"error": f"machine probe exited with code {proc.returncode}"}
     if use_cache and "idle_error" not in probe:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        cache.atomic_write_bytes(cached, json.dumps(probe).encode())
+        try:
+            cache.atomic_write_bytes(cached, json.dumps(probe).encode())
+        except OSError as exc:  # a full disk costs the cache, not the run
+            sys.stderr.write(f"warning: {cached}: machine probe not cached ({exc})\n")
+    return probe
+
+
+def _read_probe(path: Path) -> dict:
+    probe = json.loads(path.read_text())
+    if not isinstance(probe, dict) or not isinstance(probe.get("probed_at"), (int, float)):
+        raise ValueError("no probed_at time")
     return probe
 
 
@@ -60,33 +75,87 @@ def _torch_version() -> str:
 
 
 def run_worker(job: Job, job_path: Path, server=None) -> list[ProcessResult]:
-    """Run one measuring process on `job`; one result per item, in order.
+    """Run `job` in a measuring process; one result per item, in order.
 
     Normally one process per model: measured here, fp32 DenseNet-121 ran at 10.5 ms per
     inference in a fresh process but 17.3 ms in a process that had first run two
     MobileNetV2 models, so models sharing a process do not get equal conditions.
     --quick shares one process per backend to stay fast: a smoke test, not a measurement.
     With a `server` (bench.forkserver) the process is forked from it instead of started.
+
+    A process that dies (a signal, an exit before reporting) or hangs (no result within
+    the job's item timeout: killed) costs the item it was measuring, which gets a failed
+    result saying so; the items after it are measured in a fresh process, so one bad
+    model does not take the others of a shared process down. Only a process that exits
+    with an error code before its first result (a broken job, not a model) fails every
+    item left, since a fresh process would fail the same way.
     """
-    Path(job.result_out).unlink(missing_ok=True)
-    job.write(job_path)
-    code = None
+    out = Path(job.result_out)
+    out.unlink(missing_ok=True)
+    results: list[ProcessResult] = []
+    pending = job
+    while pending.items:
+        pending.write(job_path)
+        end, server = _run_process(pending, job_path, server)
+        got = read_results(out)[len(results):][:len(pending.items)]
+        results += got
+        left = pending.items[len(got):]
+        if end is None or not left:  # the server died: the rest in plain processes
+            pending = replace(pending, items=left)
+            continue
+        systematic = not got and end.code > 0 and end.hung_s is None
+        for item in left if systematic else left[:1]:
+            failed = ProcessResult(model=item.model, error=describe_exit(end, item.model),
+                                   peak_rss_mib=end.peak_rss_mib)
+            append_result(out, failed)
+            results.append(failed)
+        pending = replace(pending, items=() if systematic else left[1:])
+    return results
+
+
+def _run_process(job: Job, job_path: Path, server) -> tuple[ChildExit | None, object]:
+    """One process on the job file: forked from `server` where there is one, else a new
+    interpreter; (how it ended, or None where the server died mid-job; the server to use
+    next, None once it has died)."""
     if server is not None:
         try:
-            lines, code = server.run(str(job_path))
-            for line in lines:  # what the child printed: passed on, never parsed
+            end = server.run_job(str(job_path), job.item_timeout_s, job.result_out)
+            for line in end.lines:  # what the child printed: passed on, never parsed
                 sys.stderr.write(line + "\n")
+            return end, server
         except (RuntimeError, OSError) as exc:  # the server died: a plain process instead
             sys.stderr.write(f"{exc}; measuring in a new process instead\n")
-            code = None
-    if code is None:
-        code = subprocess.run([sys.executable, "-m", "bench.worker", str(job_path)],
-                              env=worker_env(job.threads)).returncode
-    results = read_results(Path(job.result_out))[:len(job.items)]
-    for item in job.items[len(results):]:
-        results.append(ProcessResult(model=item.model, error=f"measuring process exited with "
-                                                             f"code {code} before reporting"))
-    return results
+            return None, None
+    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)],
+                            env=worker_env(job.threads))
+    try:
+        end = forkserver.supervise(proc.pid, job.result_out, job.item_timeout_s,
+                                   start_s=START_ALLOWANCE_S)
+    except BaseException:
+        proc.returncode = -signal.SIGKILL  # supervise killed and reaped it
+        raise
+    proc.returncode = end.code  # reaped by supervise, not by Popen
+    return end, None
+
+
+def describe_exit(end: ChildExit, model: str) -> str:
+    """The failed row's error for a process that ended without reporting `model`."""
+    if end.hung_s is not None:
+        return f"hung: no result within {end.hung_s:g} s; killed"
+    if end.code >= 0:
+        return f"crashed: exited with code {end.code} while measuring {model}"
+    try:
+        name = signal.Signals(-end.code).name
+    except ValueError:
+        name = f"signal {-end.code}"
+    if -end.code != signal.SIGKILL:
+        return f"crashed: killed by signal {name} ({-end.code}) while measuring {model}"
+    # Nothing of the bench sends SIGKILL but the hang timeout (reported above); the
+    # kernel's OOM killer does. Its log needs privileges, so the peak memory is the clue.
+    total = memory.total_mib()
+    peak = (f"; peak RSS {end.peak_rss_mib:.0f} MiB" if end.peak_rss_mib else "") + (
+        f" of {total:.0f} MiB" if end.peak_rss_mib and total else "")
+    return f"crashed: killed by SIGKILL (out of memory?) while measuring {model}{peak}"
 
 
 def worker_env(threads: int) -> dict:

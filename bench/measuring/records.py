@@ -4,7 +4,9 @@ immutable result per model it measured.
 The bench writes a Job as JSON to a file and starts (or forks) a process on it; the
 worker appends one ProcessResult per item, as a JSON line, to the job's `result_out`
 file, flushed as each model finishes, so a process that dies mid-job still leaves the
-results of the models before. Nothing is read from the worker's stdout.
+results of the models before. Nothing is read from the worker's stdout. Where a process
+dies or hangs (bench.measuring.launch), the bench appends that item's failed result to the
+same file itself, so the file always holds one line per item measured so far, in order.
 """
 
 from __future__ import annotations
@@ -16,6 +18,29 @@ from pathlib import Path
 import numpy as np
 
 from bench.measure.latency import LatencyPlan
+
+#: The default per-item timeout (a hung process is killed after it; see item_timeout_s).
+TIMEOUT_FACTOR = 3.0
+LOAD_ALLOWANCE_S = 120.0  # loading (twice where the row predicts) and the cold call
+PREDICT_ALLOWANCE_S = 300.0  # predicting the test and validation splits, untimed
+
+
+def item_timeout_s(plan: LatencyPlan, predicts: bool) -> float:
+    """Seconds one item may take, from the previous item's result (or the worker's start):
+
+        TIMEOUT_FACTOR * (warmup_s + min_s + max_s) + LOAD_ALLOWANCE_S
+            + (PREDICT_ALLOWANCE_S if the item predicts the splits)
+
+    The timed loop stops at max_s of wall time whatever the model, so the plan's seconds
+    bound the timing; the factor covers the warm-up's minimum call count on a slow model,
+    the cold call, and a machine loaded by others. Loading (OpenVINO compiles, TorchScript
+    optimises on its first calls) and predicting the splits are not bounded by the plan:
+    they get fixed allowances sized for the largest models here on 2 cores. It errs long
+    on purpose: a hang costs this long once, a false kill costs a row. The default plan
+    gives 217.5 s (517.5 s where the item predicts); --quick's, about 126 s (426 s).
+    """
+    timing = TIMEOUT_FACTOR * (plan.warmup_s + plan.min_s + plan.max_s)
+    return timing + LOAD_ALLOWANCE_S + (PREDICT_ALLOWANCE_S if predicts else 0.0)
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,16 @@ class Job:
     val_images: str | None = None
     predict_threads: int | None = None  # threads for the untimed predictions (every core)
     idle_w: float | None = None  # the machine's idle draw, subtracted from energy
+    #: seconds an item may go without a result before the process is killed as hung;
+    #: None: scaled to the plan (item_timeout_s); 0: never
+    timeout_s: float | None = None
+
+    @property
+    def item_timeout_s(self) -> float | None:
+        """This job's per-item timeout in seconds, or None for no timeout."""
+        if self.timeout_s is not None:
+            return self.timeout_s if self.timeout_s > 0 else None
+        return item_timeout_s(self.plan, any(i.predicts for i in self.items))
 
     def write(self, path: Path) -> Path:
         Path(path).write_text(json.dumps(asdict(self)))
@@ -100,9 +135,28 @@ class ProcessResult:
 
 
 def read_results(path: Path) -> list[ProcessResult]:
-    """The results a process wrote, in order (none if it wrote none)."""
+    """The results a process wrote, in order (none if it wrote none). A line cut short (a
+    process killed while writing it) is not a result: that item is the one that failed."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
         return []
-    return [ProcessResult.from_line(line) for line in text.splitlines() if line.strip()]
+    results = []
+    for line in text.splitlines():
+        try:
+            results.append(ProcessResult.from_line(line))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return results
+
+
+def append_result(path: Path, result: ProcessResult) -> None:
+    """Append a result the bench wrote itself (a process that died or hung), on a line of
+    its own even after a line the process left unfinished."""
+    with open(path, "a+b") as out:
+        out.seek(0, 2)
+        if out.tell():
+            out.seek(-1, 2)
+            if out.read(1) != b"\n":
+                out.write(b"\n")
+        out.write((result.to_line() + "\n").encode())
