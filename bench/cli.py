@@ -1,9 +1,40 @@
-"""Command line: `python -m bench run|check|report|compare|list`."""
+"""Command line: `python -m bench run|check|report|compare|list`.
+
+Exit codes: 0; 1 (a row failed, or the gate found a regression); 2, bad input, with
+exactly one `error: ...` line on stderr and no traceback: argparse's usage errors too,
+and a message holding a line break (a path as typed) has it escaped; 130, interrupted.
+tests/test_fuzz_cli.py throws random command lines at this promise.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import sys
+from pathlib import Path
+
+#: characters str.splitlines() breaks at: an error message holding one (a path or a value
+#: the user typed) is escaped, so bad input always costs exactly one line on stderr
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+class UsageError(ValueError):
+    """A command line argparse cannot parse: bad input like any other (exit 2, one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors print a usage block and exit through SystemExit; here they
+    are one `error: ...` line and exit 2 like every other bad input, so a script or CI
+    log reading stderr sees one shape of error (`--help` still prints the usage)."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped (`\\n`), so it prints as one line."""
+    return str(text).translate(_LINE_BREAKS)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -15,9 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     d = RunConfig()
     data, train, meas = d.data, d.training, d.measurement
-    p = argparse.ArgumentParser(prog="python -m bench",
-                                description="Compress a medical image classifier every way and measure "
-                                            "every candidate alike.")
+    p = _Parser(prog="python -m bench",
+                description="Compress a medical image classifier every way and measure "
+                            "every candidate alike.")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="train/load the teacher, apply methods, measure, report")
@@ -144,8 +175,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
+        args = _parser().parse_args(argv)
         if args.command == "list":
             return _list(args)
         if args.command == "check":
@@ -156,8 +187,14 @@ def main(argv: list[str] | None = None) -> int:
             return _compare(args)
         return _run(args)
     except ValueError as exc:  # bad input: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk: where it ran out; what was written stays whole
+        if exc.errno != errno.ENOSPC:
+            raise
+        print(f"error: {one_line(exc)}; the results written before are intact",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: rows measured so far are in the run directory", file=sys.stderr)
         return 130
@@ -173,18 +210,48 @@ def _run(args) -> int:
     return run(cfg)
 
 
+def _user_path(text: str, what: str, kind: str) -> Path:
+    """A path the user named for `check`, `report` or `compare`, checked before bench.store
+    or bench.gate read under it: a run directory that is a file, a baseline that is a
+    folder, or a name the OS refuses (too long) would otherwise end in an OSError's
+    traceback. `kind` is "dir" (must be one), "file" (must be one) or "new" (a file that
+    may not exist yet, but not a folder)."""
+    path = Path(text)
+    try:
+        is_dir, exists = path.is_dir(), path.exists()
+    except OSError as exc:
+        raise ValueError(f"{text!r}: {what}: {exc.strerror or exc}") from None
+    if kind == "dir" and not is_dir:
+        raise ValueError(f"{text}: no such {what}" if not exists else f"{text}: {what} is not a folder")
+    if kind != "dir" and is_dir:
+        raise ValueError(f"{text}: {what} is a folder, not a file")
+    if kind == "file" and not exists:
+        raise ValueError(f"{text}: {what} not found (write one with --update)")
+    return path
+
+
+def _tolerance(flag: str, value: float | None) -> float | None:
+    """A gate tolerance: a finite number, 0 or more (NaN would make every comparison pass)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{flag} {value}: must be a finite number, 0 or more")
+    return value
+
+
 def _check(args) -> int:
     import json
-    from pathlib import Path
 
     from bench import gate
 
+    _tolerance("--speedup-tolerance", args.speedup_tolerance)
+    _tolerance("--auc-margin", args.auc_margin)
+    run_dir = _user_path(args.run_dir, "run directory", "dir")
+    _user_path(args.baseline, "baseline", "new" if args.update else "file")
     if args.update:
         path = Path(args.baseline)
         old = gate.load_baseline(path) if path.exists() else None
         tol = (old or {}).get("tolerances", {})
         new = gate.baseline_from_run(
-            Path(args.run_dir),
+            run_dir,
             args.speedup_tolerance if args.speedup_tolerance is not None else tol.get(
                 "speedup", gate.DEFAULT_SPEEDUP_TOLERANCE),
             args.auc_margin if args.auc_margin is not None else tol.get(
@@ -197,7 +264,7 @@ def _check(args) -> int:
         return 0
     baseline = gate.load_baseline(Path(args.baseline))
     notes: list[str] = []
-    violations = gate.check(Path(args.run_dir), baseline, args.speedup_tolerance, args.auc_margin,
+    violations = gate.check(run_dir, baseline, args.speedup_tolerance, args.auc_margin,
                             notes)
     for line in violations:
         print(line)
@@ -211,7 +278,7 @@ def _check(args) -> int:
 def _report(args) -> int:
     from reports.html import write_report
 
-    path = write_report(args.run_dir)
+    path = write_report(_user_path(args.run_dir, "run directory", "dir"))
     print(path)
     if args.screenshot:
         from reports.browser import find_chromium, load_page
@@ -230,7 +297,9 @@ def _compare(args) -> int:
 
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")
-    print(format_comparison(compare_runs(args.run_a, args.run_b, n_boot=args.bootstrap)))
+    run_a = _user_path(args.run_a, "run directory", "dir")
+    run_b = _user_path(args.run_b, "run directory", "dir")
+    print(format_comparison(compare_runs(run_a, run_b, n_boot=args.bootstrap)))
     return 0
 
 

@@ -72,7 +72,8 @@ def load_baseline(path: Path) -> dict:
         raise ValueError(f"{path}: baseline not found (write one with --update)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if doc.get("baseline_version") != BASELINE_VERSION or not isinstance(doc.get("rows"), list):
+    if (not isinstance(doc, dict) or doc.get("baseline_version") != BASELINE_VERSION
+            or not isinstance(doc.get("rows"), list)):
         raise ValueError(f"{path}: not a medbench baseline (expected baseline_version "
                          f"{BASELINE_VERSION} and a list of rows)")
     for i, row in enumerate(doc["rows"]):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,15 @@ RIGOROUS_RETIME_S = 600.0
 
 #: a synthetic task's class count when no layer gives --num-classes
 DEFAULT_CLASSES = {"binary": 2, "multiclass": 4, "multilabel": 5}
+
+#: seeds reach numpy, torch.manual_seed and scikit-learn's random_state (plus small
+#: offsets per split): numpy refuses a negative one, scikit-learn one of 2**32 or more,
+#: torch one past 2**64, each after minutes of work; this range fits all three with room
+#: for the offsets
+MAX_SEED = 2**31 - 1
+#: thread counts reach torch.set_num_threads (a C int) in every worker; a larger value
+#: than any CPU this bench measures on is a typo, caught before the teacher trains
+MAX_THREADS = 1024
 
 
 def _keys() -> frozenset[str]:
@@ -159,7 +169,7 @@ def build(args) -> RunConfig:
     apply(cfg, {"measurement.backends": backends.installed()}, "defaults")
     cli = command_line(args)
     set_keys: set[str] = set()
-    if args.preset:
+    if args.preset is not None:  # `--preset ''` is an unknown preset, not no preset
         preset = presets.get(args.preset)
         dataset = cli.get("data.dataset", preset.settings.get("data.dataset", cfg.data.dataset))
         layer = preset.layer(synthetic=is_synthetic(dataset))
@@ -214,26 +224,36 @@ def _check_profile(cfg: RunConfig) -> None:
     raise ValueError(f"profile {cfg.profile!r}: unknown; choose from {', '.join(PROFILES)}")
 
 
-def _at_least(flag: str, value, low) -> None:
+def _at_least(flag: str, value, low, high=None) -> None:
     if value < low:
         raise ValueError(f"{flag} {value}: must be at least {low}")
+    if high is not None and value > high:
+        raise ValueError(f"{flag} {value}: must be at most {high}")
 
 
 def _check_ranges(cfg: RunConfig) -> None:
+    """Counts and budgets. argparse's float() takes `nan` and `inf` (and `1e999` is inf):
+    NaN passes every `< 0` test and an infinite epoch count never ends, so float options
+    must be finite as well as in range."""
     m, t = cfg.measurement, cfg.training
-    _at_least("--threads", m.threads, 1)
-    _at_least("--train-threads", t.train_threads, 1)
+    _at_least("--threads", m.threads, 1, MAX_THREADS)
+    _at_least("--train-threads", t.train_threads, 1, MAX_THREADS)
     _at_least("--repeats", m.repeats, RIGOROUS_REPEATS if cfg.rigorous else 1)
     _at_least("measurement.max_repeats", m.max_repeats, 1)
     for flag, value in (("--teacher-epochs", t.teacher_epochs),
                         ("--student-epochs", t.student_epochs),
                         ("--finetune-epochs", t.finetune_epochs)):
+        if not math.isfinite(value):
+            raise ValueError(f"{flag} {value}: must be a finite number")
         if value < 0:
             raise ValueError(f"{flag} {value}: must be 0 or more")
     if m.n_boot < 0:
         raise ValueError(f"--bootstrap {m.n_boot}: must be 0 (no intervals) or more")
-    if not 0 <= m.margin < 1:
+    if not 0 <= m.margin < 1:  # NaN fails this too
         raise ValueError(f"--margin {m.margin}: must be in [0, 1)")
+    if not math.isfinite(m.retime_budget_s):
+        raise ValueError(f"--retime-budget {m.retime_budget_s}: must be a finite number of "
+                         "seconds")
     if m.retime_budget_s < 0:
         raise ValueError(f"--retime-budget {m.retime_budget_s}: must be 0 (off) or more")
 
@@ -244,6 +264,10 @@ def _check_seeds(cfg: RunConfig) -> None:
         raise ValueError(f"--seeds {text!r}: expected comma-separated integers")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ValueError(f"--seeds {text!r}: a seed is repeated")
+    for flag, seed in [("--seed", cfg.seed), *(("--seeds", s) for s in cfg.seeds)]:
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"{flag} {seed}: must be in [0, {MAX_SEED}], a seed numpy, torch "
+                             "and scikit-learn all accept")
 
 
 def _check_task(data: DataConfig) -> None:
@@ -297,5 +321,14 @@ def _check_models(cfg: RunConfig) -> None:
     for arch in t.teachers:
         check_architecture(arch, "--teachers")
     check_architecture(t.student, "--student")
-    if t.teacher_checkpoint and not Path(t.teacher_checkpoint).is_file():
-        raise ValueError(f"{t.teacher_checkpoint}: teacher checkpoint not found")
+    if t.teacher_checkpoint:
+        try:
+            found = Path(t.teacher_checkpoint).is_file()
+        except OSError as exc:  # a name too long for the OS, a folder we may not read
+            raise ValueError(f"{t.teacher_checkpoint!r}: teacher checkpoint cannot be read "
+                             f"({exc.strerror or exc})") from None
+        if not found:
+            raise ValueError(f"{t.teacher_checkpoint}: teacher checkpoint not found")
+        from bench.inputs import check_checkpoint_file
+
+        check_checkpoint_file(t.teacher_checkpoint)  # empty, cut, an LFS pointer: now

@@ -69,14 +69,22 @@ def _split_items(spec: str) -> list[str]:
 
 
 def _parse_step(text: str) -> list[Step]:
+    """`name:key=value,...` as one Step per member (a family gives several). Every
+    problem is a one-line ValueError quoting `text`: a parameter without `=` or a name,
+    one given twice, an unknown name, a value its Param refuses."""
     name, _, arg_text = text.partition(":")
     name = name.strip()
     given: dict[str, str] = {}
     for pair in filter(None, (p.strip() for p in arg_text.split(","))):
         key, eq, value = pair.partition("=")
+        key = key.strip()
         if not eq:
             raise ValueError(f"{text!r}: parameters are written key=value, got {pair!r}")
-        given[key.strip()] = value.strip()
+        if not key:  # `kd:=3`: say so, rather than "kd has no parameter ''"
+            raise ValueError(f"{text!r}: parameter {pair!r} has no name (write key=value)")
+        if key in given:  # `kd:alpha=1,alpha=2` kept the last one silently
+            raise ValueError(f"{text!r}: parameter {key!r} is given twice")
+        given[key] = value.strip()
     members = families().get(name, [name])
     steps = []
     for member in members:

@@ -6,6 +6,7 @@ chain) and returns a new Artifact. It never mutates the parent: it works on a cl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,13 +30,40 @@ class Param:
     choices: tuple | None = None
 
     def parse(self, text: str):
-        try:
-            value = self.type(text) if self.type is not bool else text.lower() in ("1", "true", "yes")
-        except ValueError:
-            raise ValueError(f"parameter {self.name}: {text!r} is not a {self.type.__name__}") from None
+        """The value of `key=text`, or a one-line ValueError.
+
+        float() takes `nan`, `inf` and `1e999` (inf) without complaint; no method means
+        anything by them (a NaN ratio or temperature fails minutes later, inside
+        training), so a float must be finite. A bool is one of the words below, not
+        "anything else is false".
+        """
+        if self.type is bool:
+            word = text.strip().lower()
+            if word not in _TRUE + _FALSE:
+                raise ValueError(f"parameter {self.name}: {text!r} is not a bool "
+                                 f"({'/'.join(_TRUE)} or {'/'.join(_FALSE)})")
+            value = word in _TRUE
+        else:
+            try:
+                value = self.type(text)
+            except ValueError:  # int() of 5000 digits is a ValueError too
+                raise ValueError(f"parameter {self.name}: {_short(text)} is not "
+                                 f"a{'n' if self.type is int else ''} {self.type.__name__}") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"parameter {self.name}: {_short(text)} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"parameter {self.name}: {value!r} is not one of {self.choices}")
         return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """repr(text), cut to `limit` characters: an error quotes a 5000-digit value in full
+    otherwise."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 5] + "...'" + f" ({len(text)} characters)"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,6 +94,22 @@ class Source:
     card: object | None = None  # bench.data.cards.Card
 
 
+def _expand(text: str, flag: str) -> Path:
+    """`text` as a Path with `~` expanded. `~nobody/x` (no such user) makes pathlib raise
+    RuntimeError: bad input like a missing path, so a one-line ValueError."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise ValueError(f"{flag} {text!r}: cannot expand '~' (no such user, or no home "
+                         "directory)") from None
+
+
+def _unreadable(exc: OSError) -> str:
+    """Why the OS refused to look at a path (a name too long, a folder we may not read):
+    pathlib's exists() and is_dir() raise these rather than answering False."""
+    return f"cannot be read ({exc.strerror or exc})"
+
+
 def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> Source:
     """Check `--dataset` cheaply (names and paths, no reading), so bad input fails at once."""
     from bench.data import cards
@@ -108,17 +125,20 @@ def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> So
         fmt = FORMATS.get(kind)()
         if not rest and not data_root:
             raise ValueError(f"--dataset {spec!r}: give a path, {kind}:PATH, or --data-root PATH")
-        path = Path(rest or data_root).expanduser()
+        path = _expand(rest, "--dataset") if rest else _expand(data_root, "--data-root")
         if rest and data_root and not path.is_absolute():
-            path = Path(data_root).expanduser() / path
-        if path.is_dir() and fmt.default_files:
-            found = [path / f for f in fmt.default_files if (path / f).is_file()]
-            if not found:
-                raise fmt.error(path, f"folder holds none of {', '.join(fmt.default_files)}")
-            path = found[0]
-        if not path.exists():
-            raise fmt.error(path, "not found")
-        return Source(kind, path.resolve())
+            path = _expand(data_root, "--data-root") / path
+        try:
+            if path.is_dir() and fmt.default_files:
+                found = [path / f for f in fmt.default_files if (path / f).is_file()]
+                if not found:
+                    raise fmt.error(path, f"folder holds none of {', '.join(fmt.default_files)}")
+                path = found[0]
+            if not path.exists():
+                raise fmt.error(path, "not found")
+            return Source(kind, path.resolve())
+        except OSError as exc:
+            raise fmt.error(path, _unreadable(exc)) from None
     if card is None:
         names = ", ".join(sorted(cards.all_cards()))
         raise ValueError(f"--dataset {spec!r}: unknown dataset; available: {spec_forms()}, or "
@@ -126,11 +146,15 @@ def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> So
     if not data_root:
         raise ValueError(f"--dataset {card.name} needs --data-root PATH: {card.expected()}; "
                          f"obtain it from {card.obtain}")
-    root = Path(data_root).expanduser()
-    if not root.exists():
-        raise ValueError(f"{root}: --data-root not found; expected {card.expected()}; "
-                         f"obtain it from {card.obtain} (nothing is downloaded)")
-    return Source(card.format, card.locate(root, image_size).resolve(), card)
+    root = _expand(data_root, "--data-root")
+    try:
+        if not root.exists():
+            raise ValueError(f"{root}: --data-root not found; expected {card.expected()}; "
+                             f"obtain it from {card.obtain} (nothing is downloaded)")
+        return Source(card.format, card.locate(root, image_size).resolve(), card)
+    except OSError as exc:
+        raise ValueError(f"{root}: --data-root {_unreadable(exc)}; expected "
+                         f"{card.expected()}") from None
 
 
 def check(data: DataConfig) -> Source:
@@ -147,6 +171,7 @@ def check(data: DataConfig) -> Source:
         if data.image_size < 16:
             raise ValueError(f"--image-size {data.image_size}: the generator needs at least "
                              "16 pixels")
+        _check_synthetic_classes(data)
         try:
             synthetic.class_names(data.task, data.num_classes)
         except ValueError as exc:
@@ -169,6 +194,26 @@ def check(data: DataConfig) -> Source:
         if twice:
             raise ValueError(f"--labels: {', '.join(map(repr, twice))} given more than once")
     return src
+
+
+def _check_synthetic_classes(data: DataConfig) -> None:
+    """The generated task's class count, before `synthetic.class_names` builds a name per
+    class: `--num-classes 100000000000` made it build a tuple of 10^11 names (minutes, then
+    out of memory) inside a check meant to cost milliseconds. The generator deals classes
+    round-robin over each split's images, so a class beyond the smallest split's image
+    count would be missing from it. Binary has two classes: any other --num-classes was
+    silently ignored, so it is refused."""
+    n, task = data.num_classes, data.task
+    if task == "binary":
+        if n != 2:
+            raise ValueError(f"--num-classes {n}: a binary task has 2 classes; give --task "
+                             "multiclass or multilabel for more")
+        return
+    sizes = (data.sizes.train, data.sizes.val, data.sizes.test)
+    smallest = min((k for k in sizes if k > 0), default=0)
+    if n > smallest:
+        raise ValueError(f"--num-classes {n}: the generated {task} data has at most {smallest} "
+                         f"(the images of its smallest split)")
 
 
 def load_dataset(data: DataConfig, seed: int) -> DataBundle:
@@ -201,6 +246,14 @@ def load_dataset(data: DataConfig, seed: int) -> DataBundle:
     return bundle
 
 
+def _read_generated(path: Path) -> dict:
+    with np.load(path) as z:
+        parts = {k[:-7]: (z[k], z[k[:-7] + ".labels"]) for k in z.files if k.endswith(".images")}
+    if "train" not in parts or "test" not in parts:
+        raise ValueError("no train or test split in it")
+    return parts
+
+
 def _generated(fingerprint: str, sizes: SyntheticSizes, image_size: int, task: str,
                num_classes: int, seed: int) -> dict:
     """The generated splits, (images, labels) each, cached by fingerprint (the default
@@ -209,13 +262,9 @@ def _generated(fingerprint: str, sizes: SyntheticSizes, image_size: int, task: s
     from bench.data import synthetic
 
     path = cache.cache_dir() / "data" / f"synthetic-{fingerprint}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as z:
-                return {k[:-7]: (z[k], z[k[:-7] + ".labels"]) for k in z.files
-                        if k.endswith(".images")}
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: made again below
+    cached = cache.read_or_rebuild(path, _read_generated, "generated-data")
+    if cached is not None:
+        return cached
     # Distinct seeds per split: the test set never shares a generated case with train;
     # the unlabelled transfer images (labels dropped by the loader) have their own too.
     parts = {}
@@ -228,7 +277,10 @@ def _generated(fingerprint: str, sizes: SyntheticSizes, image_size: int, task: s
     buf = io.BytesIO()
     np.savez(buf, **{f"{k}.{part}": v for k, (x, y) in parts.items()
                      for part, v in (("images", x), ("labels", y))})
-    cache.atomic_write_bytes(path, buf.getvalue())
+    try:
+        cache.atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:  # a full disk costs the cache, not the run
+        print(f"warning: {path}: generated data not cached ({exc})", file=sys.stderr)
     return parts
 
 
