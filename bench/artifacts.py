@@ -27,10 +27,15 @@ def context(cfg, data, teacher) -> methods.Context:
     )
 
 
-def build_all(cfg, data, teacher) -> dict[str, methods.Artifact | Exception]:
+def build_all(cfg, data, teacher, run=None) -> dict[str, methods.Artifact | Exception]:
     """model name -> Artifact (or the exception that stopped it): the teacher, the
-    baselines (methods declared `baseline`), then every chain of --methods."""
+    baselines (methods declared `baseline`), then every chain of --methods.
+
+    `run` (bench.resume.RunDirectory): float steps are saved there as they are made, and
+    a step saved by an earlier, killed attempt at this run is loaded instead of rebuilt."""
     ctx = context(cfg, data, teacher)
+    base_key = {"teacher": {"source": teacher.source, **teacher.info}, "data": data.fingerprint,
+                "seed": cfg.seed, "training": cfg.to_dict()["training"]}
     root = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
                             float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
     chains = methods.baselines()
@@ -41,9 +46,36 @@ def build_all(cfg, data, teacher) -> dict[str, methods.Artifact | Exception]:
         for i in range(1, len(chain) + 1):
             prefix = chain[:i]
             if prefix not in memo:
-                memo[prefix] = _apply(memo[chain[:i - 1]], prefix, ctx)
+                memo[prefix] = _made(memo[chain[:i - 1]], prefix, ctx, run, base_key)
         out[methods.chain_name(chain)] = memo[chain]
     return out
+
+
+def _made(parent, prefix: tuple, ctx, run, base_key: dict) -> methods.Artifact | Exception:
+    """The step's artifact: loaded from `run` where an earlier attempt saved it, else
+    applied (and saved, where it is one float model)."""
+    from bench import cache
+
+    if isinstance(parent, Exception) or run is None:
+        return _apply(parent, prefix, ctx)
+    name = methods.chain_name(prefix)
+    key = cache.key({**base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
+    saved = run.load_step(name, key)
+    if saved is not None:
+        from bench.resume import restore
+
+        meta, state = saved
+        log(f"{name}: reusing the model an earlier attempt at this run built")
+        module = restore(meta["arch"], ctx.task.num_outputs, state)
+        return methods.Artifact(name=name, arch=meta["arch"], module=module, float_module=module,
+                                steps=parent.steps + (prefix[-1],), precision=meta["precision"],
+                                notes=tuple(meta["notes"]), seconds=meta["seconds"])
+    made = _apply(parent, prefix, ctx)
+    if isinstance(made, methods.Artifact) and not made.realisations:
+        run.save_step(name, key, made.module.state_dict(),
+                      {"arch": made.arch, "precision": made.precision, "notes": list(made.notes),
+                       "seconds": made.seconds})
+    return made
 
 
 def _apply(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
+import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import methods
@@ -20,10 +23,16 @@ from bench.progress import log
 from bench.result import STATUS_FAILED, STATUS_NA, Result
 
 
-def export_all(engines, cfg, artifacts: dict, statics: dict, store, env) -> dict[str, list]:
-    """backend -> its rows in model order: Target, or a finished Result."""
+def export_all(engines, cfg, artifacts: dict, statics: dict, store, env,
+               run=None) -> dict[str, list]:
+    """backend -> its rows in model order: Target, or a finished Result.
+
+    `run` (bench.resume.RunDirectory): a cell whose export an earlier attempt at this run
+    recorded, with files that still hash as recorded, is not exported again; every new
+    export is recorded in the manifest (`exports`) once its files are complete."""
+    cells = Cells(store, run)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = {e.name: _export_backend(e, cfg, artifacts, statics, store, env, pool)
+        pending = {e.name: _export_backend(e, cfg, artifacts, statics, cells, env, pool)
                    for e in engines}
         return {name: [row if isinstance(row, Result) else _with_sizes(*row)
                        for row in rows] for name, rows in pending.items()}
@@ -35,7 +44,34 @@ def _with_sizes(target: Target, sizes) -> Target:
                   target.options, target.variant)
 
 
-def _export_backend(engine, cfg, artifacts, statics, store, env, pool) -> list:
+class Cells:
+    """Where each (model, backend, variant) cell is deployed, and its export records."""
+
+    def __init__(self, store, run):
+        self.store, self.run = store, run
+        self.records = dict((run.manifest.get("exports") or {}) if run is not None else {})
+
+    @staticmethod
+    def name(model: str, backend: str, variant: str) -> str:
+        return "/".join(filter(None, (model, backend, variant)))
+
+    def recorded(self, model: str, backend: str, variant: str) -> dict | None:
+        return None if self.run is None else self.run.export_record(self.name(model, backend,
+                                                                              variant))
+
+    def record(self, model: str, backend: str, variant: str, deployed) -> None:
+        from bench.resume import file_sha256
+
+        root = self.store.root
+        self.records[self.name(model, backend, variant)] = {
+            "files": [str(Path(f).relative_to(root)) for f in deployed.files],
+            "sha256": [file_sha256(f) for f in deployed.files],
+            "precision": deployed.precision, "notes": list(deployed.notes),
+            "options": {str(k): str(v) for k, v in deployed.options.items()}}
+        self.store.update_manifest(exports=self.records)
+
+
+def _export_backend(engine, cfg, artifacts, statics, cells, env, pool) -> list:
     """A float model is deployed once in fp32 and once more per --precision variant."""
     m = cfg.measurement
     log(f"{engine.name}: exporting {len(artifacts)} models"
@@ -51,17 +87,24 @@ def _export_backend(engine, cfg, artifacts, statics, store, env, pool) -> list:
         row = row.with_(notes="; ".join(art.notes), **statics[model])
         variants = [""] + (list(m.precisions) if not art.realisations else [])
         for variant in variants:
-            out.append(_export_one(engine, art, row, variant, store, env, pool))
+            out.append(_export_one(engine, art, row, variant, cells, env, pool))
     return out
 
 
-def _export_one(engine, art: methods.Artifact, row: Result, variant: str, store, env, pool):
-    model, name = row.model, engine.name
+def _export_one(engine, art: methods.Artifact, row: Result, variant: str, cells: Cells, env,
+                pool):
+    model, name, store = row.model, engine.name, cells.store
     if variant:
         row = row.with_(precision=variant)
+    record = cells.recorded(model, name, variant)
     try:
-        deployed = backends.deploy(engine, art, store.artifact_dir(model, name, variant), env,
-                                   variant or "fp32")
+        if record is not None:  # exported by an earlier attempt at this run, files intact
+            deployed = backends.Deployed([store.root / f for f in record["files"]],
+                                         record["precision"], record["notes"], record["options"])
+        else:
+            deployed = _deploy_atomically(engine, art, store.artifact_dir(model, name, variant),
+                                          env, variant or "fp32")
+            cells.record(model, name, variant, deployed)
     except backends.NotApplicable as exc:
         with contextlib.suppress(OSError):  # nothing deployed: no empty folder left behind
             store.artifact_dir(model, name, variant).rmdir()
@@ -72,6 +115,22 @@ def _export_one(engine, art: methods.Artifact, row: Result, variant: str, store,
     target = Target(row, tuple(str(f) for f in deployed.files),
                     tuple((str(k), str(v)) for k, v in deployed.options.items()), variant)
     return target, pool.submit(file_sizes, deployed.files)
+
+
+def _deploy_atomically(engine, art, final: Path, env, precision: str):
+    """Deploy into a hidden sibling folder, then rename it into place: runtimes write their
+    files in pieces, and a kill must leave either no folder or a whole one."""
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        deployed = backends.deploy(engine, art, partial, env, precision)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return replace(deployed, files=[final / Path(f).relative_to(partial) for f in deployed.files])
 
 
 def file_sizes(files) -> tuple[float, float]:

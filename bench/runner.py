@@ -23,6 +23,7 @@ from bench import backends, manifest
 from bench.config import RunConfig
 from bench.progress import log
 from bench.result import STATUS_FAILED
+from bench.resume import open_run
 from bench.store import RunStore
 
 
@@ -74,9 +75,17 @@ def _run_one(cfg: RunConfig) -> int:
     torch.set_num_threads(cfg.training.train_threads)  # measuring processes pin their own
     torch.manual_seed(cfg.seed)
     engines = [backends.get(b) for b in cfg.measurement.backends]
-    store = RunStore(Path(cfg.output.out) if cfg.output.out else default_out_dir())
-    log(f"run directory: {store.root}")
-    store.write_manifest(manifest.initial(cfg))
+    root = Path(cfg.output.out) if cfg.output.out else default_out_dir()
+    run = open_run(root, cfg.to_dict())  # a killed run of this configuration continues
+    store = RunStore(root, resume=run.resuming)
+    if run.resuming:
+        log(f"run directory: {store.root}: continuing the unfinished run started "
+            f"{run.manifest.get('created')} ({len(store.rows)} rows stored)")
+        store.update_manifest(resumed=[*run.manifest.get("resumed", []),
+                                       datetime.now(UTC).isoformat(timespec="seconds")])
+    else:
+        log(f"run directory: {store.root}")
+        store.write_manifest(manifest.initial(cfg))
 
     data = load_dataset(cfg.data, cfg.seed)
     log(f"data: {data.name}, {data.task.kind} {list(data.task.class_names)}, "
@@ -94,12 +103,13 @@ def _run_one(cfg: RunConfig) -> int:
                           image_size=cfg.data.image_size,
                           teacher={"source": teacher.source, **teacher.info})
 
-    models = made.build_all(cfg, data, teacher)
+    models = made.build_all(cfg, data, teacher, run)
     store.update_manifest(models={name: (a.provenance() if isinstance(a, methods.Artifact)
                                          else {"error": str(a)}) for name, a in models.items()})
 
-    work = store.root / ".work"
-    work.mkdir(exist_ok=True)
+    work = store.root / ".work"  # scratch: made again by every attempt at the run
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
     paths = Paths(test=_save_images(work / "test_images.npy", data.test.images),
                   val=(_save_images(work / "val_images.npy", data.val.images)
                        if _needs_validation(cfg.measurement.operating_point) else None),
@@ -109,7 +119,7 @@ def _run_one(cfg: RunConfig) -> int:
     references = {name: made.reference_logits(a, data.test.images) for name, a in built.items()}
     env = backends.ExportEnv(image_size=cfg.data.image_size, calibration=data.calibration,
                              work_dir=work, device=cfg.device)
-    exported = export.export_all(engines, cfg, models, statics, store, env)
+    exported = export.export_all(engines, cfg, models, statics, store, env, run)
     log("machine: idle power draw and GEMM peaks (probed, or from the cache if under 12 h old)")
     machine = launch.measure_machine(cfg.measurement.threads, cfg.device, cfg.output.use_cache,
                                      work)
@@ -117,6 +127,7 @@ def _run_one(cfg: RunConfig) -> int:
     measure_all(exported, cfg, data, store, paths, references, machine)
     store.update_manifest(backends={e.name: e.describe(cfg.measurement.threads) for e in engines})
     shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(store.root / ".resume", ignore_errors=True)  # the run is whole now
 
     from reports.html import write_report
 

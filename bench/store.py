@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -47,18 +46,27 @@ def row_stem(model: str, backend: str, precision: str) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _atomic_bytes(path, text.encode())
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    """Write through a temporary file and rename, so a kill or a full disk leaves the
+    previous file whole (bench.cache.atomic_write_bytes: fsync, ENOSPC named)."""
+    from bench.cache import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), data)
 
 
 class RunStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, resume: bool = False):
+        """`resume`: keep the rows an earlier, killed attempt at this run stored."""
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "predictions").mkdir(exist_ok=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
         self.rows: list[Result] = []
+        if resume and (self.root / "results.json").exists():
+            self.rows = load_rows(self.root)
 
     def write_manifest(self, manifest: dict) -> None:
         _atomic_write(self.root / "manifest.json", json.dumps(manifest, indent=2, default=str))
@@ -87,10 +95,22 @@ class RunStore:
         buf = io.BytesIO()
         np.savez(buf, **{f"process_{i}": np.asarray(p, dtype=np.float64)
                          for i, p in enumerate(processes)})
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        _atomic_bytes(path, buf.getvalue())
         return path
+
+    def save_process_log(self, model: str, backend: str, variant: str, lines: list[str]) -> Path:
+        """Each measuring process's figures (ProcessResult JSON lines) beside its samples,
+        so a resumed run restores the row's processes instead of measuring them again."""
+        path = self.samples_path(model, backend, variant).with_suffix(".processes.jsonl")
+        _atomic_write(path, "".join(line + "\n" for line in lines))
+        return path
+
+    def load_process_log(self, model: str, backend: str, variant: str) -> list[str]:
+        path = self.samples_path(model, backend, variant).with_suffix(".processes.jsonl")
+        try:
+            return [ln for ln in path.read_text().splitlines() if ln.strip()]
+        except OSError:
+            return []
 
     def save_predictions(self, model: str, backend: str, y_true, y_score, logits,
                          variant: str = "", *, task) -> Path:
@@ -100,9 +120,7 @@ class RunStore:
         buf = io.BytesIO()
         np.savez(buf, y_true=y_true, y_score=y_score, logits=logits,
                  task_kind=np.array(task.kind), class_names=np.array(list(task.class_names)))
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        _atomic_bytes(path, buf.getvalue())
         return path
 
     def add(self, row: Result) -> None:
@@ -149,6 +167,10 @@ def load_rows(run_dir: Path) -> list[Result]:
         raise ValueError(f"{path}: no results here (is this a run directory?)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (not UTF-8): not a results file") from None
+    except OSError as exc:  # a folder of that name, no permission
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     rows = doc.get("rows", []) if isinstance(doc, dict) else None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ValueError(f"{path}: not a medbench results file (expected a list of rows)")

@@ -146,6 +146,7 @@ def recalibrate_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int,
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
@@ -154,6 +155,11 @@ def recalibrate_batchnorm(model: nn.Module, images: np.ndarray, batch_size: int,
     for x, _, _ in batches(images[:max_images], None, batch_size * 2, None):
         model(x.to(device))
     model.eval()
+    # Put the momenta back: a trained model must be the model a checkpoint of it rebuilds
+    # (TorchScript writes the momentum into the file: a freshly trained teacher's file
+    # differed from its cached copy's by 7 KB, which moved compression ratios).
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ quantization are deprecated upstream (torch 2.15 warns); their warnings are sile
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import tempfile
 import warnings
@@ -43,7 +44,7 @@ class TorchBackend(Backend):
             example = example.to(dtype)
             options["input_dtype"] = precision
             notes.append(f"PyTorch {precision}: weights and activations cast with module.to()")
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _fresh_compilation_unit():
             warnings.simplefilter("ignore")
             scripted = torch.jit.trace(module, example, check_trace=False)
             with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -93,3 +94,20 @@ def _without_debug_info(src: Path, dst: Path) -> None:
             data = reader.get_record(name)
             writer.write_record(name, data, len(data))
     writer.write_end_of_file()
+
+
+@contextlib.contextmanager
+def _fresh_compilation_unit():
+    """Trace into a compilation unit of its own: TorchScript names every repeated module
+    type `___torch_mangle_<n>` from a counter of the process-wide unit, so the same model
+    saved after other traces (a freshly trained teacher against a cached one, a resumed
+    run) got other names and a file 7 KB larger or smaller. A fresh unit numbers from 0."""
+    import torch
+    from torch.jit import _state
+
+    previous = _state._python_cu
+    _state._python_cu = torch._C.CompilationUnit()
+    try:
+        yield
+    finally:
+        _state._python_cu = previous

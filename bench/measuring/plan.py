@@ -102,12 +102,64 @@ def _first_pass(s: _Session, backend: str, rows: list) -> None:
     for r in rows:
         if isinstance(r, Result):
             s.store.add(r)
-    s.states[backend] = {_key(t): RowState(t) for t in targets}
-    for _ in range(m.repeats):
-        _run_group(s, backend, [k for k, st in s.states[backend].items() if st.error is None])
+    s.states[backend] = {}
+    for t in targets:  # teacher first: the others' quality is measured against it
+        s.states[backend][_key(t)] = _restored(s, backend, t)
+    kept = [st.model for st in s.states[backend].values() if st.processes or st.error]
+    if kept:
+        log(f"{backend}: kept from the earlier attempt at this run: " + ", ".join(
+            f"{st.model} ({len(st.processes)} process{'es' if len(st.processes) > 1 else ''})"
+            if st.processes else f"{st.model} (failed)" for st in s.states[backend].values()
+            if st.processes or st.error))
+    for round_ in range(m.repeats):
+        _run_group(s, backend, [k for k, st in s.states[backend].items()
+                                if st.error is None and (len(st.processes) <= round_ or (
+                                    round_ == 0 and st.quality is None))])
     t = s.teacher(backend)
     if not m.shared_process and t is not None and t.usable and len(t.processes) < 2:
         _run_group(s, backend, [_key(t.target)])
+
+
+def _restored(s: _Session, backend: str, target: Target) -> RowState:
+    """The row as an earlier, killed attempt at this run left it: its processes (figures
+    and raw samples) and quality from its stored predictions; a fresh state if none."""
+    from bench.measuring.records import ProcessResult
+    from bench.stats.latency import latency_row
+
+    state = RowState(target)
+    model, variant = target.base.model, target.variant
+    stored = next((r for r in s.store.rows if (r.model, r.backend, r.precision)
+                   == (model, backend, target.base.precision)), None)
+    if (stored is not None and stored.status.split(";")[0] == "failed"
+            and not stored.error.startswith("export")):
+        return replace(state, error=stored.error)
+    lines = s.store.load_process_log(model, backend, variant)
+    from bench.store import load_predictions, load_samples
+
+    samples = load_samples(s.store.root, model, backend, target.base.precision) or []
+    if not lines or len(lines) != len(samples):
+        return state
+    name = stem(model, backend, variant)
+    processes = []
+    for k, (line, array) in enumerate(zip(lines, samples, strict=True)):
+        path = s.paths.work / f"{name}.r{k}.npy"
+        np.save(path, array)
+        processes.append(replace(ProcessResult.from_line(line), samples_path=str(path),
+                                 logits_path=None, val_logits_path=None))
+    m = s.cfg.measurement
+    state = replace(state, processes=tuple(processes),
+                    latency=latency_row(list(samples), n_boot=m.n_boot, seed=s.cfg.seed))
+    pred = load_predictions(s.store.root, model, backend, target.base.precision)
+    if pred is not None and s.paths.val is None:  # validation predictions are not stored
+        logits = s.paths.work / f"{name}.logits.npy"
+        np.save(logits, pred["logits"])
+        teacher = state if model == "teacher" else s.teacher(backend)
+        quality = quality_of(state, str(logits), None, s.data, s.cfg, s.references[model],
+                             teacher)
+        state = replace(state, quality=quality)
+        state = replace(state, vs_student=against_student(state, s.student(backend), s.data,
+                                                          s.cfg))
+    return state
 
 
 def _adaptive_pass(s: _Session) -> None:
@@ -174,6 +226,9 @@ def _run_group(s: _Session, backend: str, keys: list) -> None:
             s.store.add(row)
             if state.error is not None:
                 _log_row(backend, row)
+            elif result.ok:
+                log(f"{backend}: {state.model} measured (process {len(state.processes)}, "
+                    f"median {np.median(result.samples()):.2f} ms)")
 
 
 def _job(s: _Session, backend: str, states: list[RowState]) -> Job:
@@ -210,6 +265,7 @@ def _fold(s: _Session, backend: str, state: RowState, result: ProcessResult) -> 
                                         seed=s.cfg.seed))
     t = state.target
     s.store.save_samples(t.base.model, backend, t.variant, state.samples())
+    s.store.save_process_log(t.base.model, backend, t.variant, [p.to_line() for p in processes])
     if result.logits_path:
         teacher = s.teacher(backend)
         quality = quality_of(state, result.logits_path, result.val_logits_path, s.data, s.cfg,
