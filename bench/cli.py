@@ -259,7 +259,9 @@ def _check(args) -> int:
         changes = gate.diff(old, new)
         print("\n".join(changes) if changes else "no change in gated figures")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(new, indent=1) + "\n")
+        from bench.cache import atomic_write_bytes
+
+        atomic_write_bytes(path, (json.dumps(new, indent=1) + "\n").encode())
         print(f"wrote {path} ({len(new['rows'])} rows)")
         return 0
     baseline = gate.load_baseline(Path(args.baseline))

@@ -255,4 +255,7 @@ def _request(line: str) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    try:
+        sys.exit(main(sys.argv[1]))
+    except BrokenPipeError:  # the bench is gone (killed): nobody to report to
+        os._exit(0)

@@ -27,7 +27,9 @@ def write_summary(root: Path, runs: dict[int, Path]) -> Path:
     frame = pd.DataFrame([r.to_dict() for r in rows], columns=[c["name"] for c in Result.columns()])
     summary = summarize(frame)
     path = root / "summary.csv"
-    summary.to_csv(path, index=False)
+    from bench.cache import atomic_write_bytes
+
+    atomic_write_bytes(path, summary.to_csv(index=False).encode())
     return path
 
 
