@@ -3,8 +3,7 @@ with pip into a folder of its own, never into the project's environment.
 
 The folder is put on PYTHONPATH by the test, so the plugin's `medbench.*` entry points are
 found by every process the test starts (a `bench` command, a fork server, a worker), which
-an in-process registration could not reach. tests/test_plugins.py builds its plugin the
-same way; new tests use this helper.
+an in-process registration could not reach (tests/test_plugins.py, tests/test_faults.py).
 """
 
 from __future__ import annotations

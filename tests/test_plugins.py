@@ -5,30 +5,12 @@ and a `--quick` run use them, with no file of the project edited."""
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-PYPROJECT = """
-[build-system]
-requires = ["setuptools"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "medbench-demo-plugin"
-version = "0.1"
-
-[project.entry-points."medbench.methods"]
-demo = "medbench_demo.method"
-
-[project.entry-points."medbench.backends"]
-torch_export = "medbench_demo.backend:TorchExportBackend"
-
-[project.entry-points."medbench.formats"]
-demo_npz = "medbench_demo.format"
-"""
+from tests.plugin_dist import install_plugin
 
 METHOD = '''
 """A method from outside the project: weights rounded to bfloat16 precision, kept in fp32
@@ -137,23 +119,14 @@ class DemoNpz(Format):
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     """The plugin distribution, built from source and installed with pip into a folder
-    of its own (put on PYTHONPATH by the tests); nothing is installed into the project's
-    environment."""
-    root = tmp_path_factory.mktemp("plugin")
-    src = root / "src"
-    pkg = src / "medbench_demo"
-    pkg.mkdir(parents=True)
-    (src / "pyproject.toml").write_text(PYPROJECT)
-    (pkg / "__init__.py").write_text("")
-    for name, text in (("method", METHOD), ("backend", BACKEND), ("format", FORMAT)):
-        (pkg / f"{name}.py").write_text(textwrap.dedent(text))
-    site = root / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                           "--no-build-isolation", "--no-index", "--target", str(site), str(src)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert list(site.glob("medbench_demo_plugin-*.dist-info/entry_points.txt"))
-    return site
+    of its own (tests/plugin_dist.py; put on PYTHONPATH by the tests): nothing is
+    installed into the project's environment."""
+    return install_plugin(
+        tmp_path_factory.mktemp("plugin"), "medbench-demo-plugin", "medbench_demo",
+        {"method": METHOD, "backend": BACKEND, "format": FORMAT},
+        {"medbench.methods": {"demo": "medbench_demo.method"},
+         "medbench.backends": {"torch_export": "medbench_demo.backend:TorchExportBackend"},
+         "medbench.formats": {"demo_npz": "medbench_demo.format"}})
 
 
 def _bench(args, site: Path, tmp: Path, timeout=900):
