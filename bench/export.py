@@ -7,7 +7,6 @@ the GIL), so every size is in before the first timed process starts.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import os
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 import methods
 from bench import backends
 from bench.artifacts import MIB, method_of
+from bench.inputs import first_line
 from bench.measuring import Target
 from bench.progress import log
 from bench.result import STATUS_FAILED, STATUS_NA, Result
@@ -82,7 +82,7 @@ def _export_backend(engine, cfg, artifacts, statics, cells, env, pool) -> list:
                      arch=getattr(art, "arch", ""), precision=getattr(art, "precision", ""),
                      threads=m.threads, seed=cfg.seed)
         if isinstance(art, Exception):
-            out.append(row.with_(status=STATUS_FAILED, error=one_line(art)))
+            out.append(row.with_(status=STATUS_FAILED, error=first_line(art)))
             continue
         row = row.with_(notes="; ".join(art.notes), **statics[model])
         variants = [""] + (list(m.precisions) if not art.realisations else [])
@@ -105,12 +105,10 @@ def _export_one(engine, art: methods.Artifact, row: Result, variant: str, cells:
             deployed = _deploy_atomically(engine, art, store.artifact_dir(model, name, variant),
                                           env, variant or "fp32")
             cells.record(model, name, variant, deployed)
-    except backends.NotApplicable as exc:
-        with contextlib.suppress(OSError):  # nothing deployed: no empty folder left behind
-            store.artifact_dir(model, name, variant).rmdir()
+    except backends.NotApplicable as exc:  # nothing deployed, no folder left behind
         return row.with_(status=STATUS_NA, error=str(exc))
     except Exception as exc:  # noqa: BLE001
-        return row.with_(status=STATUS_FAILED, error=f"export: {one_line(exc)}")
+        return row.with_(status=STATUS_FAILED, error=f"export: {first_line(exc)}")
     row = row.with_(precision=deployed.precision, notes="; ".join([*art.notes, *deployed.notes]))
     target = Target(row, tuple(str(f) for f in deployed.files),
                     tuple((str(k), str(v)) for k, v in deployed.options.items()), variant)
@@ -141,7 +139,3 @@ def file_sizes(files) -> tuple[float, float]:
         gz += len(gzip.compress(data, compresslevel=6))
     return total / MIB, gz / MIB
 
-
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0][:300] if text else ''}"

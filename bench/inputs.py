@@ -33,6 +33,12 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """'ExcType: the first line of its message', cut at `limit`: a failed row's error."""
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0][:limit] if text else ''}"
+
+
 def reason(exc: BaseException, limit: int = 160) -> str:
     """'ExcType: first words of its message', one line."""
     text = one_line(exc, limit)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cache import atomic_write_bytes
 from bench.result import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION, Result
 
 
@@ -45,18 +46,6 @@ def row_stem(model: str, backend: str, precision: str) -> str:
     return stem(model, backend, precision if precision in LOWER_PRECISIONS else "")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    _atomic_bytes(path, text.encode())
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, so a kill or a full disk leaves the
-    previous file whole (bench.cache.atomic_write_bytes: fsync, ENOSPC named)."""
-    from bench.cache import atomic_write_bytes
-
-    atomic_write_bytes(Path(path), data)
-
-
 class RunStore:
     def __init__(self, root: Path, resume: bool = False):
         """`resume`: keep the rows an earlier, killed attempt at this run stored."""
@@ -69,7 +58,8 @@ class RunStore:
             self.rows = load_rows(self.root)
 
     def write_manifest(self, manifest: dict) -> None:
-        _atomic_write(self.root / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        atomic_write_bytes(self.root / "manifest.json",
+                           json.dumps(manifest, indent=2, default=str).encode())
 
     def update_manifest(self, **entries) -> None:
         path = self.root / "manifest.json"
@@ -78,9 +68,8 @@ class RunStore:
         self.write_manifest(manifest)
 
     def artifact_dir(self, model: str, backend: str, variant: str = "") -> Path:
-        path = self.root / "artifacts" / safe_name(model) / (backend + (f"-{variant}" if variant else ""))
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Where a cell's deployed files go (made whole by bench.export, not here)."""
+        return self.root / "artifacts" / safe_name(model) / (backend + (f"-{variant}" if variant else ""))
 
     def predictions_path(self, model: str, backend: str, variant: str = "") -> Path:
         return self.root / "predictions" / f"{stem(model, backend, variant)}.npz"
@@ -95,14 +84,14 @@ class RunStore:
         buf = io.BytesIO()
         np.savez(buf, **{f"process_{i}": np.asarray(p, dtype=np.float64)
                          for i, p in enumerate(processes)})
-        _atomic_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     def save_process_log(self, model: str, backend: str, variant: str, lines: list[str]) -> Path:
         """Each measuring process's figures (ProcessResult JSON lines) beside its samples,
         so a resumed run restores the row's processes instead of measuring them again."""
         path = self.samples_path(model, backend, variant).with_suffix(".processes.jsonl")
-        _atomic_write(path, "".join(line + "\n" for line in lines))
+        atomic_write_bytes(path, "".join(line + "\n" for line in lines).encode())
         return path
 
     def load_process_log(self, model: str, backend: str, variant: str) -> list[str]:
@@ -120,7 +109,7 @@ class RunStore:
         buf = io.BytesIO()
         np.savez(buf, y_true=y_true, y_score=y_score, logits=logits,
                  task_kind=np.array(task.kind), class_names=np.array(list(task.class_names)))
-        _atomic_bytes(path, buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     def add(self, row: Result) -> None:
@@ -148,9 +137,9 @@ def write_tables(root: Path, rows: list[Result]) -> None:
     writer.writeheader()
     for d in dicts:
         writer.writerow({k: "" if v is None else v for k, v in d.items()})
-    _atomic_write(Path(root) / "results.csv", buf.getvalue())
+    atomic_write_bytes(Path(root) / "results.csv", buf.getvalue().encode())
     doc = {"schema_version": SCHEMA_VERSION, "columns": Result.columns(), "rows": dicts}
-    _atomic_write(Path(root) / "results.json", json.dumps(doc, indent=1))
+    atomic_write_bytes(Path(root) / "results.json", json.dumps(doc, indent=1).encode())
 
 
 def load_rows(run_dir: Path) -> list[Result]:

@@ -48,6 +48,8 @@ def check_finite(outputs, where: str) -> None:
 def describe_error(exc: BaseException) -> str:
     """A failed item's error in one line: out of memory said as such, whichever layer
     raised it (Python's MemoryError, a runtime's bad_alloc or allocation failure)."""
+    from bench.inputs import first_line
+
     text = str(exc).strip().splitlines()
     first = text[0][:300] if text else ""
     if isinstance(exc, NonFiniteOutputs):
@@ -55,7 +57,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, MemoryError) or any(
             s in first.lower() for s in ("bad_alloc", "out of memory", "failed to allocate memory")):
         return f"out of memory: {first or exc.__class__.__name__}"
-    return f"{exc.__class__.__name__}: {first}"
+    return first_line(exc)
 
 
 def main(job_path: str) -> int:

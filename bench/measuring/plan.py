@@ -105,12 +105,11 @@ def _first_pass(s: _Session, backend: str, rows: list) -> None:
     s.states[backend] = {}
     for t in targets:  # teacher first: the others' quality is measured against it
         s.states[backend][_key(t)] = _restored(s, backend, t)
-    kept = [st.model for st in s.states[backend].values() if st.processes or st.error]
+    kept = [f"{st.model} ({len(st.processes)} process{'es' if len(st.processes) > 1 else ''})"
+            if st.processes else f"{st.model} (failed)"
+            for st in s.states[backend].values() if st.processes or st.error]
     if kept:
-        log(f"{backend}: kept from the earlier attempt at this run: " + ", ".join(
-            f"{st.model} ({len(st.processes)} process{'es' if len(st.processes) > 1 else ''})"
-            if st.processes else f"{st.model} (failed)" for st in s.states[backend].values()
-            if st.processes or st.error))
+        log(f"{backend}: kept from the earlier attempt at this run: " + ", ".join(kept))
     for round_ in range(m.repeats):
         _run_group(s, backend, [k for k, st in s.states[backend].items()
                                 if st.error is None and (len(st.processes) <= round_ or (
@@ -139,22 +138,16 @@ def _restored(s: _Session, backend: str, target: Target) -> RowState:
     samples = load_samples(s.store.root, model, backend, target.base.precision) or []
     if not lines or len(lines) != len(samples):
         return state
-    name = stem(model, backend, variant)
-    processes = []
-    for k, (line, array) in enumerate(zip(lines, samples, strict=True)):
-        path = s.paths.work / f"{name}.r{k}.npy"
-        np.save(path, array)
-        processes.append(replace(ProcessResult.from_line(line), samples_path=str(path),
-                                 logits_path=None, val_logits_path=None))
+    # the samples are held in the state; the restored results point at no files
+    processes = tuple(replace(ProcessResult.from_line(line), samples_path=None,
+                              logits_path=None, val_logits_path=None) for line in lines)
     m = s.cfg.measurement
-    state = replace(state, processes=tuple(processes),
+    state = replace(state, processes=processes, arrays=tuple(samples),
                     latency=latency_row(list(samples), n_boot=m.n_boot, seed=s.cfg.seed))
     pred = load_predictions(s.store.root, model, backend, target.base.precision)
     if pred is not None and s.paths.val is None:  # validation predictions are not stored
-        logits = s.paths.work / f"{name}.logits.npy"
-        np.save(logits, pred["logits"])
         teacher = state if model == "teacher" else s.teacher(backend)
-        quality = quality_of(state, str(logits), None, s.data, s.cfg, s.references[model],
+        quality = quality_of(state, pred["logits"], None, s.data, s.cfg, s.references[model],
                              teacher)
         state = replace(state, quality=quality)
         state = replace(state, vs_student=against_student(state, s.student(backend), s.data,
@@ -228,7 +221,7 @@ def _run_group(s: _Session, backend: str, keys: list) -> None:
                 _log_row(backend, row)
             elif result.ok:
                 log(f"{backend}: {state.model} measured (process {len(state.processes)}, "
-                    f"median {np.median(result.samples()):.2f} ms)")
+                    f"median {np.median(state.arrays[-1]):.2f} ms)")
 
 
 def _job(s: _Session, backend: str, states: list[RowState]) -> Job:
@@ -260,18 +253,18 @@ def _fold(s: _Session, backend: str, state: RowState, result: ProcessResult) -> 
         return replace(state, error=result.error)
     m = s.cfg.measurement
     processes = state.processes + (result,)
-    state = replace(state, processes=processes,
-                    latency=latency_row([p.samples() for p in processes], n_boot=m.n_boot,
-                                        seed=s.cfg.seed))
+    arrays = state.arrays + (result.samples(),)
+    state = replace(state, processes=processes, arrays=arrays,
+                    latency=latency_row(list(arrays), n_boot=m.n_boot, seed=s.cfg.seed))
     t = state.target
     s.store.save_samples(t.base.model, backend, t.variant, state.samples())
     s.store.save_process_log(t.base.model, backend, t.variant, [p.to_line() for p in processes])
     if result.logits_path:
-        teacher = s.teacher(backend)
-        quality = quality_of(state, result.logits_path, result.val_logits_path, s.data, s.cfg,
-                             s.references[t.base.model], teacher)
-        state = replace(state, quality=quality)
         logits = np.load(result.logits_path)
+        val_logits = np.load(result.val_logits_path) if result.val_logits_path else None
+        quality = quality_of(state, logits, val_logits, s.data, s.cfg,
+                             s.references[t.base.model], s.teacher(backend))
+        state = replace(state, quality=quality)
         s.store.save_predictions(t.base.model, backend, s.data.test.labels,
                                  s.data.task.scores(quality.probs), logits, t.variant,
                                  task=s.data.task)

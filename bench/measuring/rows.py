@@ -11,7 +11,6 @@ always the latest whole, never a row patched in place.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -55,7 +54,9 @@ class RowState:
 
     target: Target
     processes: tuple[ProcessResult, ...] = ()
-    latency: dict | None = None  # bench.stats.latency.latency_row over `processes`
+    #: each process's raw timed samples (ms), read once from its file
+    arrays: tuple[np.ndarray, ...] = ()
+    latency: dict | None = None  # bench.stats.latency.latency_row over `arrays`
     quality: Quality | None = None
     vs_student: dict | None = None  # delta_auc_vs_student columns
     error: str | None = None  # a process failed
@@ -70,10 +71,10 @@ class RowState:
             self.quality is None or self.quality.error is None)
 
     def samples(self) -> list[np.ndarray]:
-        return [p.samples() for p in self.processes]
+        return list(self.arrays)
 
 
-def quality_of(state: RowState, logits_path: str, val_logits_path: str | None, data, cfg,
+def quality_of(state: RowState, logits: np.ndarray, val_logits: np.ndarray | None, data, cfg,
                reference: np.ndarray, teacher: RowState | None) -> Quality:
     """Parity against PyTorch fp32, then every quality column from the predictions."""
     import torch
@@ -81,11 +82,10 @@ def quality_of(state: RowState, logits_path: str, val_logits_path: str | None, d
     from bench.stats import quality
 
     task = data.task
-    logits = np.load(logits_path)
     probs = task.probabilities(torch.from_numpy(logits)).numpy()
     val_probs = None
-    if val_logits_path:
-        val_probs = task.probabilities(torch.from_numpy(np.load(val_logits_path))).numpy()
+    if val_logits is not None:
+        val_probs = task.probabilities(torch.from_numpy(val_logits)).numpy()
     # Parity on probabilities, not logits: softmax ignores a shift common to all logits,
     # and the teacher's logits carry one of about +-50 that NNCF's int8 model drops (labels
     # still agreed on 99.75% of the test split), which a raw-logit difference reports as ~40.
@@ -210,6 +210,3 @@ def _median(values):
     values = [v for v in values if v is not None]
     return float(np.median(values)) if values else None
 
-
-def samples_file(work: Path, stem: str, k: int) -> str:
-    return str(work / f"{stem}.r{k}.npy")
