@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.config import SECTIONS, DataConfig, RunConfig
-from bench.data import SyntheticSizes
+from bench.config import SECTIONS, RunConfig
+from bench.data import SyntheticSizes, is_synthetic
 from bench.measure.latency import LatencyPlan
 
 Layer = Mapping[str, Any]
@@ -189,10 +189,6 @@ def build(args) -> RunConfig:
     return cfg
 
 
-def is_synthetic(dataset: str) -> bool:
-    return dataset in ("", "synthetic")
-
-
 # ---------------------------------------------------------------------------- validation
 
 def validate(cfg: RunConfig) -> None:
@@ -204,16 +200,14 @@ def validate(cfg: RunConfig) -> None:
     _check_profile(cfg)
     _check_ranges(cfg)
     _check_seeds(cfg)
-    _check_task(cfg.data)
-    _check_labels(cfg.data)
+    from bench import data
+
+    data.check(cfg.data)  # the data section: spec, paths, task, labels, options
     _check_measurement(cfg)
     import methods
 
     methods.expand(cfg.methods.spec)
     _check_models(cfg)
-    from bench import data
-
-    data.check(cfg.data)
 
 
 def _check_profile(cfg: RunConfig) -> None:
@@ -268,21 +262,6 @@ def _check_seeds(cfg: RunConfig) -> None:
         if not 0 <= seed <= MAX_SEED:
             raise ValueError(f"{flag} {seed}: must be in [0, {MAX_SEED}], a seed numpy, torch "
                              "and scikit-learn all accept")
-
-
-def _check_task(data: DataConfig) -> None:
-    """--task and --num-classes shape the generated data; real data has its own. Whether
-    they were given is read as 'differs from the default', as bench.data.check does."""
-    default = DataConfig()
-    if not is_synthetic(data.dataset) and (data.task, data.num_classes) != (
-            default.task, default.num_classes):
-        raise ValueError(f"--task and --num-classes shape the synthetic dataset; "
-                         f"{data.dataset} defines its own task and classes")
-
-
-def _check_labels(data: DataConfig) -> None:
-    if data.labels is not None and not all(data.labels):
-        raise ValueError(f"--labels {','.join(data.labels)!r}: empty name in the list")
 
 
 def _check_measurement(cfg: RunConfig) -> None:

@@ -110,12 +110,18 @@ def _unreadable(exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc})"
 
 
+def is_synthetic(spec: str) -> bool:
+    """`--dataset` names the generated data (`synthetic`, or nothing)."""
+    kind, _, rest = spec.partition(":")
+    return kind in ("", "synthetic") and not rest
+
+
 def resolve(spec: str, data_root: str | None = None, image_size: int = 64) -> Source:
     """Check `--dataset` cheaply (names and paths, no reading), so bad input fails at once."""
     from bench.data import cards
 
     kind, sep, rest = spec.partition(":")
-    if kind in ("", "synthetic") and not rest:
+    if is_synthetic(spec):
         if data_root:
             raise ValueError("--data-root: the synthetic dataset is generated; give --dataset "
                              "CARD or FORMAT:PATH")
@@ -163,6 +169,15 @@ def check(data: DataConfig) -> Source:
     format. The run calls it before any training, so bad input costs no minutes."""
     from bench.config import DataConfig
 
+    default = DataConfig()
+    # --task and --num-classes shape the generated data; "given" is read as "differs from
+    # the default", as for the options below
+    if not is_synthetic(data.dataset) and (data.task, data.num_classes) != (
+            default.task, default.num_classes):
+        raise ValueError(f"--task and --num-classes shape the synthetic dataset; "
+                         f"{data.dataset} defines its own task and classes")
+    if data.labels is not None and not all(data.labels):
+        raise ValueError(f"--labels {','.join(data.labels)!r}: empty name in the list")
     src = resolve(data.dataset, data.data_root, data.image_size)
     card = src.card
     if src.format == "synthetic":
@@ -181,7 +196,6 @@ def check(data: DataConfig) -> Source:
         if data.image_size < 1:
             raise ValueError(f"--image-size {data.image_size}: must be a positive number of pixels")
         accepted = FORMATS.get(src.format).options
-    default = DataConfig()
     given = [o for o in OPTIONS if getattr(data, o) and getattr(data, o) != getattr(default, o)]
     for option in given:
         if option not in accepted:
