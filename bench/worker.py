@@ -78,7 +78,7 @@ def main(job_path: str) -> int:
     from bench.measure import energy
 
     telemetry.switch_off()
-    if job.backend == "torch":
+    if backends.BACKENDS.get(job.backend).runtime == "torch":
         import torch
 
         torch.set_num_interop_threads(1)

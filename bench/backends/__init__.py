@@ -34,7 +34,8 @@ from bench.registry import Registry
 
 BACKENDS: Registry = Registry("backend", builtins=(
     "bench.backends.torch_backend", "bench.backends.onnxruntime_backend",
-    "bench.backends.openvino_backend"))
+    "bench.backends.openvino_backend", "bench.backends.torch_export_backend",
+    "bench.backends.executorch_backend", "bench.backends.litert_backend"))
 register = BACKENDS.register
 
 #: float precisions --precision may add as rows of their own, beside every fp32 row
@@ -100,6 +101,9 @@ class Backend:
     #: what file this backend deploys and how it runs it (recorded in the manifest)
     deploys: ClassVar[str] = ""
     settings: ClassVar[str] = ""
+    #: measured by a run that names no --backends (when installed). The edge runtimes are
+    #: not: their exports cost more than the default run's budget (`--backends all` adds them)
+    default: ClassVar[bool] = True
 
     def describe(self, threads: int) -> dict:
         return {"deploys": self.deploys, "settings": self.settings.format(threads=threads)}
@@ -149,6 +153,11 @@ def names() -> list[str]:
 def installed() -> list[str]:
     return [n for n, cls in BACKENDS.items().items()
             if not cls.runtime or importlib.util.find_spec(cls.runtime) is not None]
+
+
+def defaults() -> list[str]:
+    """What a run measures when --backends is not given: the installed default backends."""
+    return [n for n in installed() if BACKENDS.get(n).default]
 
 
 def get(name: str) -> Backend:

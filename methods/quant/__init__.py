@@ -3,9 +3,12 @@
 int8 means something different on each runtime, so the method keeps those meanings
 beside itself, as NNCF's algorithms keep their per-backend adapters:
 
-  torch_fx.py      PyTorch: FX graph-mode static PTQ (x86 qconfig) / quantize_dynamic
+  torch_fx.py      PyTorch (TorchScript): FX graph-mode static PTQ (x86 qconfig) / quantize_dynamic
+  torch_pt2e.py    PyTorch on torch.export (.pt2, AOTInductor): pt2e, X86InductorQuantizer
   onnxruntime.py   ONNX Runtime's own quantizers on the fp32 ONNX export
   openvino.py      NNCF on the OpenVINO model
+  executorch.py    ExecuTorch: the XNNPACK quantizer (pt2e) on the torch.export graph
+  litert.py        LiteRT: litert-torch's PT2EQuantizer, handed to its converter
 
 `apply` makes the PyTorch realisation (the reference the bench measures parameters and
 weights on) and names the others; each backend's adapter runs when the model is deployed
@@ -20,7 +23,7 @@ from torch import nn
 
 from methods import register
 from methods.base import Artifact, Context, Method, Param
-from methods.quant import onnxruntime, openvino, torch_fx
+from methods.quant import executorch, litert, onnxruntime, openvino, torch_fx, torch_pt2e
 
 
 @register
@@ -39,7 +42,9 @@ class DynamicQuant(Method):
             name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
             precision="int8",
             realisations={"torch": torch_fx.as_made, "onnxruntime": onnxruntime.dynamic,
-                          "openvino": openvino.NO_DYNAMIC},
+                          "openvino": openvino.NO_DYNAMIC, "executorch": executorch.dynamic,
+                          "litert": litert.dynamic, "torch-export": torch_pt2e.dynamic,
+                          "torch-aoti": torch_pt2e.dynamic},
             notes=(f"torch dynamic int8 quantizes Linear layers only: {n_linear} Linear quantized, "
                    f"{n_conv} Conv2d left in fp32",),
             seconds=parent.seconds + time.perf_counter() - start,
@@ -50,7 +55,8 @@ class DynamicQuant(Method):
 class StaticQuant(Method):
     name = "quant.static"
     summary = ("int8 static post-training quantization calibrated on a training subset "
-               "(PyTorch: FX graph mode, x86 qconfig; ONNX Runtime: QDQ; OpenVINO: NNCF)")
+               "(PyTorch: FX graph mode, x86 qconfig; ONNX Runtime: QDQ; OpenVINO: NNCF; "
+               "ExecuTorch and LiteRT: their pt2e quantizers)")
     params = (Param("calibration_size", int, 128, "training images used for calibration"),)
     terminal = True
 
@@ -62,7 +68,9 @@ class StaticQuant(Method):
             name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
             precision="int8",
             realisations={"torch": torch_fx.as_made, "onnxruntime": onnxruntime.static,
-                          "openvino": openvino.static},
+                          "openvino": openvino.static, "executorch": executorch.static,
+                          "litert": litert.static, "torch-export": torch_pt2e.static,
+                          "torch-aoti": torch_pt2e.static},
             notes=(f"FX post-training int8 (x86 qconfig, per-channel weights), calibrated on "
                    f"{len(images)} training images",),
             seconds=parent.seconds + time.perf_counter() - start,
