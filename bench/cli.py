@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--finetune-epochs", type=float, default=None,
                    help=f"fine-tuning epochs after pruning (default {train.finetune_epochs:g}; "
                         f"--quick at most {s.QUICK_FINETUNE_EPOCHS:g})")
-    r.add_argument("--backends", default=None, help="comma-separated backends (default: every installed one)")
+    r.add_argument("--backends", default=None, help="comma-separated backends, or 'all' for every installed one (default: the "
+                        "installed default backends: torch, onnxruntime, openvino)")
     r.add_argument("--precision", default=None,
                    help="also deploy every float model in these precisions, as rows of their own: "
                         "comma-separated bf16,fp16 (default: fp32 only; int8 comes from quant.*)")
@@ -320,7 +321,9 @@ def _list(args) -> int:
     print("baselines measured in every run: teacher, "
           + ", ".join(methods.chain_name(c) for c in methods.baselines()))
     inst = set(backends.installed())
-    print("backends: " + ", ".join(f"{b}{'' if b in inst else ' (not installed)'}" for b in backends.names()))
+    print("backends (default: " + ", ".join(backends.defaults()) + "; --backends all: every "
+          "installed one): " + ", ".join(f"{b}{'' if b in inst else ' (not installed)'}"
+                                         for b in backends.names()))
     for name in backends.names():
         if name in inst:
             print(f"  {name}: deploys {backends.get(name).deploys}")

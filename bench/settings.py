@@ -115,6 +115,16 @@ def _split(text: str) -> list[str]:
     return [x.strip() for x in text.split(",")]
 
 
+def _backends(names: list[str]) -> list[str]:
+    """`all` stands for every installed backend, edge runtimes included."""
+    if "all" not in names:
+        return names
+    from bench import backends
+
+    return list(dict.fromkeys(n for name in names
+                              for n in (backends.installed() if name == "all" else [name])))
+
+
 def _int_or_text(token: str) -> int | str:
     try:
         return int(token)
@@ -144,7 +154,7 @@ def command_line(args) -> dict[str, Any]:
     if given.get("teachers"):
         layer["training.teachers"] = [a for a in given["teachers"].split(",") if a]
     if given.get("backends"):
-        layer["measurement.backends"] = _split(given["backends"])
+        layer["measurement.backends"] = _backends(_split(given["backends"]))
     if given.get("precision"):
         layer["measurement.precisions"] = [p for p in _split(given["precision"]) if p != "fp32"]
     if given.get("no_cache"):
@@ -166,7 +176,7 @@ def build(args) -> RunConfig:
     from bench import backends, presets
 
     cfg = RunConfig()
-    apply(cfg, {"measurement.backends": backends.installed()}, "defaults")
+    apply(cfg, {"measurement.backends": backends.defaults()}, "defaults")
     cli = command_line(args)
     set_keys: set[str] = set()
     if args.preset is not None:  # `--preset ''` is an unknown preset, not no preset

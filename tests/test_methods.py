@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 import methods
+from bench import backends
 from bench.models import count_params, state_bytes
 from tests.conftest import assert_unchanged, snapshot
 
@@ -36,7 +37,7 @@ def test_static_quantization_is_int8_and_close(tiny_teacher, tiny_context, tiny_
     before = snapshot(tiny_teacher.module)
     art = apply("quant.static", tiny_teacher, tiny_context)
     assert_unchanged(tiny_teacher.module, before)
-    assert art.precision == "int8" and set(art.realisations) == {"torch", "onnxruntime", "openvino"}
+    assert art.precision == "int8" and set(art.realisations) == set(backends.names())
     assert state_bytes(art.module) < 0.5 * state_bytes(tiny_teacher.module)
     x = torch.from_numpy(tiny_data.test.images[:32]).expand(-1, 3, -1, -1)
     with torch.no_grad():
