@@ -120,3 +120,23 @@ def test_edge_backends_are_not_defaults_and_all_names_them():
     assert set(everything) == set(backends.installed())
     assert {"executorch", "litert", "torch-export", "torch-aoti"} <= set(everything)
     assert _backends(["torch", "all"])[0] == "torch" and len(set(everything)) == len(everything)
+
+
+def test_an_int8_program_loads_in_a_fresh_worker_process(env, float_artifact, tiny_context,
+                                                         tmp_path):
+    """The worker imports nothing the bench process had: custom quantization ops included."""
+    import subprocess
+    import sys
+
+    art = quantized(float_artifact, tiny_context, "quant.static")
+    x = tiny_context.calibration_images[:2].repeat(3, axis=1)
+    for name in EDGE:
+        deployed, predict = deployed_predictor(name, art, env, tmp_path / name)
+        np.save(tmp_path / "x.npy", x)
+        code = ("import sys, numpy as np; from bench import backends; "
+                f"p = backends.get({name!r}).load(sys.argv[1:], 1, 'cpu', {{}}); "
+                f"np.save({str(tmp_path / 'y.npy')!r}, p(np.load({str(tmp_path / 'x.npy')!r})))")
+        proc = subprocess.run([sys.executable, "-c", code, *map(str, deployed.files)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert np.allclose(np.load(tmp_path / "y.npy"), predict(x), atol=1e-5), name

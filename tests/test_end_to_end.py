@@ -200,3 +200,47 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
     ours, theirs = float(np.median(ours)), float(np.median(theirs))
     print(f"bench {ours:.3f} ms, benchmark_app {theirs:.3f} ms")
     assert abs(ours - theirs) / theirs < 0.15, (ours, theirs)
+
+
+@pytest.fixture(scope="module")
+def edge_run(quick_run):
+    """A --quick run on the two edge runtimes, from the first run's cached teacher, with
+    HOME again an empty folder (litert-torch brings kagglehub and transformers)."""
+    root, _ = quick_run
+    home = root / "edge-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "MPLCONFIGDIR")}
+    env.update(MEDBENCH_CACHE=str(root / "cache"), HOME=str(home))
+    env.pop("XDG_CACHE_HOME", None)
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "prune.structured,quant",
+                           "--backends", "executorch,litert", "--quick", "--out", str(root / "edge")],
+                          capture_output=True, text=True, env=env, timeout=1200)
+    return root, home, proc
+
+
+def test_quick_run_on_the_edge_runtimes(edge_run):
+    root, home, proc = edge_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = root / "edge"
+    df = read(run / "results.csv")
+    assert list(df["backend"].unique()) == ["executorch", "litert"]
+    assert (df["status"].str.startswith("ok;quick")).all(), df[["model", "backend", "error"]]
+    assert set(df["model"]) == {"teacher", "student", "prune.structured", "quant.dynamic",
+                                "quant.static"}
+    exports = json.loads((run / "manifest.json").read_text())["exports"]
+    for _, row in df.iterrows():
+        (path,) = (run / "artifacts" / row["model"] / row["backend"]).iterdir()
+        assert path.suffix == {"executorch": ".pte", "litert": ".tflite"}[row["backend"]]
+        assert row["file_mib"] == pytest.approx(path.stat().st_size / 2**20, rel=1e-9)
+        with np.load(run / "predictions" / f"{row['model']}__{row['backend']}.npz") as z:
+            assert roc_auc_score(z["y_true"], z["y_score"]) == pytest.approx(row["auc_roc"], abs=1e-9)
+        if row["precision"] == "fp32":
+            assert row["parity_max_abs"] < 1e-3 and row["parity_agree"] == 1.0
+        else:
+            notes = exports[f"{row['model']}/{row['backend']}"]["notes"]
+            assert any("int8" in n and " of " in n for n in notes), notes
+    static = df[df["model"] == "quant.static"].set_index("backend")
+    teacher = df[df["model"] == "teacher"].set_index("backend")
+    assert (static["file_mib"] < 0.5 * teacher["file_mib"]).all()  # int8 weights on disk
+    assert "Created TensorFlow Lite" not in proc.stderr and "threadpool" not in proc.stderr
+    assert list(home.rglob("*")) == []

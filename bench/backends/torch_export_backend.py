@@ -83,7 +83,13 @@ class TorchExportBackend(_ExportedBackend):
         torch.export.save(program, str(path))
 
     def _module(self, path: str, device: str):
+        import logging
+
         import torch
+
+        # an int8 program holds torchao's quantize/dequantize ops: register them first
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+        import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
