@@ -111,12 +111,22 @@ def test_rigorous_over_ci_raises_its_measurement():
 
 
 @pytest.mark.parametrize("name", ["ci", "chexpert-kd", "covid-malaria", "skin-lesion",
-                                  "covid-ensemble"])
+                                  "covid-ensemble", "edge"])
 def test_every_preset_builds_and_validates_on_synthetic_data(name):
     cfg = _built("--preset", name, "--dataset", "synthetic", "--quick")
     settings.validate(cfg)
     preset = presets.get(name)
     assert set(preset.settings) <= settings.KEYS and set(preset.synthetic) <= settings.KEYS
+
+
+def test_edge_preset_is_covid_malaria_on_the_edge_runtimes():
+    edge, paper = _built("--preset", "edge"), _built("--preset", "covid-malaria")
+    assert edge.measurement.backends == ["executorch", "litert"]
+    assert paper.measurement.backends == ["torch", "onnxruntime", "openvino"]
+    assert (edge.data, edge.training, edge.methods) == (paper.data, paper.training, paper.methods)
+    assert _built("--preset", "edge", "--dataset", "synthetic").data.image_size == 64
+    assert _built("--preset", "edge", "--backends", "executorch").measurement.backends == [
+        "executorch"]  # the user wins
 
 
 def test_synthetic_extras_apply_only_to_synthetic_data():

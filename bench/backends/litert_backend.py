@@ -78,18 +78,27 @@ class LiteRTBackend(Backend):
         return predict
 
 
+def converter():
+    """litert-torch, imported quietly: its TensorFlow/absl start-up lines (oneDNN notice,
+    "All log messages before absl::InitializeLog()") go to fd 2, and its converter prints
+    a progress line per stage unless told not to."""
+    from bench.backends.native import quiet_stderr
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    with quiet_stderr():
+        import litert_torch
+    litert_torch.config.show_progress = False
+    return litert_torch
+
+
 def convert(module, env: ExportEnv, path: Path, quant_config=None) -> None:
     import torch
 
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-    import litert_torch
-
-    litert_torch.config.show_progress = False  # its per-stage lines; the bench logs its own
-
-    example = (torch.zeros(1, 3, env.image_size, env.image_size),)
-    kwargs = {} if quant_config is None else {"quant_config": quant_config}
     from bench.backends.native import quiet_stderr
 
+    litert_torch = converter()
+    example = (torch.zeros(1, 3, env.image_size, env.image_size),)
+    kwargs = {} if quant_config is None else {"quant_config": quant_config}
     with quiet_stderr():  # the MLIR exporter's op-count line on fd 2
         litert_torch.convert(module, example, **kwargs).export(str(path))
 

@@ -30,13 +30,14 @@ def dynamic(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
 
 
 def _convert(float_module, env: ExportEnv, out_dir: Path, dynamic: bool):
+    from bench.backends.litert_backend import convert, converter
+
+    converter()  # imported quietly first
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
         get_symmetric_quantization_config,
     )
     from litert_torch.quantize.quant_config import QuantConfig
-
-    from bench.backends.litert_backend import convert
 
     quantizer = PT2EQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))

@@ -7,6 +7,8 @@ its rows say why.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -23,7 +25,9 @@ def static(artifact, ov_model, env: ExportEnv, out_dir: Path) -> Realised:
 
     nncf.set_log_level(40)  # ERROR: no progress bars in the user's terminal
     data = nncf.Dataset(list(env.calibration_batches(1)))
-    model = nncf.quantize(ov_model, data, subset_size=len(env.calibration))
+    # its rich progress bars ignore the log level; they draw on sys.stdout when called
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = nncf.quantize(ov_model, data, subset_size=len(env.calibration))
     # int8 kernels, f32 for what stays float (the backend's f32 hint)
     return Realised(model, "int8", (f"NNCF post-training int8 (default preset) calibrated on "
                                     f"{len(env.calibration)} training images",))
