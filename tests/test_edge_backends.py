@@ -140,3 +140,17 @@ def test_an_int8_program_loads_in_a_fresh_worker_process(env, float_artifact, ti
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert np.allclose(np.load(tmp_path / "y.npy"), predict(x), atol=1e-5), name
+
+
+def test_an_int8_program_holds_int8_weights_only(env, float_artifact, tiny_context, tmp_path):
+    """The .pt2 of an int8 model is smaller than the fp32 one: the fp32 weights the int8
+    graph replaced are not saved beside it."""
+    art = quantized(float_artifact, tiny_context, "quant.static")
+    fp32, _ = deployed_predictor("torch-export", float_artifact, env, tmp_path / "f")
+    int8, predict = deployed_predictor("torch-export", art, env, tmp_path / "q")
+    program = torch.export.load(str(int8.files[0]))
+    weights = [v for v in [*program.state_dict.values(), *program.constants.values()]
+               if isinstance(v, torch.Tensor) and v.dim() == 4]  # conv kernels
+    assert weights and all(w.dtype == torch.int8 for w in weights)
+    x = tiny_context.calibration_images[:4].repeat(3, axis=1)
+    assert np.abs(predict(x) - reference(float_artifact, x)).max() < 0.2

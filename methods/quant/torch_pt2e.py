@@ -39,4 +39,4 @@ def _quantize(float_module, env: ExportEnv, dynamic: bool):
 def _export(converted, env: ExportEnv):
     from bench.backends.torch_export import export_program
 
-    return export_program(converted, env.image_size)
+    return export_program(pt2e.without_unused_weights(converted), env.image_size)
