@@ -129,6 +129,9 @@ register(Preset(
     citation="CheXpert knowledge-distillation reference paper (macro AUC, mean +- sd of 3 seeds)",
 ))
 
+COVID_MALARIA_SETTINGS = {
+    "data.dataset": "malaria-cells", "training.teacher": "densenet121",
+    "training.student": "mobilenet_v2", "methods.spec": "kd,prune,quant", "data.image_size": 224}
 COVID_MALARIA_PUBLISHED = {
     # the issue lists the paper's two settings without saying which method each is
     "published setting 1": {"compression_ratio": round(100 / 18.4, 2), "speedup": 6.14,
@@ -141,9 +144,7 @@ register(Preset(
     name="covid-malaria",
     summary="binary chest X-ray / malaria smear: KD vs pruning vs quantization, size as % of "
             "the teacher, speedup, quality drop",
-    settings={"data.dataset": "malaria-cells", "training.teacher": "densenet121",
-              "training.student": "mobilenet_v2", "methods.spec": "kd,prune,quant",
-              "data.image_size": 224},
+    settings=COVID_MALARIA_SETTINGS,
     synthetic={"data.task": "binary"},
     published=COVID_MALARIA_PUBLISHED,
     citation="COVID-19 / malaria compression reference paper",
@@ -155,9 +156,7 @@ register(Preset(
     name="edge",
     summary="the covid-malaria setup on the edge runtimes (ExecuTorch with XNNPACK, LiteRT); "
             "64 px on the embedded data",
-    settings={"data.dataset": "malaria-cells", "training.teacher": "densenet121",
-              "training.student": "mobilenet_v2", "methods.spec": "kd,prune,quant",
-              "data.image_size": 224, "measurement.backends": list(EDGE_BACKENDS)},
+    settings={**COVID_MALARIA_SETTINGS, "measurement.backends": list(EDGE_BACKENDS)},
     # the embedded default's size: its teacher trains at 224 px only at 4-8 s a step here
     synthetic={"data.task": "binary", "data.image_size": 64},
     published=COVID_MALARIA_PUBLISHED,  # the paper's targets are "mobile and embedded devices"

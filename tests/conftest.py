@@ -69,3 +69,28 @@ def assert_unchanged(module, before):
 
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def env(tmp_path, tiny_data):
+    """What a backend's export gets: 16 px images, the tiny calibration subset."""
+    from bench.backends import ExportEnv
+
+    return ExportEnv(image_size=16, calibration=tiny_data.calibration, work_dir=tmp_path / "work")
+
+
+@pytest.fixture
+def float_artifact():
+    import methods
+
+    torch.manual_seed(0)
+    m = TinyNet().eval()
+    return methods.Artifact(name="teacher", arch="tiny", module=m, float_module=m)
+
+
+def quantized(parent, ctx, method):
+    """`method` (e.g. quant.static) applied to `parent` with its default parameters."""
+    import methods
+
+    (chain,) = methods.expand(method)
+    return methods.get(method)().apply(parent, ctx, **dict(chain[0].params))

@@ -7,27 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import methods
 from bench import backends
-from bench.backends import ExportEnv, NotApplicable
-from tests.conftest import TinyNet
-
-
-@pytest.fixture
-def env(tmp_path, tiny_data):
-    return ExportEnv(image_size=16, calibration=tiny_data.calibration, work_dir=tmp_path / "work")
-
-
-@pytest.fixture
-def float_artifact():
-    torch.manual_seed(0)
-    m = TinyNet().eval()
-    return methods.Artifact(name="teacher", arch="tiny", module=m, float_module=m)
-
-
-def quantized(parent, ctx, method):
-    (chain,) = methods.expand(method)
-    return methods.get(method)().apply(parent, ctx, **dict(chain[0].params))
+from bench.backends import NotApplicable
+from tests.conftest import quantized
 
 
 def x_batch(n=8):

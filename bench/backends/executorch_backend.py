@@ -39,16 +39,14 @@ class ExecuTorchBackend(Backend):
         if precision != "fp32":
             raise NotApplicable(f"ExecuTorch {precision}: the XNNPACK delegate's half-precision "
                                 "kernels target ARM; this bench does not deploy them on x86")
-        import torch
+        from bench.backends.torch_export import as_program, quiet_torchao
+
+        quiet_torchao()
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
         from executorch.exir import to_edge_transform_and_lower
 
-        from bench.backends.torch_export import export_program
-
-        program = realised.graph
-        if not isinstance(program, torch.export.ExportedProgram):
-            program = export_program(program, env.image_size)
+        program = as_program(realised.graph, env.image_size)
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
         info = get_delegation_info(lowered.exported_program().graph_module)
         program = lowered.to_executorch()

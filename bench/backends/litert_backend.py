@@ -11,13 +11,13 @@ Installed as an extra (`pip install -e '.[litert]'`); not a default backend.
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, Realised, register
+from bench.backends.torch_export import quiet_torchao
 
 
 @register
@@ -84,7 +84,7 @@ def converter():
     a progress line per stage unless told not to."""
     from bench.backends.native import quiet_stderr
 
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    quiet_torchao()
     with quiet_stderr():
         import litert_torch
     litert_torch.config.show_progress = False

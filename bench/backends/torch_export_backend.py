@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, Realised, register
+from bench.backends.torch_export import quiet_torchao
 
 
 class _ExportedBackend(Backend):
@@ -32,18 +33,13 @@ class _ExportedBackend(Backend):
 
     def save(self, realised: Realised, out_dir: Path, env: ExportEnv,
              precision: str = "fp32") -> Deployed:
-        import torch
-
-        from bench.backends.torch_export import export_program
+        from bench.backends.torch_export import as_program
 
         if precision != "fp32":
             raise NotApplicable(f"{self.name} {precision}: not deployed by this bench (the "
                                 "torch backend has bf16 and fp16 rows)")
-        program = realised.graph
-        if not isinstance(program, torch.export.ExportedProgram):
-            program = export_program(program, env.image_size)
         path = Path(out_dir) / "model.pt2"
-        self._write(program, path, env)
+        self._write(as_program(realised.graph, env.image_size), path, env)
         return Deployed([path], realised.precision, list(realised.notes))
 
     def _write(self, program, path: Path, env: ExportEnv) -> None:
@@ -83,12 +79,11 @@ class TorchExportBackend(_ExportedBackend):
         torch.export.save(program, str(path))
 
     def _module(self, path: str, device: str):
-        import logging
 
         import torch
 
         # an int8 program holds torchao's quantize/dequantize ops: register them first
-        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+        quiet_torchao()
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
 
         with warnings.catch_warnings():

@@ -8,11 +8,10 @@ int8 weights that each runtime's lowering turns into int8 kernels.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
-from bench.backends import ExportEnv
+from bench.backends import ExportEnv, Realised
+from bench.backends.torch_export import quiet_torchao
 
 CALIBRATION_BATCH = 16
 _CONV = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose2d"}
@@ -27,7 +26,7 @@ def quantize(float_module: torch.nn.Module, quantizer, env: ExportEnv,
     batches of 16 (128 DenseNet-121 images: 1.7 s, against minutes one by one); the
     caller exports the result again at batch 1, as the edge runtimes run it. `fold=False`
     keeps the weights' quantize nodes, as litert-torch's converter expects."""
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+    quiet_torchao()
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example = torch.zeros(2, 3, env.image_size, env.image_size)
@@ -45,6 +44,19 @@ def quantize(float_module: torch.nn.Module, quantizer, env: ExportEnv,
     for module in converted.modules():
         module.training = False
     return converted
+
+
+def realise(float_module, env: ExportEnv, quantizer, what: str, dynamic: bool) -> Realised:
+    """The int8 ExportedProgram (batch 1) of `float_module` by `quantizer`, and its row's
+    note: `what` made it, how it was calibrated, which layers got int8 weights."""
+    from bench.backends.torch_export import export_program
+
+    converted = quantize(float_module, quantizer, env)
+    how = ("dynamic int8 (per-channel weights, activations quantized per call)" if dynamic
+           else f"static int8 (per-channel weights) calibrated on {len(env.calibration)} "
+                "training images")
+    program = export_program(without_unused_weights(converted), env.image_size)
+    return Realised(program, "int8", (f"{what} {how}; int8 layers: {coverage(converted)}",))
 
 
 def coverage(converted: torch.nn.Module) -> str:
