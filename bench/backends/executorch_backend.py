@@ -73,9 +73,13 @@ class ExecuTorchBackend(Backend):
             from executorch.runtime import Runtime
 
             _unsafe_reset_threadpool(threads)  # the XNNPACK delegate's thread pool
-            method = Runtime.get().load_program(Path(files[0])).load_method("forward")
+            program = Runtime.get().load_program(Path(files[0]))
+            method = program.load_method("forward")
 
         def predict(x: np.ndarray) -> np.ndarray:
+            # The Method does not keep its Program alive: with the Program collected, a
+            # DenseNet-121 program read freed memory (aten::cat check failed, SIGSEGV).
+            assert program is not None
             # batch-1 program: one call per image (the split prediction is untimed)
             return np.concatenate([method.execute([torch.from_numpy(x[i:i + 1])])[0].numpy()
                                    for i in range(len(x))])
