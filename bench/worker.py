@@ -141,7 +141,7 @@ def _predict_splits(backend, job, item, timed, example, test, val):
 
     fast_threads = max(job.threads, job.predict_threads or job.threads)
     predict = timed
-    if fast_threads != job.threads:
+    if fast_threads != job.threads and backend.split_threads:
         predict = backend.load(list(item.files), fast_threads, job.device, dict(item.options))
         a, b = np.asarray(timed(example)), np.asarray(predict(example))
         if not np.allclose(a, b, rtol=1e-3, atol=1e-3):

@@ -104,6 +104,10 @@ class Backend:
     #: measured by a run that names no --backends (when installed). The edge runtimes are
     #: not: their exports cost more than the default run's budget (`--backends all` adds them)
     default: ClassVar[bool] = True
+    #: the worker may load the file a second time with every core to predict the (untimed)
+    #: test split; False where a runtime's thread pool is process-wide and cannot change
+    #: under a loaded model (ExecuTorch's XNNPACK pool)
+    split_threads: ClassVar[bool] = True
 
     def describe(self, threads: int) -> dict:
         return {"deploys": self.deploys, "settings": self.settings.format(threads=threads)}

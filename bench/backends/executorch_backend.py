@@ -26,6 +26,7 @@ class ExecuTorchBackend(Backend):
     deploys = ("ExecuTorch program (.pte): torch.export, lowered with XnnpackPartitioner; "
                "int8 by the XNNPACK quantizer (pt2e)")
     settings = "executorch.runtime, XNNPACK threadpool of {threads} thread(s), batch 1"
+    split_threads = False
 
     def check(self, env: ExportEnv) -> None:
         if env.device == "cuda":
@@ -69,17 +70,22 @@ class ExecuTorchBackend(Backend):
         if device != "cpu":
             raise RuntimeError(f"--device {device}: the ExecuTorch backend runs on the CPU only")
         with quiet_stderr():  # cpuinfo and threadpool lines from the C++ runtime
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            from executorch.extension.pybindings.portable_lib import (
+                _threadpool_get_thread_count,
+                _unsafe_reset_threadpool,
+            )
             from executorch.runtime import Runtime
 
-            _unsafe_reset_threadpool(threads)  # the XNNPACK delegate's thread pool
+            # The XNNPACK delegate's process-wide pool. Resetting it destroys the pool a
+            # loaded program's delegate holds ("unsafe"): only ever before the first load
+            # (split_threads = False keeps the worker from loading a second copy).
+            if _threadpool_get_thread_count() != threads:
+                _unsafe_reset_threadpool(threads)
             program = Runtime.get().load_program(Path(files[0]))
             method = program.load_method("forward")
 
         def predict(x: np.ndarray) -> np.ndarray:
-            # The Method does not keep its Program alive: with the Program collected, a
-            # DenseNet-121 program read freed memory (aten::cat check failed, SIGSEGV).
-            assert program is not None
+            assert program is not None  # the Method does not keep its Program alive
             # batch-1 program: one call per image (the split prediction is untimed)
             return np.concatenate([method.execute([torch.from_numpy(x[i:i + 1])])[0].numpy()
                                    for i in range(len(x))])
