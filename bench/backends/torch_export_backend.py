@@ -14,6 +14,7 @@ compiles each model (about 30 s here) and `--backends all` or naming them adds t
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -105,6 +106,8 @@ class TorchAOTIBackend(_ExportedBackend):
 
         # Inductor's compile cache goes under the bench's cache, not /tmp (STACK-NOTES)
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
+        # the C++ build (and the package's load) warns "No CUDA runtime is found" on a CPU
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch._inductor.aoti_compile_and_package(program, package_path=str(path))
@@ -112,4 +115,5 @@ class TorchAOTIBackend(_ExportedBackend):
     def _module(self, path: str, device: str):
         import torch
 
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         return torch._inductor.aoti_load_package(path)
