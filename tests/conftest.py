@@ -88,9 +88,10 @@ def float_artifact():
     return methods.Artifact(name="teacher", arch="tiny", module=m, float_module=m)
 
 
-def quantized(parent, ctx, method):
-    """`method` (e.g. quant.static) applied to `parent` with its default parameters."""
+def quantized(parent, ctx, method, **overrides):
+    """`method` (e.g. quant.static) applied to `parent` with its default parameters, but
+    `overrides`."""
     import methods
 
     (chain,) = methods.expand(method)
-    return methods.get(method)().apply(parent, ctx, **dict(chain[0].params))
+    return methods.get(method)().apply(parent, ctx, **{**dict(chain[0].params), **overrides})

@@ -146,3 +146,30 @@ def test_torchscript_file_holds_the_model_not_the_harness_call_stack(env, float_
     with torch.no_grad():
         assert np.abs(predict(x) - float_artifact.module(torch.from_numpy(x)).numpy()).max() < 1e-5
     assert list(tmp_path.iterdir()) == [deployed.files[0]]  # no temporary folder left
+
+
+def test_static_int8_settings_reach_every_backend(env, float_artifact, tiny_context, tmp_path):
+    """calibration_size and per_channel are the step's, on each backend, not only torch's:
+    the ONNX weights' scales are one per output channel, or one per tensor."""
+    import onnx
+    from onnx import numpy_helper
+
+    def weight_scale_sizes(settings):
+        art = quantized(float_artifact, tiny_context, "quant.static", **settings)
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        out.mkdir()
+        deployed = backends.deploy(backends.get("onnxruntime"), art, out, env)
+        graph = onnx.load(str(deployed.files[0])).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        conv_weights = {n.input[1] for n in graph.node if n.op_type == "Conv"}
+        sizes = [inits[n.input[1]].size for n in graph.node
+                 if n.op_type == "DequantizeLinear" and n.output[0] in conv_weights]
+        return sizes, deployed.notes[0], art
+
+    sizes, note, _ = weight_scale_sizes({"calibration_size": 8})
+    assert sizes and all(s > 1 for s in sizes) and "calibrated on 8 training images" in note
+    sizes, note, art = weight_scale_sizes({"per_channel": False})
+    assert sizes and all(s == 1 for s in sizes) and "per-tensor" in note
+    assert "per-tensor" in art.notes[0]
+    ov = backends.deploy(backends.get("openvino"), art, tmp_path / "ov", env)
+    assert "per-tensor weights" in ov.notes[0]

@@ -18,6 +18,7 @@ there (bench.backends.deploy). A backend without an adapter gets an `n/a` row sa
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from torch import nn
 
@@ -57,21 +58,40 @@ class StaticQuant(Method):
     summary = ("int8 static post-training quantization calibrated on a training subset "
                "(PyTorch: FX graph mode, x86 qconfig; ONNX Runtime: QDQ; OpenVINO: NNCF; "
                "ExecuTorch and LiteRT: their pt2e quantizers)")
-    params = (Param("calibration_size", int, 128, "training images used for calibration"),)
+    params = (Param("calibration_size", int, 128, "training images used for calibration"),
+              Param("per_channel", bool, True, "one int8 scale per output channel of a weight "
+                    "(false: one per tensor)"))
     terminal = True
 
-    def apply(self, parent: Artifact, ctx: Context, calibration_size: int) -> Artifact:
+    def apply(self, parent: Artifact, ctx: Context, calibration_size: int,
+              per_channel: bool = True) -> Artifact:
         start = time.perf_counter()
         images = ctx.calibration_images[:calibration_size]
-        q = torch_fx.static(parent.float_module, images, ctx.image_size)
+        q = torch_fx.static(parent.float_module, images, ctx.image_size, per_channel)
+        adapters = {"onnxruntime": onnxruntime.static, "openvino": openvino.static,
+                    "executorch": executorch.static, "litert": litert.static,
+                    "torch-export": torch_pt2e.static, "torch-aoti": torch_pt2e.static}
         return Artifact(
             name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
             precision="int8",
-            realisations={"torch": torch_fx.as_made, "onnxruntime": onnxruntime.static,
-                          "openvino": openvino.static, "executorch": executorch.static,
-                          "litert": litert.static, "torch-export": torch_pt2e.static,
-                          "torch-aoti": torch_pt2e.static},
-            notes=(f"FX post-training int8 (x86 qconfig, per-channel weights), calibrated on "
+            realisations={"torch": torch_fx.as_made,
+                          **{b: _Calibrated(a, calibration_size, per_channel)
+                             for b, a in adapters.items()}},
+            notes=(f"FX post-training int8 (x86 qconfig, "
+                   f"{'per-channel' if per_channel else 'per-tensor'} weights), calibrated on "
                    f"{len(images)} training images",),
             seconds=parent.seconds + time.perf_counter() - start,
         )
+
+
+class _Calibrated:
+    """A backend's static int8 adapter with the step's settings: its calibration images
+    are the first `size` of the run's calibration subset (as the torch row's), and its
+    weights per channel or per tensor."""
+
+    def __init__(self, adapter, size: int, per_channel: bool):
+        self.adapter, self.size, self.per_channel = adapter, size, per_channel
+
+    def __call__(self, artifact, float_graph, env, out_dir):
+        env = replace(env, calibration=env.calibration[:self.size])
+        return self.adapter(artifact, float_graph, env, out_dir, per_channel=self.per_channel)

@@ -15,15 +15,17 @@ from bench.backends.torch_export import quiet_torchao
 from methods.quant import pt2e
 
 
-def static(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
-    return pt2e.realise(float_module, env, _quantizer(False), "XNNPACK quantizer", False)
+def static(artifact, float_module, env: ExportEnv, out_dir: Path,
+           per_channel: bool = True) -> Realised:
+    return pt2e.realise(float_module, env, _quantizer(False, per_channel), "XNNPACK quantizer",
+                        False, per_channel)
 
 
 def dynamic(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
     return pt2e.realise(float_module, env, _quantizer(True), "XNNPACK quantizer", True)
 
 
-def _quantizer(dynamic: bool):
+def _quantizer(dynamic: bool, per_channel: bool = True):
     quiet_torchao()
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
@@ -31,4 +33,4 @@ def _quantizer(dynamic: bool):
     )
 
     return XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+        get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic))

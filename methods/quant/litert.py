@@ -14,10 +14,13 @@ from bench.backends import ExportEnv, Realised
 from methods.quant import pt2e
 
 
-def static(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
-    path, covered = _convert(float_module, env, Path(out_dir), dynamic=False)
+def static(artifact, float_module, env: ExportEnv, out_dir: Path,
+           per_channel: bool = True) -> Realised:
+    path, covered = _convert(float_module, env, Path(out_dir), dynamic=False,
+                             per_channel=per_channel)
     return Realised(path, "int8", (
-        f"litert-torch PT2EQuantizer static int8 (per-channel symmetric weights) calibrated "
+        f"litert-torch PT2EQuantizer static int8 "
+        f"({'per-channel' if per_channel else 'per-tensor'} symmetric weights) calibrated "
         f"on {len(env.calibration)} training images, int8 input/output; int8 weights: "
         f"{covered}",))
 
@@ -29,7 +32,8 @@ def dynamic(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
         f"quantized per call); int8 layers: {covered}",))
 
 
-def _convert(float_module, env: ExportEnv, out_dir: Path, dynamic: bool):
+def _convert(float_module, env: ExportEnv, out_dir: Path, dynamic: bool,
+             per_channel: bool = True):
     from bench.backends.litert_backend import convert, converter
 
     converter()  # imported quietly first
@@ -40,7 +44,7 @@ def _convert(float_module, env: ExportEnv, out_dir: Path, dynamic: bool):
     from litert_torch.quantize.quant_config import QuantConfig
 
     quantizer = PT2EQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+        get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic))
     converted = pt2e.quantize(float_module, quantizer, env, fold=False)
     path = out_dir / "model.tflite"
     convert(converted, env, path, QuantConfig(pt2e_quantizer=quantizer))

@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.backends import ExportEnv, Realised
 
 
-def static(artifact, float_onnx: Path, env: ExportEnv, out_dir: Path) -> Realised:
+def static(artifact, float_onnx: Path, env: ExportEnv, out_dir: Path,
+           per_channel: bool = True) -> Realised:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -27,10 +28,11 @@ def static(artifact, float_onnx: Path, env: ExportEnv, out_dir: Path) -> Realise
         # DenseNet here); ONNX shape inference covers a CNN with a dynamic batch.
         quant_pre_process(str(float_onnx), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(out), _CalibrationReader(env), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
+                        per_channel=per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
     return Realised(out, "int8", (
-        f"ONNX Runtime static QDQ int8 (uint8 activations, per-channel int8 weights, MinMax) "
+        f"ONNX Runtime static QDQ int8 (uint8 activations, "
+        f"{'per-channel' if per_channel else 'per-tensor'} int8 weights, MinMax) "
         f"calibrated on {len(env.calibration)} training images",))
 
 

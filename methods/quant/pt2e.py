@@ -46,14 +46,16 @@ def quantize(float_module: torch.nn.Module, quantizer, env: ExportEnv,
     return converted
 
 
-def realise(float_module, env: ExportEnv, quantizer, what: str, dynamic: bool) -> Realised:
+def realise(float_module, env: ExportEnv, quantizer, what: str, dynamic: bool,
+            per_channel: bool = True) -> Realised:
     """The int8 ExportedProgram (batch 1) of `float_module` by `quantizer`, and its row's
     note: `what` made it, how it was calibrated, which layers got int8 weights."""
     from bench.backends.torch_export import export_program
 
     converted = quantize(float_module, quantizer, env)
     how = ("dynamic int8 (per-channel weights, activations quantized per call)" if dynamic
-           else f"static int8 (per-channel weights) calibrated on {len(env.calibration)} "
+           else f"static int8 ({'per-channel' if per_channel else 'per-tensor'} weights) "
+                f"calibrated on {len(env.calibration)} "
                 "training images")
     program = export_program(without_unused_weights(converted), env.image_size)
     return Realised(program, "int8", (f"{what} {how}; int8 layers: {coverage(converted)}",))

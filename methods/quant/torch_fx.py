@@ -26,9 +26,12 @@ def dynamic(float_module: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
 
 
-def static(float_module: nn.Module, images: np.ndarray, image_size: int) -> nn.Module:
-    """FX PTQ with the x86 qconfig (per-channel weights), calibrated on `images`."""
-    from torch.ao.quantization import get_default_qconfig_mapping
+def static(float_module: nn.Module, images: np.ndarray, image_size: int,
+           per_channel: bool = True) -> nn.Module:
+    """FX PTQ with the x86 qconfig (per-channel weights; per_channel=False: the same
+    activations, one weight scale per tensor), calibrated on `images`."""
+    from torch.ao.quantization import QConfig, QConfigMapping, get_default_qconfig_mapping
+    from torch.ao.quantization.observer import default_weight_observer
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     model = clone(float_module).eval()
@@ -36,7 +39,12 @@ def static(float_module: nn.Module, images: np.ndarray, image_size: int) -> nn.M
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices
         torch.backends.quantized.engine = "x86"
-        prepared = prepare_fx(model, get_default_qconfig_mapping("x86"), example)
+        mapping = get_default_qconfig_mapping("x86")
+        if not per_channel:
+            x86 = mapping.global_qconfig
+            mapping = QConfigMapping().set_global(QConfig(activation=x86.activation,
+                                                          weight=default_weight_observer))
+        prepared = prepare_fx(model, mapping, example)
         with torch.no_grad():
             for x, _, _ in batches(images, None, 32, None):
                 prepared(x)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.backends import ExportEnv, Realised
+from bench.backends import ExportEnv, NotApplicable, Realised
 from bench.backends.torch_export import quiet_torchao
 from methods.quant import pt2e
 
 
-def static(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
+def static(artifact, float_module, env: ExportEnv, out_dir: Path,
+           per_channel: bool = True) -> Realised:
+    if not per_channel:
+        raise NotApplicable("torchao's X86InductorQuantizer has per-channel weights only")
     return pt2e.realise(float_module, env, _quantizer(False), "pt2e X86InductorQuantizer", False)
 
 
