@@ -33,22 +33,37 @@ def build_all(cfg, data, teacher, run=None) -> dict[str, methods.Artifact | Exce
 
     `run` (bench.resume.RunDirectory): float steps are saved there as they are made, and
     a step saved by an earlier, killed attempt at this run is loaded instead of rebuilt."""
-    ctx = context(cfg, data, teacher)
-    base_key = {"teacher": {"source": teacher.source, **teacher.info}, "data": data.fingerprint,
-                "seed": cfg.seed, "training": cfg.to_dict()["training"]}
-    root = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
-                            float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
+    builder = Builder(cfg, data, teacher, run)
     chains = methods.baselines()
     chains += [c for c in methods.expand(cfg.methods.spec) if c not in chains]
-    out: dict[str, methods.Artifact | Exception] = {"teacher": root}
-    memo: dict[tuple, methods.Artifact | Exception] = {(): root}
+    out: dict[str, methods.Artifact | Exception] = {"teacher": builder.teacher}
     for chain in chains:
+        out[methods.chain_name(chain)] = builder.chain(chain)
+    return out
+
+
+class Builder:
+    """Chains from one teacher, each prefix made once (in memory, and in `run` where one
+    is given): what `build_all` and a search's trials share."""
+
+    def __init__(self, cfg, data, teacher, run=None):
+        self.ctx = context(cfg, data, teacher)
+        self.run = run
+        self.base_key = {"teacher": {"source": teacher.source, **teacher.info},
+                         "data": data.fingerprint, "seed": cfg.seed,
+                         "training": cfg.to_dict()["training"]}
+        self.teacher = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
+                                        float_module=teacher.module,
+                                        notes=(f"teacher ({teacher.source})",))
+        self.memo: dict[tuple, methods.Artifact | Exception] = {(): self.teacher}
+
+    def chain(self, chain: tuple) -> methods.Artifact | Exception:
         for i in range(1, len(chain) + 1):
             prefix = chain[:i]
-            if prefix not in memo:
-                memo[prefix] = _made(memo[chain[:i - 1]], prefix, ctx, run, base_key)
-        out[methods.chain_name(chain)] = memo[chain]
-    return out
+            if prefix not in self.memo:
+                self.memo[prefix] = _made(self.memo[chain[:i - 1]], prefix, self.ctx, self.run,
+                                          self.base_key)
+        return self.memo[chain]
 
 
 def _made(parent, prefix: tuple, ctx, run, base_key: dict) -> methods.Artifact | Exception:
