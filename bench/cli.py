@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run|check|report|compare|list`.
+"""Command line: `python -m bench run|search|check|report|compare|list`.
 
 Exit codes: 0; 1 (a row failed, or the gate found a regression); 2, bad input, with
 exactly one `error: ...` line on stderr and no traceback: argparse's usage errors too,
@@ -41,17 +41,30 @@ def _parser() -> argparse.ArgumentParser:
     """Every option of `run` defaults to None (or False): `bench.settings.build` tells a
     given option from an unset one, so a preset or profile fills only the unset ones. The
     defaults quoted in the help are read from bench.config and bench.settings."""
-    from bench import settings as s
-    from bench.config import RunConfig
-
-    d = RunConfig()
-    data, train, meas = d.data, d.training, d.measurement
     p = _Parser(prog="python -m bench",
                 description="Compress a medical image classifier every way and measure "
                             "every candidate alike.")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="train/load the teacher, apply methods, measure, report")
+    _run_options(r)
+    se = sub.add_parser("search", help="find the fastest or smallest chain that stays non-inferior "
+                                       "(Optuna, on validation), then test the finalists once")
+    _run_options(se)
+    from bench.search.cli import add_options
+
+    add_options(se)
+    _other_commands(sub)
+    return p
+
+
+def _run_options(r) -> None:
+    """The options of `run`, which `search` takes too (one configuration, bench.settings)."""
+    from bench import settings as s
+    from bench.config import RunConfig
+
+    d = RunConfig()
+    data, train, meas = d.data, d.training, d.measurement
     r.add_argument("--methods", default=None,
                    help="comma-separated methods, families or '+' chains, with name:key=value "
                         f"parameters (default: {d.methods.spec})")
@@ -147,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run directory (default reports/runs/<UTC time>)")
     r.add_argument("--no-cache", action="store_true", help="retrain the teacher and do not cache it")
 
+
+def _other_commands(sub) -> None:
     c = sub.add_parser("check", help="CI gate: compare a run with a baseline; exit 1 on any regression")
     c.add_argument("run_dir", help="run directory (holds results.json)")
     c.add_argument("--baseline", required=True, help="baseline JSON, e.g. reports/baseline/ci.json")
@@ -172,7 +187,6 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="show methods with their parameters, and backends")
     ls.add_argument("--archs", action="store_true", help="also list torchvision architectures")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "search":
+            from bench.search.cli import run_search
+
+            return run_search(args)
         return _run(args)
     except ValueError as exc:  # bad input: one line, no traceback
         print(f"error: {one_line(exc)}", file=sys.stderr)
