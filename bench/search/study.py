@@ -139,7 +139,6 @@ def optimize(study, evaluator, templates, objectives: Objectives, margin: float,
             figures = evaluator.evaluate(trial.number, chain)
         except Exception as exc:
             trial.set_user_attr("error", str(exc).splitlines()[0] if str(exc) else repr(exc))
-            log(f"trial {trial.number}: {name}: FAILED: {exc}")
             raise
         for key, value in figures.items():
             if key != "notes":
@@ -151,12 +150,20 @@ def optimize(study, evaluator, templates, objectives: Objectives, margin: float,
         values = [figures[c] for c in objectives.columns]
         if any(v is None for v in values):
             raise ValueError(f"{name}: an objective could not be measured ({objectives.names})")
-        elapsed = time.perf_counter() - start
-        log(f"trial {trial.number}: {name}: "
-            + ", ".join(f"{n} {v:.4g}" for n, v in zip(objectives.names, values, strict=True))
-            + f"; validation AUC {figures['val_auc']:.3f}, delta {figures['val_delta_auc']:+.3f} "
-            f"[{figures['val_delta_ci_low']:+.3f}, {figures['val_delta_ci_high']:+.3f}]: "
-            f"{figures['val_verdict'] or 'no verdict'} ({elapsed:.0f}s into the search)")
         return values
 
-    study.optimize(objective, n_trials=left, timeout=seconds, catch=(Exception,))
+    def stored(study, t) -> None:
+        """Logged once Optuna has stored the trial: a line here is a trial a kill keeps."""
+        a = t.user_attrs
+        head = f"trial {t.number}: {a.get('model', '?')}: "
+        if t.values is None:
+            log(head + f"FAILED: {a.get('error', t.state.name)}")
+            return
+        log(head + ", ".join(f"{n} {v:.4g}" for n, v in zip(objectives.names, t.values, strict=True))
+            + f"; validation AUC {a['val_auc']:.3f}, delta {a['val_delta_auc']:+.3f} "
+            f"[{a['val_delta_ci_low']:+.3f}, {a['val_delta_ci_high']:+.3f}]: "
+            f"{a['val_verdict'] or 'no verdict'} ({time.perf_counter() - start:.0f}s into the "
+            "search)")
+
+    study.optimize(objective, n_trials=left, timeout=seconds, catch=(Exception,),
+                   callbacks=[stored])
