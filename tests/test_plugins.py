@@ -45,7 +45,8 @@ class RoundWeights(Method):
 '''
 
 BACKEND = '''
-"""A backend from outside the project: torch.export's ExportedProgram (.pt2)."""
+"""A backend from outside the project: torch.export's ExportedProgram (.pt2), named
+demo-pt2 (`torch-export` is the bench's own backend since issue 13)."""
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ from bench.backends import Backend, Deployed
 
 
 class TorchExportBackend(Backend):
-    name = "torch-export"
+    name = "demo-pt2"
     runtime = "torch"
     deploys = "torch.export ExportedProgram (.pt2), dynamic batch"
     settings = "torch.set_num_threads({threads}), no_grad"
@@ -125,7 +126,7 @@ def plugin_site(tmp_path_factory):
         tmp_path_factory.mktemp("plugin"), "medbench-demo-plugin", "medbench_demo",
         {"method": METHOD, "backend": BACKEND, "format": FORMAT},
         {"medbench.methods": {"demo": "medbench_demo.method"},
-         "medbench.backends": {"torch_export": "medbench_demo.backend:TorchExportBackend"},
+         "medbench.backends": {"demo_pt2": "medbench_demo.backend:TorchExportBackend"},
          "medbench.formats": {"demo_npz": "medbench_demo.format"}})
 
 
@@ -140,7 +141,7 @@ def test_plugin_is_listed(plugin_site, tmp_path):
     proc = _bench(["list"], plugin_site, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout
-    assert "demo.round_bf16" in out and "torch-export" in out and "demo-npz:FILE.npz" in out
+    assert "demo.round_bf16" in out and "demo-pt2" in out and "demo-npz:FILE.npz" in out
     print(out)
 
 
@@ -153,7 +154,7 @@ def test_quick_run_with_plugin_method_backend_and_format(plugin_site, tmp_path):
     np.savez(tmp_path / "demo.npz", x=x, y=y)
     out = tmp_path / "run"
     proc = _bench(["run", "--quick", "--methods", "demo.round_bf16", "--backends",
-                   "torch-export,torch", "--dataset", f"demo-npz:{tmp_path / 'demo.npz'}",
+                   "demo-pt2,torch", "--dataset", f"demo-npz:{tmp_path / 'demo.npz'}",
                    "--teacher", "resnet18", "--out", str(out), "--no-cache"],
                   plugin_site, tmp_path)
     print(proc.stdout[-3000:])
@@ -161,10 +162,10 @@ def test_quick_run_with_plugin_method_backend_and_format(plugin_site, tmp_path):
     from bench.store import load_rows
 
     rows = {(r.model, r.backend): r for r in load_rows(out)}
-    for backend in ("torch-export", "torch"):
+    for backend in ("demo-pt2", "torch"):
         for model in ("teacher", "student", "demo.round_bf16"):
             row = rows[model, backend]
             assert row.ok and row.latency_ms_p50 > 0 and row.auc_roc is not None, row
-    plugin = rows["demo.round_bf16", "torch-export"]
+    plugin = rows["demo.round_bf16", "demo-pt2"]
     assert plugin.parity_max_abs < 1e-3 and "rounded to bf16" in plugin.notes
-    assert (out / "artifacts" / "demo.round_bf16" / "torch-export" / "model.pt2").exists()
+    assert (out / "artifacts" / "demo.round_bf16" / "demo-pt2" / "model.pt2").exists()

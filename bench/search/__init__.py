@@ -5,7 +5,8 @@ Optuna on the validation split and tested once on the test split.
       search.json         options, configuration, state, finalists, wall time
       study.db            the Optuna study (SQLite): every trial, failed ones included
       teacher/, trials/   validation figures of the teacher and each trial on the backend
-      .resume/steps/      every trained step (a resumed search and the finalists reuse them)
+      .resume/steps/      every trained step (a resumed search and the finalists reuse them;
+                          removed once the search has finished)
       finalists/          an ordinary run directory: the finalists and the reference on test
       trials.csv, search.html
 
@@ -141,6 +142,9 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     cache.atomic_write_bytes(root / "trials.csv", report.trials_csv(s).encode())
     path = report.write(root, s, objectives, state, run_dir, cfg.measurement.margin)
     _update(root, wall_seconds=round(time.perf_counter() - t_start, 1))  # this attempt
+    import shutil
+
+    shutil.rmtree(root / ".resume", ignore_errors=True)  # finished: nothing to resume
     log(f"search done: {path}")
     print(report.console(root, s, objectives, state, run_dir))
     return code
