@@ -66,7 +66,7 @@ def _run_one(cfg: RunConfig) -> int:
     from bench.backends import telemetry
     from bench.data import load_dataset
     from bench.measuring import Paths, launch, measure_all
-    from bench.teacher import get_ensemble, get_teacher
+    from bench.teacher import for_config as teacher_for
     from bench.training import use_device
 
     telemetry.switch_off()  # before any runtime is imported
@@ -91,13 +91,7 @@ def _run_one(cfg: RunConfig) -> int:
     log(f"data: {data.name}, {data.task.kind} {list(data.task.class_names)}, "
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test at "
         f"{cfg.data.image_size}px")
-    t = cfg.training
-    if t.teachers:
-        teacher = get_ensemble(t.teachers, data, t.teacher_epochs, cfg.seed,
-                               cfg.output.use_cache, t.pretrained)
-    else:
-        teacher = get_teacher(t.teacher, data, t.teacher_epochs, cfg.seed, t.teacher_checkpoint,
-                              cfg.output.use_cache, t.pretrained)
+    teacher = teacher_for(cfg, data)
     store.update_manifest(data=data.info, num_classes=data.task.num_outputs,
                           task={"kind": data.task.kind, "class_names": list(data.task.class_names)},
                           image_size=cfg.data.image_size,
@@ -110,8 +104,8 @@ def _run_one(cfg: RunConfig) -> int:
     work = store.root / ".work"  # scratch: made again by every attempt at the run
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    paths = Paths(test=_save_images(work / "test_images.npy", data.test.images),
-                  val=(_save_images(work / "val_images.npy", data.val.images)
+    paths = Paths(test=save_images(work / "test_images.npy", data.test.images),
+                  val=(save_images(work / "val_images.npy", data.val.images)
                        if _needs_validation(cfg.measurement.operating_point) else None),
                   work=work)
     built = {name: a for name, a in models.items() if isinstance(a, methods.Artifact)}
@@ -140,7 +134,7 @@ def _run_one(cfg: RunConfig) -> int:
     return 1 if failed else 0
 
 
-def _save_images(path: Path, images: np.ndarray) -> Path:
+def save_images(path: Path, images: np.ndarray) -> Path:
     """What the workers feed every backend: 3 channels (grayscale repeated), float32."""
     np.save(path, np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images)
     return path

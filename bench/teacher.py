@@ -125,3 +125,15 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
             print(f"warning: {path}: teacher cache not written ({exc})", file=sys.stderr)
     return Teacher(module, logits, arch, "trained", {**info, "key": k, "path": str(path), **meta},
                    transfer_logits=transfer)
+
+
+def for_config(cfg, data: DataBundle):
+    """The run's teacher as its configuration names it: the --teachers ensemble, else one
+    teacher (trained and cached, or --teacher-checkpoint). `bench run` and `bench search`
+    both start from it."""
+    t = cfg.training
+    if t.teachers:
+        return get_ensemble(t.teachers, data, t.teacher_epochs, cfg.seed, cfg.output.use_cache,
+                            t.pretrained)
+    return get_teacher(t.teacher, data, t.teacher_epochs, cfg.seed, t.teacher_checkpoint,
+                       cfg.output.use_cache, t.pretrained)

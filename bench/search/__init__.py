@@ -88,7 +88,7 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     from bench.search.sealed import seal
     from bench.search.trials import SEARCH_LATENCY, Evaluator
     from bench.settings import QUICK_LATENCY
-    from bench.teacher import get_ensemble, get_teacher
+    from bench.teacher import for_config as teacher_for
     from bench.training import use_device
 
     telemetry.switch_off()
@@ -99,13 +99,7 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     log(f"search directory: {root}" + (" (resumed)" if state.get("resumed") else ""))
     if state.get("finalists") is None:
         data = seal(load_dataset(cfg.data, cfg.seed))
-        t = cfg.training
-        if t.teachers:  # as a run does: the search's teacher is the ensemble
-            teacher = get_ensemble(t.teachers, data, t.teacher_epochs, cfg.seed,
-                                   cfg.output.use_cache, t.pretrained)
-        else:
-            teacher = get_teacher(t.teacher, data, t.teacher_epochs, cfg.seed,
-                                  t.teacher_checkpoint, cfg.output.use_cache, t.pretrained)
+        teacher = teacher_for(cfg, data)
         builder = artifacts.Builder(cfg, data, teacher, RunDirectory(root, None))
         plan = QUICK_LATENCY if cfg.profile and "quick" in cfg.profile else SEARCH_LATENCY
         evaluator = Evaluator(cfg, data, builder, objectives.backend, root, plan)

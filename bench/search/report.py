@@ -73,8 +73,8 @@ def _cell(v):
 
 
 def console(root: Path, study, objectives, state: dict, run_dir: Path | None) -> str:
-    lines = [f"search: {len(study.trials)} trials ({len(trial_rows(study))} in trials.csv), "
-             f"finalists chosen on validation, tested once on test ({objectives.backend}):"]
+    lines = [f"search: {len(study.trials)} trials (all in trials.csv), finalists chosen on "
+             f"validation, tested once on test ({objectives.backend}):"]
     head = (f"{'role':<10} {'model':<60} {'val ms':>7} {'val dAUC [95% CI]':>24} "
             f"{'test ms':>8} {'speedup':>8} {'test AUC':>8} {'test dAUC [95% CI]':>24} verdict")
     lines.append(head)

@@ -49,15 +49,14 @@ class Evaluator:
 
     def start(self) -> None:
         from bench import forkserver
+        from bench.runner import save_images
 
         env = backends.ExportEnv(image_size=self.cfg.data.image_size,
                                  calibration=self.data.calibration,
                                  work_dir=self.root / ".work", device=self.cfg.device)
         self.env = env
         env.work_dir.mkdir(parents=True, exist_ok=True)
-        self.val_images = env.work_dir / "val_images.npy"
-        images = self.data.val.images
-        np.save(self.val_images, np.repeat(images, 3, axis=1) if images.shape[1] == 1 else images)
+        self.val_images = save_images(env.work_dir / "val_images.npy", self.data.val.images)
         self.server = forkserver.start(self.backend, launch.worker_env(
             self.cfg.measurement.threads))
         self.teacher = self._teacher()
