@@ -34,8 +34,7 @@ def build_all(cfg, data, teacher, run=None) -> dict[str, methods.Artifact | Exce
     `run` (bench.resume.RunDirectory): float steps are saved there as they are made, and
     a step saved by an earlier, killed attempt at this run is loaded instead of rebuilt."""
     builder = Builder(cfg, data, teacher, run)
-    chains = methods.baselines()
-    chains += [c for c in methods.expand(cfg.methods.spec) if c not in chains]
+    chains = chains_of(cfg)
     out: dict[str, methods.Artifact | Exception] = {"teacher": builder.teacher}
     for chain in chains:
         out[methods.chain_name(chain)] = builder.chain(chain)
@@ -61,39 +60,64 @@ class Builder:
         for i in range(1, len(chain) + 1):
             prefix = chain[:i]
             if prefix not in self.memo:
-                self.memo[prefix] = _made(self.memo[chain[:i - 1]], prefix, self.ctx, self.run,
+                self.memo[prefix] = make_step(self.memo[chain[:i - 1]], prefix, self.ctx, self.run,
                                           self.base_key)
         return self.memo[chain]
 
 
-def _made(parent, prefix: tuple, ctx, run, base_key: dict) -> methods.Artifact | Exception:
+def make_step(parent, prefix: tuple, ctx, run, base_key: dict) -> methods.Artifact | Exception:
     """The step's artifact: loaded from `run` where an earlier attempt saved it, else
     applied (and saved, where it is one float model)."""
-    from bench import cache
-
     if isinstance(parent, Exception) or run is None:
-        return _apply(parent, prefix, ctx)
-    name = methods.chain_name(prefix)
-    key = cache.key({**base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
-    saved = run.load_step(name, key)
+        return apply_one(parent, prefix, ctx)
+    saved = load_saved(run, prefix, ctx, base_key)
     if saved is not None:
-        from bench.resume import restore
-
-        meta, state = saved
-        log(f"{name}: reusing the model an earlier attempt at this run built")
-        module = restore(meta["arch"], ctx.task.num_outputs, state)
-        return methods.Artifact(name=name, arch=meta["arch"], module=module, float_module=module,
-                                steps=parent.steps + (prefix[-1],), precision=meta["precision"],
-                                notes=tuple(meta["notes"]), seconds=meta["seconds"])
-    made = _apply(parent, prefix, ctx)
-    if isinstance(made, methods.Artifact) and not made.realisations:
-        run.save_step(name, key, made.module.state_dict(),
-                      {"arch": made.arch, "precision": made.precision, "notes": list(made.notes),
-                       "seconds": made.seconds})
+        return saved
+    made = apply_one(parent, prefix, ctx)
+    save_made(run, prefix, base_key, made)
     return made
 
 
-def _apply(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
+def step_key(base_key: dict, prefix: tuple) -> str:
+    from bench import cache
+
+    return cache.key({**base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
+
+
+def load_saved(run, prefix: tuple, ctx, base_key: dict) -> methods.Artifact | None:
+    """The chain `prefix` as an earlier, killed attempt at this run saved it, or None. Its
+    steps are the prefix itself: every chain starts at the teacher, which has none."""
+    name = methods.chain_name(prefix)
+    saved = run.load_step(name, step_key(base_key, prefix))
+    if saved is None:
+        return None
+    from bench.resume import restore
+
+    meta, state = saved
+    log(f"{name}: reusing the model an earlier attempt at this run built")
+    module = restore(meta["arch"], ctx.task.num_outputs, state)
+    return methods.Artifact(name=name, arch=meta["arch"], module=module, float_module=module,
+                            steps=tuple(prefix), precision=meta["precision"],
+                            notes=tuple(meta["notes"]), seconds=meta["seconds"])
+
+
+def save_made(run, prefix: tuple, base_key: dict, made) -> None:
+    """Save a made step in `run` where it is one float model (int8 is realised per backend
+    from its float parent, which is saved)."""
+    if isinstance(made, methods.Artifact) and not made.realisations:
+        run.save_step(methods.chain_name(prefix), step_key(base_key, prefix),
+                      made.module.state_dict(),
+                      {"arch": made.arch, "precision": made.precision, "notes": list(made.notes),
+                       "seconds": made.seconds})
+
+
+def chains_of(cfg) -> list[tuple]:
+    """The baselines, then every chain of --methods: the chains a run builds."""
+    chains = methods.baselines()
+    return chains + [c for c in methods.expand(cfg.methods.spec) if c not in chains]
+
+
+def apply_one(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
     if isinstance(parent, Exception):
         return parent
     step, name = prefix[-1], methods.chain_name(prefix)

@@ -159,6 +159,15 @@ def _run_options(r) -> None:
                    help="smoke test: smaller data and images, fewer epochs and iterations")
     r.add_argument("--out", default=None, help="run directory (default reports/runs/<UTC time>)")
     r.add_argument("--no-cache", action="store_true", help="retrain the teacher and do not cache it")
+    r.add_argument("--executor", default=None, choices=list(s.EXECUTORS),
+                   help="local (default: this machine, Ray not imported) or ray: teachers, "
+                        "chains and measurements as Ray tasks on a cluster (the [cluster] extra)")
+    r.add_argument("--ray-address", default=None,
+                   help="the Ray cluster to join, e.g. 127.0.0.1:6379 (default: $RAY_ADDRESS, "
+                        "else a Ray instance started for this run on this machine)")
+    r.add_argument("--measure-on", default=None, metavar="RESOURCE",
+                   help="measure only on nodes advertising this custom Ray resource (ray start "
+                        "--resources '{\"RESOURCE\": 1}'), one measurement at a time per node")
 
 
 def _other_commands(sub) -> None:

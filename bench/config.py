@@ -91,12 +91,24 @@ class OutputConfig:
 
 
 @dataclass
+class ExecutionConfig:
+    """Where the work runs: this machine (the default; Ray is never imported) or a Ray
+    cluster (bench.cluster). Left out of the run directory's identity check: a killed run
+    continues on another executor, and rows measured elsewhere are measured again."""
+
+    executor: str = "local"  # local, or ray
+    ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray instance
+    measure_on: str | None = None  # a custom Ray resource: measure only on nodes holding it
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     methods: MethodsConfig = field(default_factory=MethodsConfig)
     measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     seed: int = 0
     seeds: list[int] = field(default_factory=list)  # --seeds: the whole pipeline per seed
     device: str = "cpu"  # where training and the backends run
@@ -115,7 +127,7 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-SECTIONS = ("data", "training", "methods", "measurement", "output")
+SECTIONS = ("data", "training", "methods", "measurement", "output", "execution")
 
 
 def flat_config(config: dict | None) -> dict:

@@ -176,6 +176,9 @@ class Server:
         raise RuntimeError(f"the {self.backend} fork server exited mid-job "
                            f"(code {self._proc.wait()})")
 
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
     def close(self) -> None:
         if self._proc.poll() is None:
             self._proc.stdin.close()

@@ -57,6 +57,7 @@ class Result:
     backend: str = col(doc="runtime that ran it", views=('main', 'console'), width=8)
     arch: str = col(doc="architecture the model derives from")
     precision: str = col(doc="numeric format it runs in: fp32, bf16, fp16, int8", views=('main', 'summary', 'console'), label='prec', width=5)
+    machine: str = col(doc="the machine its latency was measured on: a key of the manifest's `machines` (CPU, cores, OS, runtimes)", default="")
     status: str = col(doc="ok, failed, or n/a; qualifiers follow after ';' (quick: a --quick smoke-test row, not a measurement)", default=STATUS_OK, views=('main', 'console'), width=8)
     error: str = col(doc="why a row failed or is n/a", default="")
     params: int | None = col("count", "lower", "trainable parameters (nn.Parameter elements), as papers count them; int8 rows: their float parent's", views=('main', 'console', 'seeds', 'compare'), gate='exact', width=10)

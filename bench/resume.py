@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.progress import log
 
 #: configuration sections that do not change what a run measures
-IGNORED = ("output",)
+IGNORED = ("output", "execution")
 
 
 class RunDirectory:

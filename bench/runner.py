@@ -19,7 +19,7 @@ import numpy as np
 
 import methods
 from bench import artifacts as made
-from bench import backends, manifest
+from bench import backends, executors, manifest
 from bench.config import RunConfig
 from bench.progress import log
 from bench.result import STATUS_FAILED
@@ -37,17 +37,26 @@ def run(cfg: RunConfig) -> int:
     from bench.settings import validate
 
     validate(cfg)
-    if not cfg.seeds:
-        return _run_one(cfg)
+    executor = executors.for_config(cfg)
+    try:
+        return _run_seeds(cfg, executor) if cfg.seeds else _run_one(cfg, executor)
+    finally:
+        executor.close()
+
+
+def _run_seeds(cfg: RunConfig, executor) -> int:
     from bench import seeds
 
     root = Path(cfg.output.out) if cfg.output.out else default_out_dir()
     codes, runs = [], {}
-    for seed in cfg.seeds:
+    per_seed = [replace(cfg, seed=seed, seeds=[],
+                        output=replace(cfg.output, out=str(root / f"seed-{seed}")))
+                for seed in cfg.seeds]
+    executor.prefetch(per_seed)  # on a cluster: every seed's teacher trains at once
+    for seed, one in zip(cfg.seeds, per_seed, strict=True):
         log(f"seed {seed} ({cfg.seeds.index(seed) + 1} of {len(cfg.seeds)})")
-        runs[seed] = root / f"seed-{seed}"
-        codes.append(_run_one(replace(cfg, seed=seed, seeds=[],
-                                      output=replace(cfg.output, out=str(runs[seed])))))
+        runs[seed] = Path(one.output.out)
+        codes.append(_run_one(one, executor))
     summary = seeds.write_summary(root, runs)
     first = json.loads((runs[cfg.seeds[0]] / "manifest.json").read_text())
     RunStore(root).write_manifest({**first, "seeds": cfg.seeds,
@@ -59,17 +68,17 @@ def run(cfg: RunConfig) -> int:
     return max(codes)
 
 
-def _run_one(cfg: RunConfig) -> int:
+def _run_one(cfg: RunConfig, executor=None) -> int:
     import torch
 
     from bench import console, export
     from bench.backends import telemetry
     from bench.data import load_dataset
-    from bench.measuring import Paths, launch, measure_all
-    from bench.teacher import for_config as teacher_for
+    from bench.measuring import Paths, measure_all
     from bench.training import use_device
 
     telemetry.switch_off()  # before any runtime is imported
+    executor = executor or executors.for_config(cfg)
     t_start = time.perf_counter()
     use_device(cfg.device)
     torch.set_num_threads(cfg.training.train_threads)  # measuring processes pin their own
@@ -91,13 +100,13 @@ def _run_one(cfg: RunConfig) -> int:
     log(f"data: {data.name}, {data.task.kind} {list(data.task.class_names)}, "
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test at "
         f"{cfg.data.image_size}px")
-    teacher = teacher_for(cfg, data)
+    teacher = executor.teacher(cfg, data)
     store.update_manifest(data=data.info, num_classes=data.task.num_outputs,
                           task={"kind": data.task.kind, "class_names": list(data.task.class_names)},
                           image_size=cfg.data.image_size,
                           teacher={"source": teacher.source, **teacher.info})
 
-    models = made.build_all(cfg, data, teacher, run)
+    models = executor.build_all(cfg, data, teacher, run)
     store.update_manifest(models={name: (a.provenance() if isinstance(a, methods.Artifact)
                                          else {"error": str(a)}) for name, a in models.items()})
 
@@ -114,11 +123,8 @@ def _run_one(cfg: RunConfig) -> int:
     env = backends.ExportEnv(image_size=cfg.data.image_size, calibration=data.calibration,
                              work_dir=work, device=cfg.device)
     exported = export.export_all(engines, cfg, models, statics, store, env, run)
-    log("machine: idle power draw and GEMM peaks (probed, or from the cache if under 12 h old)")
-    machine = launch.measure_machine(cfg.measurement.threads, cfg.device, cfg.output.use_cache,
-                                     work)
-    store.update_manifest(machine_probe=machine)
-    measure_all(exported, cfg, data, store, paths, references, machine)
+    measure_all(exported, cfg, data, store, paths, references, executor.station(cfg))
+    store.update_manifest(execution=executor.describe())
     store.update_manifest(backends={e.name: e.describe(cfg.measurement.threads) for e in engines})
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(store.root / ".resume", ignore_errors=True)  # the run is whole now

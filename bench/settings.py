@@ -52,6 +52,8 @@ DEFAULT_CLASSES = {"binary": 2, "multiclass": 4, "multilabel": 5}
 #: torch one past 2**64, each after minutes of work; this range fits all three with room
 #: for the offsets
 MAX_SEED = 2**31 - 1
+#: where a run's work can go (bench.config.ExecutionConfig)
+EXECUTORS = ("local", "ray")
 #: thread counts reach torch.set_num_threads (a C int) in every worker; a larger value
 #: than any CPU this bench measures on is a typo, caught before the teacher trains
 MAX_THREADS = 1024
@@ -147,7 +149,9 @@ def command_line(args) -> dict[str, Any]:
              "train_threads": "training.train_threads", "threads": "measurement.threads",
              "repeats": "measurement.repeats", "retime_budget": "measurement.retime_budget_s",
              "margin": "measurement.margin", "operating_point": "measurement.operating_point",
-             "bootstrap": "measurement.n_boot", "out": "output.out", "device": "device"}
+             "bootstrap": "measurement.n_boot", "out": "output.out", "device": "device",
+             "executor": "execution.executor", "ray_address": "execution.ray_address",
+             "measure_on": "execution.measure_on"}
     layer = {key: given[opt] for opt, key in plain.items() if opt in given}
     if "labels" in given:
         layer["data.labels"] = _split(given["labels"])
@@ -214,6 +218,7 @@ def validate(cfg: RunConfig) -> None:
 
     data.check(cfg.data)  # the data section: spec, paths, task, labels, options
     _check_measurement(cfg)
+    _check_execution(cfg)
     import methods
 
     methods.expand(cfg.methods.spec)
@@ -293,11 +298,32 @@ def _check_measurement(cfg: RunConfig) -> None:
         if p not in backends.LOWER_PRECISIONS:
             raise ValueError(f"--precision: unknown precision {p!r}; choose from "
                              f"{', '.join(backends.LOWER_PRECISIONS)} (fp32 rows are always there)")
-    if cfg.device == "cuda":
+    if cfg.device == "cuda" and cfg.execution.executor == "local":  # a cluster is asked later
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: torch sees no CUDA device on this machine")
+
+
+def _check_execution(cfg: RunConfig) -> None:
+    import importlib.util
+
+    e = cfg.execution
+    if e.executor not in EXECUTORS:
+        raise ValueError(f"--executor: unknown executor {e.executor!r}; choose from "
+                         f"{', '.join(EXECUTORS)}")
+    if e.executor == "local":
+        for flag, value in (("--ray-address", e.ray_address), ("--measure-on", e.measure_on)):
+            if value is not None:
+                raise ValueError(f"{flag} needs --executor ray")
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("--executor ray: Ray is not installed here; install the cluster extra: "
+                         "pip install -e '.[cluster]'")
+    if e.measure_on is not None and (not e.measure_on.strip() or "," in e.measure_on
+                                     or e.measure_on != e.measure_on.strip()):
+        raise ValueError(f"--measure-on: {e.measure_on!r} is not a resource name (one name, as "
+                         "given to `ray start --resources`)")
 
 
 def _check_models(cfg: RunConfig) -> None:

@@ -167,6 +167,9 @@ class Method:
     #: True for a baseline every run measures whatever --methods says (the `student`);
     #: its rows' `method` column says "baseline"
     baseline: ClassVar[bool] = False
+    #: False where the artifact cannot be pickled to another process (bench.cluster then
+    #: applies the step in the bench process, on its parent sent back from the cluster)
+    travels: ClassVar[bool] = True
 
     def apply(self, parent: Artifact, ctx: Context, **params) -> Artifact:
         raise NotImplementedError

@@ -301,10 +301,40 @@ def results(run: RunView) -> dict:
     if len({r.get("seed") for r in run.rows if r.get("seed") is not None}) > 1:
         specs.insert(3, ("seed",))
     every = [(c["name"],) for c in Result.columns()]
+    groups = [{"machine": key, "about": machine_line(_dict(run.manifest.get("machines")).get(key)),
+               "table": table(rows, specs, mark_best=True, cls="results",
+                              interval_note="with its bootstrap 95% interval")}
+              for key, rows in by_machine(run.rows).items()]
     return {"main": table(run.rows, specs, mark_best=True, cls="results",
                           interval_note="with its bootstrap 95% interval"),
+            "groups": groups,
             "notes": [(row_id(r), r["notes"]) for r in run.rows if r.get("notes")],
             "full": table(run.rows, every, mark_best=False, exact=True, cls="full")}
+
+
+def by_machine(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows grouped by the machine they were measured on, in row order. A row never timed
+    (n/a, failed before measuring) joins its backend's machine."""
+    of_backend = {}
+    for r in rows:
+        if r.get("machine"):
+            of_backend.setdefault((r.get("backend"), r.get("seed")), r["machine"])
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        key = r.get("machine") or of_backend.get((r.get("backend"), r.get("seed")), "")
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
+def machine_line(d: dict | None) -> str:
+    """A machine's description in one line: CPU, cores, OS, architecture, runtimes."""
+    if not d:
+        return ""
+    runtimes = ", ".join(f"{k} {v}" for k, v in _dict(d.get("runtimes")).items())
+    where = f"; Ray node {d['ray_node_id'][:8]} at {d['ip']}" if d.get("ray_node_id") else ""
+    lost = f"; LOST: {d['lost']}" if d.get("lost") else ""
+    return (f"{d.get('cpu')}, {d.get('physical_cores')} cores, {d.get('architecture')}, "
+            f"{d.get('platform')}; {runtimes}{where}{lost}")
 
 
 def best_compressed(run: RunView) -> tuple[dict | None, dict | None, str]:

@@ -95,3 +95,15 @@ def quantized(parent, ctx, method, **overrides):
 
     (chain,) = methods.expand(method)
     return methods.get(method)().apply(parent, ctx, **{**dict(chain[0].params), **overrides})
+
+
+class UnprobedStation:
+    """The local station without the machine probe (idle power, GEMM peaks: seconds of
+    measuring), for the measuring-plan tests that fake or fault their processes."""
+
+    def __new__(cls, threads: int = 1):
+        from bench.measuring.station import LocalStation
+
+        station = LocalStation(threads)
+        station.probe = lambda *args: {}
+        return station

@@ -206,14 +206,16 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
 @pytest.fixture(scope="module")
 def edge_run(quick_run):
     """A --quick run on the two edge runtimes, from the first run's cached teacher, with
-    HOME again an empty folder (litert-torch brings kagglehub and transformers)."""
+    HOME again an empty folder (litert-torch brings kagglehub and transformers). Only
+    static int8 beside the baselines: each DenseNet-121 export to these runtimes costs
+    tens of seconds here, and their int8 is where their realisations differ."""
     root, _ = quick_run
     home = root / "edge-home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "MPLCONFIGDIR")}
     env.update(MEDBENCH_CACHE=str(root / "cache"), HOME=str(home))
     env.pop("XDG_CACHE_HOME", None)
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "prune.structured,quant",
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "quant.static",
                            "--backends", "executorch,litert", "--quick", "--out", str(root / "edge")],
                           capture_output=True, text=True, env=env, timeout=1200)
     return root, home, proc
@@ -226,8 +228,7 @@ def test_quick_run_on_the_edge_runtimes(edge_run):
     df = read(run / "results.csv")
     assert list(df["backend"].unique()) == ["executorch", "litert"]
     assert (df["status"].str.startswith("ok;quick")).all(), df[["model", "backend", "error"]]
-    assert set(df["model"]) == {"teacher", "student", "prune.structured", "quant.dynamic",
-                                "quant.static"}
+    assert set(df["model"]) == {"teacher", "student", "quant.static"}
     exports = json.loads((run / "manifest.json").read_text())["exports"]
     for _, row in df.iterrows():
         (path,) = (run / "artifacts" / row["model"] / row["backend"]).iterdir()

@@ -182,6 +182,7 @@ def test_a_failing_runtime_costs_one_row_not_the_run(tmp_path, plugin_env, monke
     from bench.result import STATUS_FAILED, Result
     from bench.store import RunStore
     from bench.tasks import Task
+    from tests.conftest import UnprobedStation
 
     monkeypatch.setattr(records, "item_timeout_s", lambda plan, predicts: HANG_S)
     work = tmp_path / "work"
@@ -203,7 +204,7 @@ def test_a_failing_runtime_costs_one_row_not_the_run(tmp_path, plugin_env, monke
     store = RunStore(tmp_path / "run")
     measuring.measure_all({"faulty": targets}, cfg, data, store,
                           measuring.Paths(test=test, val=None, work=work),
-                          {name: reference for name in rows}, {})
+                          {name: reference for name in rows}, UnprobedStation())
     got = {r.model: r for r in store.rows}
     assert list(got) == list(rows)
     for name in ("teacher", "good"):

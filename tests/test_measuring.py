@@ -13,6 +13,7 @@ from bench.measuring.records import ProcessResult
 from bench.result import Result
 from bench.store import RunStore
 from bench.tasks import Task
+from tests.conftest import UnprobedStation
 
 N_TEST = 60
 
@@ -71,7 +72,8 @@ def cfg_with(**measurement):
 
 def _run(s, cfg, backends=("onnxruntime",)):
     outcomes = {b: s.outcomes(list(s.plans), b) for b in backends}
-    measuring.measure_all(outcomes, cfg, s.data, s.store, s.paths, s.references, {})
+    measuring.measure_all(outcomes, cfg, s.data, s.store, s.paths, s.references,
+                          UnprobedStation())
     return {(r.backend, r.model): r for r in s.store.rows}
 
 

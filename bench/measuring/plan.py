@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measuring import launch
 from bench.measuring.records import Job, JobItem, ProcessResult
 from bench.measuring.rows import RowState, Target, against_student, build_row, quality_of
+from bench.measuring.station import NodeLost
 from bench.progress import log
 from bench.result import Result
 from bench.store import RunStore, stem
@@ -42,16 +42,19 @@ class Paths:
 
 @dataclass
 class _Session:
-    """What the plan holds while it runs: the latest state of every row, by backend."""
+    """What the plan holds while it runs: the latest state of every row, by backend, and
+    the machine each backend is measured on (with that machine's probe)."""
 
     cfg: object
     data: object
     store: RunStore
     paths: Paths
     references: dict
-    machine: dict
+    station: object  # bench.measuring.station.LocalStation, or a cluster's
     states: dict  # backend -> {model key: RowState}, in row order
-    servers: dict
+    placed: dict  # backend -> machine key
+    probes: dict  # machine key -> its probe (idle power, GEMM peaks)
+    lost: set  # backends whose machine went away (no more processes for them)
 
     def teacher(self, backend: str) -> RowState | None:
         return next((s for s in self.states[backend].values() if s.model == "teacher"), None)
@@ -60,32 +63,71 @@ class _Session:
         return next((s for s in self.states[backend].values() if s.model == "student"), None)
 
     def row(self, backend: str, state: RowState) -> Result:
-        return build_row(state, self.teacher(backend), self.machine, self.cfg)
+        probe = self.probes.get(self.placed.get(backend), {})
+        return build_row(state, self.teacher(backend), probe, self.cfg)
 
 
 def measure_all(exported: dict[str, list], cfg, data, store: RunStore, paths: Paths,
-                references: dict, machine: dict) -> None:
-    """Measure every backend's rows. `exported`: backend -> rows in order (teacher first),
-    each a Target to measure or a finished Result (n/a, or failed before measuring)."""
-    from bench import forkserver
-
-    s = _Session(cfg, data, store, paths, references, machine, {}, {})
+                references: dict, station) -> None:
+    """Measure every backend's rows on `station`. `exported`: backend -> rows in order
+    (teacher first), each a Target to measure or a finished Result (n/a, or failed before
+    measuring)."""
+    s = _Session(cfg, data, store, paths, references, station, {}, {}, {}, set())
     try:
         for backend, rows in exported.items():  # each server starts right before its pass
-            s.servers[backend] = forkserver.start(backend, launch.worker_env(
-                cfg.measurement.threads))
-            _first_pass(s, backend, rows)
+            _measure_backend(s, backend, rows)
         _adaptive_pass(s)
     finally:
-        for server in s.servers.values():
-            if server is not None:
-                server.close()
+        station.close()
+    if s.probes:  # a machine lost on the way says so
+        store.update_manifest(machines={k: {**d, "probe": s.probes.get(k)}
+                                        for k, d in station.machines().items()})
     for backend, states in s.states.items():  # the teacher's figures are final now
         for state in states.values():
             row = s.row(backend, state)
             store.add(row)
             if state.error is None:
                 _log_row(backend, row)
+
+
+def _measure_backend(s: _Session, backend: str, rows: list) -> None:
+    """The backend's first pass on one machine. Where that machine is lost mid-pass, the
+    pass starts again on another that the station finds (its rows measured there are not
+    kept: their teacher is timed on the new one); where there is none, the rows left
+    unmeasured fail, naming the machine lost."""
+    while True:
+        try:
+            _start_backend(s, backend)
+            _first_pass(s, backend, rows)
+            return
+        except NodeLost as exc:
+            log(f"{backend}: {exc}")
+            if not s.station.replace(backend):
+                _fail_unfinished(s, backend, rows, str(exc))
+                return
+
+
+def _start_backend(s: _Session, backend: str) -> None:
+    key = s.placed[backend] = s.station.place(backend)
+    if key not in s.probes:
+        log(f"machine {key}: idle power draw and GEMM peaks (probed, or from the cache if "
+            "under 12 h old)")
+        s.probes[key] = s.station.probe(key, s.cfg.device, s.cfg.output.use_cache, s.paths.work)
+        machines = s.station.machines()
+        s.store.update_manifest(
+            machine_probe=s.probes[next(iter(s.probes))],
+            machines={k: {**d, "probe": s.probes.get(k)} for k, d in machines.items()})
+    s.station.start(backend)
+
+
+def _fail_unfinished(s: _Session, backend: str, rows: list, error: str) -> None:
+    states = s.states.setdefault(backend, {})
+    for t in (r for r in rows if isinstance(r, Target)):
+        st = states.get(_key(t)) or RowState(t)
+        if st.error is None and (not st.processes or st.quality is None):
+            states[_key(t)] = st = replace(st, error=error)
+            s.store.add(s.row(backend, st))
+    s.lost.add(backend)
 
 
 def _key(target: Target) -> tuple:
@@ -141,6 +183,11 @@ def _restored(s: _Session, backend: str, target: Target) -> RowState:
     # the samples are held in the state; the restored results point at no files
     processes = tuple(replace(ProcessResult.from_line(line), samples_path=None,
                               logits_path=None, val_logits_path=None) for line in lines)
+    elsewhere = {p.machine for p in processes if p.machine and p.machine != s.placed[backend]}
+    if elsewhere:  # its teacher is timed here now: measured again, not mixed
+        log(f"{backend}: {model}: measured on {', '.join(sorted(elsewhere))} by the earlier "
+            f"attempt, not on {s.placed[backend]}: measuring it again")
+        return state
     m = s.cfg.measurement
     state = replace(state, processes=processes, arrays=tuple(samples),
                     latency=latency_row(list(samples), n_boot=m.n_boot, seed=s.cfg.seed))
@@ -167,6 +214,8 @@ def _adaptive_pass(s: _Session) -> None:
     while True:
         progressed = False
         for backend, states in s.states.items():
+            if backend in s.lost:
+                continue
             keys = [k for k, st in states.items() if _needs_more(st, m)]
             if not keys:
                 continue
@@ -181,7 +230,11 @@ def _adaptive_pass(s: _Session) -> None:
             spent_on += len(keys)
             log(f"{backend}: re-timing " + ", ".join(
                 f"{states[k].model} (process {len(states[k].processes) + 1})" for k in keys))
-            _run_group(s, backend, keys)
+            try:
+                _run_group(s, backend, keys)
+            except NodeLost as exc:  # its rows keep what the lost machine measured
+                log(f"{backend}: {exc}; its rows keep the processes measured before")
+                s.lost.add(backend)
             progressed = True
         if not progressed:
             break
@@ -210,8 +263,7 @@ def _run_group(s: _Session, backend: str, keys: list) -> None:
     for group in ([keys] if m.shared_process else [[k] for k in keys]):
         states = [s.states[backend][k] for k in group]
         job = _job(s, backend, states)
-        results = launch.run_worker(job, s.paths.work / f"job-{backend}.json",
-                                    server=s.servers.get(backend))
+        results = s.station.run(job, s.paths.work / f"job-{backend}.json", backend)
         for key, result in zip(group, results, strict=True):
             state = _fold(s, backend, s.states[backend][key], result)
             s.states[backend][key] = state
@@ -242,7 +294,7 @@ def _job(s: _Session, backend: str, states: list[RowState]) -> Job:
                items=tuple(items), val_images=str(s.paths.val) if s.paths.val else None,
                # --quick: one load per model (a second costs more than it saves)
                predict_threads=None if m.shared_process else s.cfg.training.train_threads,
-               idle_w=s.machine.get("idle_w"))
+               idle_w=s.probes.get(s.placed[backend], {}).get("idle_w"))
 
 
 def _fold(s: _Session, backend: str, state: RowState, result: ProcessResult) -> RowState:

@@ -92,7 +92,12 @@ class Job:
 
     @staticmethod
     def read(path: Path) -> Job:
-        doc = json.loads(Path(path).read_text())
+        return Job.read_doc(json.loads(Path(path).read_text()))
+
+    @staticmethod
+    def read_doc(doc: dict) -> Job:
+        """The job from its JSON form (`asdict`), as written or as sent to a Ray node."""
+        doc = dict(doc)
         items = tuple(JobItem(**{**i, "files": tuple(i["files"]),
                                  "options": tuple(tuple(p) for p in i["options"])})
                       for i in doc.pop("items"))
@@ -116,6 +121,7 @@ class ProcessResult:
     val_logits_path: str | None = None
     error: str | None = None
     traceback: str | None = None
+    machine: str | None = None  # where it ran (bench.measuring.station.machine_key)
 
     @property
     def ok(self) -> bool:

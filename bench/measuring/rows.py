@@ -176,6 +176,7 @@ def _latency_fields(state: RowState, lat: dict, base: Result, machine: dict) -> 
     out["energy_source"] = runs[0].energy_source if runs else ""
     out["peak_rss_mib"] = max(r.peak_rss_mib or 0 for r in runs) or None
     out["load_rss_mib"] = _median([r.load_rss_mib for r in runs])
+    out["machine"] = next((r.machine for r in runs if r.machine), "")
     p50 = out["latency_ms_p50"]
     if base.macs and p50:
         gmacs = base.macs / (p50 / 1e3) / 1e9

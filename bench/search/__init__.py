@@ -70,6 +70,9 @@ def check(cfg, opts: SearchOptions):
         import methods
 
         methods.expand(opts.reference)
+    if cfg.execution.executor == "ray" and not cfg.execution.measure_on:
+        raise ValueError("bench search --executor ray needs --measure-on RESOURCE: trials train "
+                         "while others are measured, so measurements need nodes of their own")
     return templates, objectives
 
 
@@ -78,6 +81,17 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     root = Path(root or cfg.output.out or Path("reports") / "searches"
                 / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     state = _open(root, cfg, opts)
+    from bench import executors
+
+    executor = executors.for_config(cfg)
+    try:
+        return _search(cfg, opts, root, state, templates, objectives, executor)
+    finally:
+        executor.close()
+
+
+def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, objectives,
+            executor) -> int:
     import torch
 
     from bench import artifacts, cache
@@ -86,9 +100,8 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     from bench.resume import RunDirectory
     from bench.search import finalists, report, study
     from bench.search.sealed import seal
-    from bench.search.trials import SEARCH_LATENCY, Evaluator
+    from bench.search.trials import SEARCH_LATENCY
     from bench.settings import QUICK_LATENCY
-    from bench.teacher import for_config as teacher_for
     from bench.training import use_device
 
     telemetry.switch_off()
@@ -99,27 +112,20 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     log(f"search directory: {root}" + (" (resumed)" if state.get("resumed") else ""))
     if state.get("finalists") is None:
         data = seal(load_dataset(cfg.data, cfg.seed))
-        teacher = teacher_for(cfg, data)
+        teacher = executor.teacher(cfg, data)
         builder = artifacts.Builder(cfg, data, teacher, RunDirectory(root, None))
         plan = QUICK_LATENCY if cfg.profile and "quick" in cfg.profile else SEARCH_LATENCY
-        evaluator = Evaluator(cfg, data, builder, objectives.backend, root, plan)
         s = study.open_study(root / "study.db", objectives, cfg.seed, opts.trials)
         stale = study.close_interrupted(s)
         if stale:
             log(f"search: {stale} trial{'s' if stale > 1 else ''} the stopped attempt left "
                 f"unfinished recorded as failed; {study.finished(s)} finished trials kept")
-        evaluator.processes = study.latency_processes(s)
-        try:
-            evaluator.start()
-            log(f"search: minimising {', '.join(map(objectives.label, objectives.names))} over "
-                f"{len(templates)} chain templates, non-inferior to the teacher on validation "
-                f"(margin {cfg.measurement.margin}); budget "
-                + " and ".join(filter(None, [opts.trials and f"{opts.trials} trials",
-                                             opts.time_s and f"{opts.time_s:.0f}s"])))
-            study.optimize(s, evaluator, templates, objectives, cfg.measurement.margin,
-                           opts.trials, opts.time_s)
-        finally:
-            evaluator.close()
+        if executor.name == "ray":
+            from bench.cluster.tune import search_trials
+
+            search_trials(s, cfg, data, builder, objectives, templates, opts, root, plan)
+        else:
+            _local_trials(s, cfg, data, builder, objectives, templates, opts, root, plan)
         chosen = finalists.choose(s, opts.finalists)
         state = _update(root, finalists=[t.number for t in chosen],
                         finalist_models=[t.user_attrs["model"] for t in chosen],
@@ -135,7 +141,7 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     run_dir = None
     if state["finalists"] or opts.reference:
         code_run, run_dir = finalists.measure(cfg, root, state["finalist_models"],
-                                              opts.reference, objectives.backend)
+                                              opts.reference, objectives.backend, executor)
         code = max(code, code_run)
     cache.atomic_write_bytes(root / "trials.csv", report.trials_csv(s).encode())
     path = report.write(root, s, objectives, state, run_dir, cfg.measurement.margin)
@@ -146,6 +152,27 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     log(f"search done: {path}")
     print(report.console(root, s, objectives, state, run_dir))
     return code
+
+
+def _local_trials(s, cfg, data, builder, objectives, templates, opts, root: Path, plan) -> None:
+    """The trials in this process: one Evaluator (the backend's fork server, the teacher's
+    validation figures), Optuna's own loop."""
+    from bench.search import study
+    from bench.search.trials import Evaluator
+
+    evaluator = Evaluator(cfg, data, builder, objectives.backend, root, plan)
+    evaluator.processes = study.latency_processes(s)
+    try:
+        evaluator.start()
+        log(f"search: minimising {', '.join(map(objectives.label, objectives.names))} over "
+            f"{len(templates)} chain templates, non-inferior to the teacher on validation "
+            f"(margin {cfg.measurement.margin}); budget "
+            + " and ".join(filter(None, [opts.trials and f"{opts.trials} trials",
+                                         opts.time_s and f"{opts.time_s:.0f}s"])))
+        study.optimize(s, evaluator, templates, objectives, cfg.measurement.margin,
+                       opts.trials, opts.time_s)
+    finally:
+        evaluator.close()
 
 
 def _open(root: Path, cfg, opts: SearchOptions) -> dict:

@@ -50,7 +50,8 @@ def _dominates(a, b) -> bool:
         x < y for x, y in zip(a, b, strict=True))
 
 
-def measure(cfg, root: Path, models: list[str], reference: str | None, backend: str) -> tuple[int, Path]:
+def measure(cfg, root: Path, models: list[str], reference: str | None, backend: str,
+            executor=None) -> tuple[int, Path]:
     """`bench run` of the finalists' chains (and the reference) into ROOT/finalists; a
     killed search continues it like any run. Returns (exit status, run directory)."""
     from bench.runner import _run_one
@@ -70,4 +71,4 @@ def measure(cfg, root: Path, models: list[str], reference: str | None, backend: 
     log(f"finalists: measuring {len(models)} chosen on validation"
         + (f" and the reference {reference}" if reference else "")
         + f" on the test split, as `bench run` does ({', '.join(backends)})")
-    return _run_one(run_cfg), out
+    return _run_one(run_cfg, executor), out

@@ -153,17 +153,24 @@ def optimize(study, evaluator, templates, objectives: Objectives, margin: float,
         return values
 
     def stored(study, t) -> None:
-        """Logged once Optuna has stored the trial: a line here is a trial a kill keeps."""
-        a = t.user_attrs
-        head = f"trial {t.number}: {a.get('model', '?')}: "
-        if t.values is None:
-            log(head + f"FAILED: {a.get('error', t.state.name)}")
-            return
-        log(head + ", ".join(f"{n} {v:.4g}" for n, v in zip(objectives.names, t.values, strict=True))
-            + f"; validation AUC {a['val_auc']:.3f}, delta {a['val_delta_auc']:+.3f} "
-            f"[{a['val_delta_ci_low']:+.3f}, {a['val_delta_ci_high']:+.3f}]: "
-            f"{a['val_verdict'] or 'no verdict'} ({time.perf_counter() - start:.0f}s into the "
-            "search)")
+        log_trial(t, objectives, start)
 
     study.optimize(objective, n_trials=left, timeout=seconds, catch=(Exception,),
                    callbacks=[stored])
+
+
+def log_trial(t, objectives: Objectives, start: float) -> None:
+    """Logged once Optuna has stored the trial: a line here is a trial a kill keeps."""
+    import time
+
+    a = t.user_attrs
+    head = f"trial {t.number}: {a.get('model', '?')}: "
+    if t.values is None:
+        log(head + f"FAILED: {a.get('error', t.state.name)}")
+        return
+    log(head + ", ".join(f"{n} {v:.4g}" for n, v in zip(objectives.names, t.values, strict=True))
+        + f"; validation AUC {a['val_auc']:.3f}, delta {a['val_delta_auc']:+.3f} "
+        f"[{a['val_delta_ci_low']:+.3f}, {a['val_delta_ci_high']:+.3f}]: "
+        f"{a['val_verdict'] or 'no verdict'} ({time.perf_counter() - start:.0f}s into the "
+        "search)"
+        + (f" on {a['machine']}" if a.get("machine") else ""))

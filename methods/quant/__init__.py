@@ -62,6 +62,10 @@ class StaticQuant(Method):
               Param("per_channel", bool, True, "one int8 scale per output channel of a weight "
                     "(false: one per tensor)"))
     terminal = True
+    #: its PyTorch realisation (FX int8, fused ConvReLU2d) fails to unpickle in torch
+    #: 2.14 ("'ConvReLU2d' object has no attribute '_modules'", seen through Ray); the
+    #: calibration is seconds, so a cluster run makes it in the bench process
+    travels = False
 
     def apply(self, parent: Artifact, ctx: Context, calibration_size: int,
               per_channel: bool = True) -> Artifact:

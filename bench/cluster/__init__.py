@@ -1,0 +1,18 @@
+"""`--executor ray`: a run's work as Ray tasks on a cluster (never imported by a local run).
+
+  connect.py   joining the cluster (or starting a Ray instance here) with Ray's usage
+               statistics off and no dashboard; one-line errors for a bad address
+  tasks.py     what runs on a node: a teacher, a method step, the node's description,
+               its machine probe, a measuring job (its files arrive through the object
+               store and its figures go back the same way)
+  executor.py  RayExecutor: teachers per seed and every chain's steps as tasks with
+               resource requests (CPUs, or a GPU with --device cuda), independent ones at
+               once; results saved into the run directory as they arrive
+  station.py   RayStation: measurements on the nodes that hold --measure-on's resource,
+               one at a time per node, a backend's rows on one node; a lost node is
+               replaced where another holds the resource, else its rows fail naming it
+"""
+
+from bench.cluster.executor import RayExecutor
+
+__all__ = ["RayExecutor"]
