@@ -107,3 +107,25 @@ class UnprobedStation:
         station = LocalStation(threads)
         station.probe = lambda *args: {}
         return station
+
+
+@pytest.fixture(scope="session")
+def local_quick_run(tmp_path_factory):
+    """One local `--quick` run (kd,prune,quant on the default backends), HOME an empty
+    folder, its own cache; it must not import Ray. (root, CompletedProcess); the run is
+    in root/run."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "home").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "MPLCONFIGDIR")}
+    env.update(MEDBENCH_CACHE=str(root / "cache"), HOME=str(root / "home"))
+    env.pop("XDG_CACHE_HOME", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from bench.cli import main; code = main(sys.argv[1:]); "
+         "assert 'ray' not in sys.modules, 'a local run imported ray'; sys.exit(code)",
+         "run", "--methods", "kd,prune,quant", "--quick", "--out", str(root / "run")],
+        capture_output=True, text=True, env=env, timeout=900)
+    return root, proc

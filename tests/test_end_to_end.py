@@ -22,17 +22,10 @@ BACKENDS = ["torch", "onnxruntime", "openvino"]
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """One --quick run on every backend, with HOME pointed at an empty folder."""
-    root = tmp_path_factory.mktemp("e2e")
-    (root / "home").mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "MPLCONFIGDIR")}
-    env.update(MEDBENCH_CACHE=str(root / "cache"), HOME=str(root / "home"))
-    env.pop("XDG_CACHE_HOME", None)
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "kd,prune,quant",
-                           "--quick", "--out", str(root / "run")],
-                          capture_output=True, text=True, env=env, timeout=900)
-    return root, proc
+def quick_run(local_quick_run):
+    """One --quick run on every backend, with HOME pointed at an empty folder (shared with
+    tests/test_cluster.py, which compares a cluster's run with it)."""
+    return local_quick_run
 
 
 def read(path):
