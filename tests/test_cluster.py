@@ -185,6 +185,45 @@ def test_a_lost_node_with_no_spare_fails_the_rows_left_naming_it(tmp_path):
         assert row.status == "failed" and "10.0.0.9 (deadbeef) lost" in row.error, row
 
 
+class TwoMachines(ScriptedStation):
+    """Two machines holding the resource: each backend placed on its own, measured at once."""
+
+    parallel = 2
+
+    def __init__(self):
+        super().__init__(lose_at=0, spare=False)
+        import threading
+
+        self.placements, self.lock, self.active, self.peak = {}, threading.Lock(), set(), 0
+
+    def place(self, backend):
+        return self.placements.setdefault(backend, "ab"[len(self.placements) % 2])
+
+    def run(self, job, job_path, backend):
+        import time
+
+        with self.lock:
+            self.active.add(backend)
+            self.peak = max(self.peak, len(self.active))
+        self.key = self.placements[backend]
+        time.sleep(0.05)  # both backends in flight
+        out = super().run(job, job_path, backend)
+        with self.lock:
+            self.active.discard(backend)
+        return [r.__class__(**{**r.__dict__, "machine": self.placements[backend]}) for r in out]
+
+
+def test_backends_on_machines_of_their_own_are_measured_at_once(tmp_path):
+    station = TwoMachines()
+    rows, store = _plan(tmp_path, station)
+    assert station.peak == 2  # the two backends' processes overlapped
+    assert all(r.ok for r in rows.values()), rows
+    assert {r.machine for (b, _), r in rows.items() if b == "onnxruntime"} == {"a"}
+    assert {r.machine for (b, _), r in rows.items() if b == "openvino"} == {"b"}
+    reread = RunStore(tmp_path / "run", resume=True).rows  # the store stayed whole
+    assert len(reread) == len(rows) == 6
+
+
 # -- a real two-node cluster on this machine --------------------------------------------------
 
 RESOURCE = "medbench-test-edge"
@@ -306,10 +345,10 @@ def test_search_on_the_cluster_uses_tune_with_optuna_on_the_study(cluster, tmp_p
 @pytest.mark.slow
 def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_node(cluster,
                                                                                  tmp_path):
-    """Two more nodes hold a resource of their own. The one measuring is killed (SIGKILL to
-    its raylet and workers) during ONNX Runtime's pass: that backend is measured again on
-    the other; that one is killed during OpenVINO's pass: with no node left holding the
-    resource, OpenVINO's rows fail naming the lost node. Rows measured before each loss
+    """A third node holds a resource of its own. It is killed (SIGKILL to its raylet and
+    workers) during ONNX Runtime's pass and a fourth node with the resource is started:
+    that backend is measured again there; that one is killed during OpenVINO's pass: with
+    no node left holding the resource, OpenVINO's rows fail naming the lost node. Rows measured before each loss
     keep their figures, the report groups rows by machine, and the run exits 1."""
     import re
 
@@ -318,21 +357,24 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
     resource = "medbench-test-doomed"
     ray_bin = str(Path(sys.executable).with_name("ray"))
     temps = [cluster.short / f"d{i}" for i in range(2)]
-    for temp in temps:
+    temp_of: dict = {}
+
+    def start(temp: Path) -> None:
+        """A node holding the resource; one at a time, so the run measures one backend at
+        a time and the second node is the first one's replacement."""
         started = subprocess.run([ray_bin, "start", "--address", cluster.address, "--num-cpus",
                                   "0", "--resources", json.dumps({resource: 1}), "--temp-dir",
                                   str(temp), "--node-ip-address", "127.0.0.1",
                                   "--disable-usage-stats"],
                                  env=cluster.env, timeout=180, capture_output=True, text=True)
         assert started.returncode == 0, started.stderr[-2000:]
-    nodes = subprocess.run(
-        [sys.executable, "-c", f"import json, ray; ray.init(address={cluster.address!r}); "
-         "print(json.dumps([(n['NodeID'], n['RayletSocketName']) for n in ray.nodes() "
-         "if n['Alive']]))"], env=cluster.env, check=True, timeout=120, capture_output=True,
-        text=True)
-    temp_of = {node[:8]: temp for node, socket in json.loads(nodes.stdout.splitlines()[-1])
-               for temp in temps if socket.startswith(str(temp))}
-    assert len(temp_of) == 2, temp_of
+        nodes = subprocess.run(
+            [sys.executable, "-c", f"import json, ray; ray.init(address={cluster.address!r}); "
+             "print(json.dumps([(n['NodeID'], n['RayletSocketName']) for n in ray.nodes() "
+             "if n['Alive']]))"], env=cluster.env, check=True, timeout=120,
+            capture_output=True, text=True)
+        temp_of.update({node[:8]: temp for node, socket in
+                        json.loads(nodes.stdout.splitlines()[-1]) if socket.startswith(str(temp))})
 
     def kill(node: str) -> None:
         victims = [p for p in psutil.process_iter(["cmdline"])
@@ -341,6 +383,7 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
         for p in victims:
             p.kill()
 
+    start(temps[0])
     env = {**cluster.env, "MEDBENCH_CACHE": str(tmp_path / "driver-cache")}
     run = tmp_path / "run"
     proc = subprocess.Popen(
@@ -359,6 +402,8 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
                 passes.add(begins[1])
                 kill(on)
                 killed.append(on)
+                if len(killed) == 1:  # the replacement, up before the loss is noticed
+                    start(temps[1])
         code = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
@@ -443,3 +488,31 @@ def test_a_killed_cluster_run_resumes_with_what_the_cluster_finished(cluster, tm
     rows = _results(tmp_path / "run")
     assert set(rows["model"]) == {"teacher", "student", "kd", "prune.structured"}
     assert rows["status"].str.startswith("ok").all()
+
+
+@pytest.mark.slow
+def test_two_measuring_nodes_measure_two_backends_at_once(cluster, tmp_path):
+    """Two nodes hold the resource: the two backends are placed one on each and measured
+    at the same time (each node still one measurement at a time)."""
+    resource = "medbench-test-pair"
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    for i in range(2):
+        started = subprocess.run([ray_bin, "start", "--address", cluster.address, "--num-cpus",
+                                  "0", "--resources", json.dumps({resource: 1}), "--temp-dir",
+                                  str(cluster.short / f"p{i}"), "--node-ip-address", "127.0.0.1",
+                                  "--disable-usage-stats"],
+                                 env=cluster.env, timeout=180, capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr[-2000:]
+    env = {**cluster.env, "MEDBENCH_CACHE": str(tmp_path / "driver-cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--quick", "--methods", "quant.dynamic",
+         "--backends", "torch,onnxruntime", "--executor", "ray", "--ray-address",
+         cluster.address, "--measure-on", resource, "--out", str(tmp_path / "run")],
+        env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "measuring 2 backends on 2 machines at once" in proc.stderr
+    rows = _results(tmp_path / "run")
+    machines = {b: set(rows[rows["backend"] == b]["machine"]) for b in ("torch", "onnxruntime")}
+    assert all(len(m) == 1 for m in machines.values()), machines
+    assert machines["torch"] != machines["onnxruntime"], machines
+    assert len(json.loads((tmp_path / "run" / "manifest.json").read_text())["machines"]) == 2

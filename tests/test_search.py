@@ -194,7 +194,7 @@ def test_a_search_reads_no_test_label_before_its_finalists_are_chosen(tmp_path, 
 
     seen = {}
 
-    def probe(cfg, root, models, reference, backend):
+    def probe(cfg, root, models, reference, backend, executor=None):
         seen.update(reads=SealedLabels.reads, models=models)
         return 0, None
 

@@ -2,11 +2,13 @@
 
 Placement: with --measure-on RESOURCE, every measuring task asks for one unit of that
 custom resource, so a node started with `--resources '{"RESOURCE": 1}'` runs one
-measurement at a time; without it, measurements stay on the bench's own node. A backend
-is placed on a node by a first small task (the node describes itself: CPU, cores, OS,
-architecture, runtime versions), and every further task of that backend is pinned there
+measurement at a time; without it, measurements stay on the bench's own node. Each
+backend is placed on the alive holder of the resource with the fewest backends so far
+(the node describes itself in a first task: CPU, cores, OS, architecture, runtime
+versions), and every further task of that backend is pinned there
 (NodeAffinitySchedulingStrategy, not soft), since its speedups divide by its teacher timed
-on the same machine. A job's files travel through the object store, each file once.
+on the same machine; with several holders the plan measures that many backends at once.
+A job's files travel through the object store, each file once.
 
 Faults: a measuring task whose node is gone (its raylet no longer alive) raises NodeLost;
 the plan then asks `replace` for another node holding the resource and measures that
@@ -16,6 +18,7 @@ on a node still alive fails only its models, as a crashed process does locally.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +45,7 @@ class RayStation:
         self.nodes: dict[str, dict] = {}  # machine key -> the node's description
         self.placed: dict[str, str] = {}  # backend -> machine key
         self.lost: dict[str, str] = {}  # machine key -> why it is lost
-        self.current: str | None = None  # where new backends go
+        self.lock = threading.Lock()
         self.sent: dict[str, tuple] = {}  # local path -> (digest, ObjectRef)
         self._remote = {f: ray.remote(getattr(tasks, f)) for f in
                         ("node_description", "probe", "measure")}
@@ -64,23 +67,50 @@ class RayStation:
             opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
         return opts
 
-    def _find(self) -> str:
-        """A node for the next backends: one holding the resource (Ray's choice among the
-        alive ones), or the bench's own node."""
-        from ray.exceptions import GetTimeoutError
+    def _holders(self) -> list[str]:
+        """The alive nodes holding the resource (node ids, in a fixed order)."""
+        return sorted(n["NodeID"] for n in self.ray.nodes()
+                      if n.get("Alive") and n.get("Resources", {}).get(self.resource))
 
-        lost = "; ".join(f"{k}: {why}" for k, why in self.lost.items())
-        if self.resource and not any(n.get("Alive") and n.get("Resources", {}).get(self.resource)
-                                     for n in self.ray.nodes()):
+    @property
+    def parallel(self) -> int:
+        """How many backends can be measured at once: one per node holding the resource
+        (each node still runs one measurement at a time); 1 without --measure-on."""
+        return max(1, len(self._holders())) if self.resource else 1
+
+    def _find(self) -> str:
+        """A node for the next backend: the alive holder of the resource with the fewest
+        backends placed on it so far, or without --measure-on the bench's own node."""
+        from collections import Counter
+
+        if not self.resource:
+            return self._describe(self.ray.get_runtime_context().get_node_id())
+        holders = self._holders()
+        if not holders:
+            lost = "; ".join(f"{k}: {why}" for k, why in self.lost.items())
             raise NodeLost(f"no alive node of the cluster advertises {self.resource!r}"
                            + (f" ({lost})" if lost else ""))
-        ref = self._remote["node_description"].options(**self._options(None)).remote()
+        placed = Counter(self.nodes[k]["ray_node_id"] for k in self.placed.values())
+        return self._describe(min(holders, key=lambda n: (placed[n], n)))
+
+    def _describe(self, node_id: str) -> str:
+        """The node's key, from its own description (asked once, through a task that
+        waits for the resource: it never runs beside a measurement there)."""
+        from ray.exceptions import GetTimeoutError
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        known = next((k for k, d in self.nodes.items() if d["ray_node_id"] == node_id), None)
+        if known:
+            return known
+        opts = {**self._options(None),
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
+        ref = self._remote["node_description"].options(**opts).remote()
         try:
             description = self.ray.get(ref, timeout=PLACE_TIMEOUT_S)
         except GetTimeoutError:
             self.ray.cancel(ref, force=True)
-            raise NodeLost(f"no node advertising {self.resource!r} took a task within "
-                           f"{PLACE_TIMEOUT_S:.0f} s" + (f" ({lost})" if lost else "")) from None
+            raise NodeLost(f"node {node_id[:8]} took no task within {PLACE_TIMEOUT_S:.0f} s"
+                           ) from None
         key = machine_key(description)
         self.nodes[key] = description
         log(f"measuring on {key}: {description['cpu']}, {description['physical_cores']} "
@@ -88,17 +118,15 @@ class RayStation:
         return key
 
     def place(self, backend: str) -> str:
-        if backend not in self.placed:
-            if self.current is None:
-                self.current = self._find()
-            self.placed[backend] = self.current
-        return self.placed[backend]
+        with self.lock:  # backends are placed from the plan's threads
+            if backend not in self.placed:
+                self.placed[backend] = self._find()
+            return self.placed[backend]
 
     def replace(self, backend: str) -> bool:
         """Another node for `backend`, whose node was lost: True where one holds the
         resource (the backend is measured again there)."""
         self.placed.pop(backend, None)
-        self.current = None
         try:
             self.place(backend)
         except NodeLost as exc:
@@ -177,11 +205,12 @@ class RayStation:
 
     def _send(self, path: str) -> tuple:
         """(digest, ObjectRef) of the file's bytes, put into the object store once."""
-        if path not in self.sent:
-            data = Path(path).read_bytes()
-            self.sent[path] = (tasks.digest(path), self.ray.put(data))
-            self.spent["sent_mib"] += len(data) / 2**20
-        return self.sent[path]
+        with self.lock:
+            if path not in self.sent:
+                data = Path(path).read_bytes()
+                self.sent[path] = (tasks.digest(path), self.ray.put(data))
+                self.spent["sent_mib"] += len(data) / 2**20
+            return self.sent[path]
 
     @staticmethod
     def _received(item, result: ProcessResult, arrays: dict, key: str) -> ProcessResult:

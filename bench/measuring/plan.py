@@ -17,8 +17,10 @@ and parity come from the first process's predictions; later processes only time.
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +57,9 @@ class _Session:
     placed: dict  # backend -> machine key
     probes: dict  # machine key -> its probe (idle power, GEMM peaks)
     lost: set  # backends whose machine went away (no more processes for them)
+    #: held while the store and the shared maps change: backends on machines of their
+    #: own are measured from threads (bench.cluster.station)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def teacher(self, backend: str) -> RowState | None:
         return next((s for s in self.states[backend].values() if s.model == "teacher"), None)
@@ -73,9 +78,17 @@ def measure_all(exported: dict[str, list], cfg, data, store: RunStore, paths: Pa
     (teacher first), each a Target to measure or a finished Result (n/a, or failed before
     measuring)."""
     s = _Session(cfg, data, store, paths, references, station, {}, {}, {}, set())
+    at_once = min(getattr(station, "parallel", 1), len(exported))
     try:
-        for backend, rows in exported.items():  # each server starts right before its pass
-            _measure_backend(s, backend, rows)
+        if at_once > 1:  # one machine per backend at a time (bench.cluster.station)
+            log(f"measuring {len(exported)} backends on {at_once} machines at once")
+            with ThreadPoolExecutor(max_workers=at_once) as pool:
+                for done in [pool.submit(_measure_backend, s, b, rows)
+                             for b, rows in exported.items()]:
+                    done.result()
+        else:
+            for backend, rows in exported.items():  # each server starts right before its pass
+                _measure_backend(s, backend, rows)
         _adaptive_pass(s)
     finally:
         station.close()
@@ -108,26 +121,30 @@ def _measure_backend(s: _Session, backend: str, rows: list) -> None:
 
 
 def _start_backend(s: _Session, backend: str) -> None:
-    key = s.placed[backend] = s.station.place(backend)
-    if key not in s.probes:
-        log(f"machine {key}: idle power draw and GEMM peaks (probed, or from the cache if "
-            "under 12 h old)")
-        s.probes[key] = s.station.probe(key, s.cfg.device, s.cfg.output.use_cache, s.paths.work)
-        machines = s.station.machines()
-        s.store.update_manifest(
-            machine_probe=s.probes[next(iter(s.probes))],
-            machines={k: {**d, "probe": s.probes.get(k)} for k, d in machines.items()})
+    key = s.station.place(backend)
+    with s.lock:
+        s.placed[backend] = key
+        if key not in s.probes:
+            log(f"machine {key}: idle power draw and GEMM peaks (probed, or from the cache if "
+                "under 12 h old)")
+            s.probes[key] = s.station.probe(key, s.cfg.device, s.cfg.output.use_cache,
+                                            s.paths.work)
+            machines = s.station.machines()
+            s.store.update_manifest(
+                machine_probe=s.probes[next(iter(s.probes))],
+                machines={k: {**d, "probe": s.probes.get(k)} for k, d in machines.items()})
     s.station.start(backend)
 
 
 def _fail_unfinished(s: _Session, backend: str, rows: list, error: str) -> None:
-    states = s.states.setdefault(backend, {})
-    for t in (r for r in rows if isinstance(r, Target)):
-        st = states.get(_key(t)) or RowState(t)
-        if st.error is None and (not st.processes or st.quality is None):
-            states[_key(t)] = st = replace(st, error=error)
-            s.store.add(s.row(backend, st))
-    s.lost.add(backend)
+    with s.lock:
+        states = s.states.setdefault(backend, {})
+        for t in (r for r in rows if isinstance(r, Target)):
+            st = states.get(_key(t)) or RowState(t)
+            if st.error is None and (not st.processes or st.quality is None):
+                states[_key(t)] = st = replace(st, error=error)
+                s.store.add(s.row(backend, st))
+        s.lost.add(backend)
 
 
 def _key(target: Target) -> tuple:
@@ -141,12 +158,13 @@ def _first_pass(s: _Session, backend: str, rows: list) -> None:
         + ("one shared process: --quick" if m.shared_process else "a fresh process each")
         + f", {m.threads} thread{'s' if m.threads > 1 else ''}"
         + (f", {m.repeats} rounds" if m.repeats > 1 else "") + ")")
-    for r in rows:
-        if isinstance(r, Result):
-            s.store.add(r)
-    s.states[backend] = {}
-    for t in targets:  # teacher first: the others' quality is measured against it
-        s.states[backend][_key(t)] = _restored(s, backend, t)
+    with s.lock:
+        for r in rows:
+            if isinstance(r, Result):
+                s.store.add(r)
+        s.states[backend] = {}
+        for t in targets:  # teacher first: the others' quality is measured against it
+            s.states[backend][_key(t)] = _restored(s, backend, t)
     kept = [f"{st.model} ({len(st.processes)} process{'es' if len(st.processes) > 1 else ''})"
             if st.processes else f"{st.model} (failed)"
             for st in s.states[backend].values() if st.processes or st.error]
@@ -265,10 +283,11 @@ def _run_group(s: _Session, backend: str, keys: list) -> None:
         job = _job(s, backend, states)
         results = s.station.run(job, s.paths.work / f"job-{backend}.json", backend)
         for key, result in zip(group, results, strict=True):
-            state = _fold(s, backend, s.states[backend][key], result)
-            s.states[backend][key] = state
-            row = s.row(backend, state)
-            s.store.add(row)
+            with s.lock:
+                state = _fold(s, backend, s.states[backend][key], result)
+                s.states[backend][key] = state
+                row = s.row(backend, state)
+                s.store.add(row)
             if state.error is not None:
                 _log_row(backend, row)
             elif result.ok:
