@@ -436,7 +436,7 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
 
 
 def test_report_groups_rows_by_the_machine_they_were_measured_on():
-    from reports.view import by_machine, machine_line
+    from reports.provenance import by_machine, machine_line
 
     rows = [{"backend": "torch", "model": "teacher", "machine": "a"},
             {"backend": "torch", "model": "q", "machine": ""},  # n/a: its backend's machine
