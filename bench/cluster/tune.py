@@ -104,7 +104,7 @@ def measure(artifact, model: str, shared: dict) -> dict:
     from bench import backends
     from bench.cluster.station import RayStation
     from bench.export import file_sizes
-    from bench.measuring.records import Job, JobItem
+    from bench.search.trials import validation_job
 
     cfg = shared["cfg"]
     with tempfile.TemporaryDirectory(prefix="medbench-trial-") as work:
@@ -117,15 +117,8 @@ def measure(artifact, model: str, shared: dict) -> dict:
         disk_mib, _ = file_sizes(deployed.files)
         val_images = work / "val_images.npy"
         val_images.write_bytes(ray.get(shared["val_images"]))
-        job = Job(backend=shared["backend"], threads=cfg.measurement.threads, device=cfg.device,
-                  plan=shared["plan"], test_images=str(val_images),
-                  result_out=str(work / "result.jsonl"),
-                  items=(JobItem(model=model, variant="", files=tuple(map(str, deployed.files)),
-                                 options=tuple((str(k), str(v))
-                                               for k, v in deployed.options.items()),
-                                 samples_out=str(work / "samples.npy"),
-                                 logits_out=str(work / "val_logits.npy")),),
-                  predict_threads=cfg.training.train_threads)
+        job = validation_job(cfg, shared["backend"], shared["plan"], model, deployed,
+                             val_images, work)
         (result,) = RayStation(cfg).run(job, work / "job.json", shared["backend"])
         if not result.ok:
             raise RuntimeError(result.error)

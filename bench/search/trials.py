@@ -31,6 +31,20 @@ from bench.progress import log
 SEARCH_LATENCY = LatencyPlan(warmup_n=5, warmup_s=0.2, min_n=50, min_s=0.5, max_s=5.0)
 
 
+def validation_job(cfg, backend: str, plan: LatencyPlan, model: str, deployed, val_images,
+                   where: Path) -> Job:
+    """A trial's measuring process: the short plan, predicting the validation images (in
+    their place, as the worker predicts the test split of a run), its files in `where`."""
+    return Job(backend=backend, threads=cfg.measurement.threads, device=cfg.device, plan=plan,
+               test_images=str(val_images), result_out=str(where / "result.jsonl"),
+               items=(JobItem(model=model, variant="", files=tuple(map(str, deployed.files)),
+                              options=tuple((str(k), str(v))
+                                            for k, v in deployed.options.items()),
+                              samples_out=str(where / "samples.npy"),
+                              logits_out=str(where / "val_logits.npy")),),
+               predict_threads=cfg.training.train_threads)
+
+
 @dataclass
 class Evaluator:
     """What every trial shares: the builder, the backend's server, the teacher's figures."""
@@ -86,15 +100,8 @@ class Evaluator:
         deployed = backends.deploy(backends.get(self.backend), artifact, where / "model",
                                    self.env)
         disk_mib, _ = file_sizes(deployed.files)
-        m = self.cfg.measurement
-        job = Job(backend=self.backend, threads=m.threads, device=self.cfg.device, plan=self.plan,
-                  test_images=str(self.val_images), result_out=str(where / "result.jsonl"),
-                  items=(JobItem(model=artifact.name, variant="",
-                                 files=tuple(str(f) for f in deployed.files),
-                                 options=tuple(deployed.options.items()),
-                                 samples_out=str(where / "samples.npy"),
-                                 logits_out=str(where / "val_logits.npy")),),
-                  predict_threads=self.cfg.training.train_threads)
+        job = validation_job(self.cfg, self.backend, self.plan, artifact.name, deployed,
+                             self.val_images, where)
         (result,) = launch.run_worker(job, where / "job.json", server=self.server)
         if not result.ok:
             raise RuntimeError(result.error)
