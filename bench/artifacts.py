@@ -48,7 +48,10 @@ class Builder:
     def __init__(self, cfg, data, teacher, run=None):
         self.ctx = context(cfg, data, teacher)
         self.run = run
-        self.base_key = {"teacher": {"source": teacher.source, **teacher.info},
+        # a teacher trained by a killed attempt comes from the cache in the next one: the
+        # same weights, so the same key (its saved steps are reused)
+        source = "cache" if teacher.source == "trained" else teacher.source
+        self.base_key = {"teacher": {"source": source, **teacher.info},
                          "data": data.fingerprint, "seed": cfg.seed,
                          "training": cfg.to_dict()["training"]}
         self.teacher = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import methods
 from bench import artifacts as made
 from bench.cluster import tasks
+from bench.inputs import first_line
 from bench.progress import log
 
 
@@ -146,7 +147,7 @@ class RayExecutor:
                 art = self.ray.get(art_ref)
                 refs[prefix] = art_ref
             except RayError as exc:  # the task itself was lost (its node, its worker)
-                where, art = None, RuntimeError(f"lost on the Ray cluster: {tasks.first_line(exc)}")
+                where, art = None, RuntimeError(f"lost on the Ray cluster: {first_line(exc)}")
                 refs[prefix] = self.ray.put(art)
             done[prefix] = art
             if run is not None:

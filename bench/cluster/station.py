@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.cluster import tasks
+from bench.inputs import first_line
 from bench.measuring.records import Job, ProcessResult
 from bench.measuring.station import NodeLost, machine_key
 from bench.progress import log
@@ -186,7 +187,7 @@ class RayStation:
             alive = self._alive(node["ray_node_id"])  # waits for the cluster to agree
             if alive and not isinstance(exc, NodeDiedError):
                 raise RuntimeError(f"ray task failed on {key} while {doing}: "
-                                   f"{tasks.first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
             why = f"node {node['ip']} ({node['ray_node_id'][:8]}) lost while {doing}"
             self.lost[key] = why
             raise NodeLost(f"measuring {why}") from None

@@ -139,19 +139,12 @@ def _server(backend: str, threads: int):
     return server
 
 
-def first_line(exc: BaseException) -> str:
-    from bench.inputs import first_line as first
-
-    return first(exc)
-
-
 def digest_of(parts: list[str]) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:32]
 
 
 def digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:32]
+    """The file's sha256 (bench.resume.file_sha256), shortened: a folder name on a node."""
+    from bench.resume import file_sha256
+
+    return file_sha256(path)[:32]
