@@ -175,7 +175,9 @@ def _other_commands(sub) -> None:
     c.add_argument("run_dir", help="run directory (holds results.json)")
     c.add_argument("--baseline", required=True, help="baseline JSON, e.g. reports/baseline/ci.json")
     c.add_argument("--update", action="store_true",
-                   help="write the run as the new baseline, after printing what changes")
+                   help="write the run's sizes and its machine's speedups and AUCs to the "
+                        "baseline (other machines' kept while sizes hold), after printing "
+                        "what changes")
     c.add_argument("--speedup-tolerance", type=float, default=None,
                    help="allowed relative change of speedup (default: the baseline's, else 0.25)")
     c.add_argument("--auc-margin", type=float, default=None,
@@ -285,12 +287,17 @@ def _check(args) -> int:
             args.auc_margin if args.auc_margin is not None else tol.get(
                 "auc_margin", gate.DEFAULT_AUC_MARGIN))
         changes = gate.diff(old, new)
-        print("\n".join(changes) if changes else "no change in gated figures")
+        new, dropped = gate.merge(old, new)
+        print("\n".join(changes + dropped) if changes or dropped else "no change in gated figures")
+        if not new["machines"]:
+            print(f"warning: {run_dir}'s manifest does not describe the machine its rows were "
+                  "measured on: the baseline gates sizes only", file=sys.stderr)
         path.parent.mkdir(parents=True, exist_ok=True)
         from bench.cache import atomic_write_bytes
 
         atomic_write_bytes(path, (json.dumps(new, indent=1) + "\n").encode())
-        print(f"wrote {path} ({len(new['rows'])} rows)")
+        print(f"wrote {path} ({len(new['rows'])} rows, speedups and AUCs of "
+              f"{len(new['machines'])} machines)")
         return 0
     baseline = gate.load_baseline(Path(args.baseline))
     notes: list[str] = []
@@ -301,7 +308,7 @@ def _check(args) -> int:
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
     print(f"gate: {len(baseline['rows'])} rows checked, {len(violations)} violations"
-          + (f", {len(notes)} speedups not gated (unstable)" if notes else ""), file=sys.stderr)
+          + (f", {len(notes)} notes" if notes else ""), file=sys.stderr)
     return 1 if violations else 0
 
 

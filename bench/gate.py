@@ -18,6 +18,17 @@ their `gate` metadata in bench.result (so a new column is gated by declaring it 
   * as a margin ("margin"): auc_roc may not fall below the baseline's by more than 0.02.
   * a row the baseline has that the run lacks, or that failed, is a violation.
 Energy is never gated: on most machines it is an estimate proportional to time.
+
+Speedup and AUC belong to a machine; sizes do not. A speedup is a ratio of two latencies
+on one CPU, and another CPU (its microarchitecture, its int8 instructions) gives another
+ratio; training's float rounding follows the kernels the CPU's ISA selects, so the same
+seed trains other weights there (measured: the `ci` preset's student on ONNX Runtime ran
+11.0x on the AMD EPYC the old baseline was recorded on, 6.7x on a CI machine and 4.0x on
+an Intel Xeon with AMX, whose teacher AUC was 0.557 against 0.605; two runs on that Xeon
+agreed to 6%). So a baseline (version 2) holds the sizes once, for every machine, and the
+speedups and AUCs per machine they were measured on (`machines`, keyed by
+MACHINE_FIELDS and the runtimes' versions); a row measured on a machine the baseline
+holds no figures for has them reported as not gated, with the command that records them.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from pathlib import Path
 from bench.result import Result, gated, meta
 from bench.store import load_rows
 
-BASELINE_VERSION = 1
+BASELINE_VERSION = 2
 EXACT = tuple(gated("exact"))
 #: latency ratios (speedup): the baseline's tolerance "speedup" applies to each
 RATIO = tuple(gated("ratio"))
@@ -44,42 +55,141 @@ GATED = (*EXACT, *RATIO, *MARGIN)
 ROUNDING = 1e-4
 DEFAULT_SPEEDUP_TOLERANCE = 0.25
 DEFAULT_AUC_MARGIN = 0.02
+#: a machine's description fields (bench.measuring.station.describe_machine) that must be
+#: equal for two machines' speedups and AUCs to be compared; runtimes both record must too
+MACHINE_FIELDS = ("cpu", "cpu_vendor", "cpu_model_id", "isa", "architecture", "logical_cores")
 
 
 def _key(row: dict) -> str:
     return f"{row['model']} / {row['backend']} / {row['precision']}"
 
 
+def machine_class(description: dict | None) -> dict | None:
+    """What of a machine's description decides its speedups and AUCs (MACHINE_FIELDS and
+    the runtimes' versions); None for a description without the CPU's model numbers (runs
+    made before they were recorded, hand-made rows)."""
+    if not isinstance(description, dict) or not description.get("cpu_model_id"):
+        return None
+    return {**{f: description.get(f) for f in MACHINE_FIELDS},
+            "runtimes": dict(description.get("runtimes") or {})}
+
+
+def same_machine(a: dict | None, b: dict | None, runtimes: set[str] | None = None) -> bool:
+    """Equal MACHINE_FIELDS, and equal versions of every runtime both record (of those in
+    `runtimes`, where given)."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return False
+    if any(a.get(f) != b.get(f) for f in MACHINE_FIELDS):
+        return False
+    ra, rb = a.get("runtimes") or {}, b.get("runtimes") or {}
+    both = ra.keys() & rb.keys() & (runtimes if runtimes is not None else ra.keys())
+    return all(ra[k] == rb[k] for k in both)
+
+
+def _runtimes_of(backend: str) -> set[str] | None:
+    """The distributions whose versions a backend's rows depend on: torch, which trains
+    every model, and the backend's runtime (so installing an edge runtime, or upgrading
+    one, leaves the other backends' figures gated); None (all) for an unknown backend."""
+    from bench.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        return None
+    return {"torch", BACKENDS.get(backend).runtime.replace("_", "-")}
+
+
+def machine_name(machine: dict | None) -> str:
+    """A machine class in one line, as the gate's notes name it."""
+    if not machine:
+        return "a machine the run does not describe (no CPU model numbers in its manifest)"
+    isa = " ".join(machine.get("isa") or []) or "none of the listed ISA extensions"
+    runtimes = ", ".join(f"{k} {v}" for k, v in (machine.get("runtimes") or {}).items())
+    return (f"{machine.get('cpu')} [{machine.get('cpu_vendor')} {machine.get('cpu_model_id')}, "
+            f"{machine.get('architecture')}, {machine.get('logical_cores')} cores; {isa}; "
+            f"{runtimes}]")
+
+
+def _row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | None]:
+    """Row key -> the class of the machine it was measured on (the manifest's `machines`)."""
+    try:
+        manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    machines = manifest.get("machines") if isinstance(manifest, dict) else None
+    machines = machines if isinstance(machines, dict) else {}
+    return {key: machine_class(machines.get(row.machine)) for key, row in rows.items()}
+
+
 def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_TOLERANCE,
                       auc_margin: float = DEFAULT_AUC_MARGIN) -> dict:
-    rows = []
-    for r in load_rows(run_dir):
-        if not r.ok:
+    """The run's ok rows: sizes in `rows`, speedups and AUCs under their machine."""
+    rows = {_key(r.to_dict()): r for r in load_rows(run_dir) if r.ok}
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    sections: list[dict] = []
+    for key, machine in _row_machines(run_dir, rows).items():
+        if machine is None:
             continue
-        rows.append({"model": r.model, "backend": r.backend, "precision": r.precision,
-                     **{c: getattr(r, c) for c in GATED}})
-    return {"baseline_version": BASELINE_VERSION,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        section = next((m for m in sections if m["machine"] == machine), None)
+        if section is None:
+            section = {"machine": machine, "created": created, "source_run": str(run_dir),
+                       "rows": []}
+            sections.append(section)
+        r = rows[key]
+        section["rows"].append({"model": r.model, "backend": r.backend, "precision": r.precision,
+                                **{c: getattr(r, c) for c in (*RATIO, *MARGIN)}})
+    return {"baseline_version": BASELINE_VERSION, "created": created,
             "source_run": str(run_dir),
             "tolerances": {"speedup": speedup_tolerance, "auc_margin": auc_margin},
-            "rows": rows}
+            "rows": [{"model": r.model, "backend": r.backend, "precision": r.precision,
+                      **{c: getattr(r, c) for c in EXACT}} for r in rows.values()],
+            "machines": sections}
+
+
+def merge(old: dict | None, new: dict) -> tuple[dict, list[str]]:
+    """What --update writes: the run's sizes, its machines' figures in place of those
+    machines' old ones, and the other machines' figures kept, unless the sizes changed (a
+    method changed, so those figures are stale: dropped, one line each)."""
+    if old is None:
+        return new, []
+    sizes = {_key(r): {c: r.get(c) for c in EXACT} for r in new["rows"]}
+    changed = sizes != {_key(r): {c: r.get(c) for c in EXACT} for r in old["rows"]}
+    kept, lines = [], []
+    for section in old.get("machines", []):
+        if any(same_machine(section["machine"], n["machine"]) for n in new["machines"]):
+            continue
+        if changed:
+            lines.append(f"- speedups and AUCs of {machine_name(section['machine'])}: the sizes "
+                         "changed, so they are stale (record them again on that machine)")
+        else:
+            kept.append(section)
+    return {**new, "machines": new["machines"] + kept}, lines
 
 
 def load_baseline(path: Path) -> dict:
+    """A baseline file as version 2; a version 1 file (figures of an unnamed machine) keeps
+    its sizes, and its speedups and AUCs are not gated."""
     try:
         doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ValueError(f"{path}: baseline not found (write one with --update)") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if (not isinstance(doc, dict) or doc.get("baseline_version") != BASELINE_VERSION
+    if (not isinstance(doc, dict) or doc.get("baseline_version") not in (1, BASELINE_VERSION)
             or not isinstance(doc.get("rows"), list)):
         raise ValueError(f"{path}: not a medbench baseline (expected baseline_version "
                          f"{BASELINE_VERSION} and a list of rows)")
-    for i, row in enumerate(doc["rows"]):
-        missing = {"model", "backend", "precision"} - set(row)
-        if missing:
-            raise ValueError(f"{path}: row {i} lacks {', '.join(sorted(missing))}")
+    if doc["baseline_version"] == 1:
+        doc = {**doc, "baseline_version": BASELINE_VERSION, "machines": []}
+    machines = doc.get("machines")
+    if not isinstance(machines, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("machine"), dict)
+            and isinstance(m.get("rows"), list) for m in machines):
+        raise ValueError(f"{path}: `machines` must be a list of {{machine, rows}} objects")
+    for where, rows in [("rows", doc["rows"])] + [(f"machines[{i}].rows", m["rows"])
+                                                   for i, m in enumerate(machines)]:
+        for i, row in enumerate(rows):
+            missing = {"model", "backend", "precision"} - set(row if isinstance(row, dict) else ())
+            if missing:
+                raise ValueError(f"{path}: {where}[{i}] lacks {', '.join(sorted(missing))}")
     return doc
 
 
@@ -87,7 +197,8 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
           auc_margin: float | None = None, notes: list | None = None) -> list[str]:
     """One line per violation; an empty list means every gated figure holds.
 
-    `notes`, if given, receives one line per figure left ungated and why.
+    `notes`, if given, receives one line per figure left ungated and why, and which
+    machine's figures the speedups and AUCs were gated against.
     """
     tol = baseline.get("tolerances", {})
     speedup_tolerance = speedup_tolerance if speedup_tolerance is not None else tol.get(
@@ -95,14 +206,15 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
     auc_margin = auc_margin if auc_margin is not None else tol.get("auc_margin", DEFAULT_AUC_MARGIN)
     rows = {_key(r.to_dict()): r for r in load_rows(run_dir)}
     notes = notes if notes is not None else []
-    shifts = backend_shifts(baseline, rows)
+    expected = _expected(baseline, rows, _row_machines(run_dir, rows), notes)
+    shifts = backend_shifts(expected, rows)
     for backend, shift in shifts.items():
         if abs(shift - 1) > speedup_tolerance / 2:
             notes.append(f"{backend}: its speedups moved together by {shift - 1:+.0%} (the median "
                          "over its rows): its teacher's latency moved in this run; each speedup "
                          "is gated against that shift")
     violations = []
-    for base in baseline["rows"]:
+    for base in expected:
         key = _key(base)
         row = rows.get(key)
         if row is None:
@@ -129,7 +241,45 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
     return violations
 
 
-def backend_shifts(baseline: dict, rows: dict) -> dict[str, float]:
+def _expected(baseline: dict, rows: dict[str, Result], machines: dict[str, dict | None],
+              notes: list) -> list[dict]:
+    """Each baseline row's sizes, with the speedup and AUC recorded on the machine its run
+    row was measured on where the baseline has them; notes say where it has not."""
+    sections = baseline.get("machines") or []
+    used: dict[str, str] = {}
+    ungated: dict[str, list[str]] = {}
+    out = []
+    for base in baseline["rows"]:
+        key = _key(base)
+        row = rows.get(key)
+        if row is None or not row.ok:
+            out.append(base)
+            continue
+        machine = machines.get(key)
+        section = next((m for m in sections if same_machine(m["machine"], machine,
+                                                            _runtimes_of(base["backend"]))), None)
+        figures = None if section is None else next(
+            (r for r in section["rows"] if _key(r) == key), None)
+        if figures is None:
+            ungated.setdefault(machine_name(machine), []).append(key)
+            out.append({k: v for k, v in base.items() if k not in (*RATIO, *MARGIN)})
+            continue
+        used[machine_name(section["machine"])] = section.get("created", "?")
+        out.append({**{k: v for k, v in base.items() if k not in (*RATIO, *MARGIN)},
+                    **{c: figures.get(c) for c in (*RATIO, *MARGIN)}})
+    for name, created in used.items():
+        notes.append(f"speedups and AUCs gated against the baseline's figures for {name}, "
+                     f"recorded {created}")
+    held = "; ".join(machine_name(m["machine"]) for m in sections) or "no machine"
+    for name, keys in ungated.items():
+        notes.append(f"speedup and auc_roc of {len(keys)} rows not gated: measured on {name}, "
+                     f"and the baseline holds them for {held}; sizes are gated all the same "
+                     "(record this machine's with `python -m bench check RUN --baseline FILE "
+                     "--update` on it)")
+    return out
+
+
+def backend_shifts(expected: list[dict], rows: dict) -> dict[str, float]:
     """Per backend, the median over its compressed rows of speedup / baseline speedup.
 
     Every speedup on a backend divides by the same teacher latency, so when the teacher's
@@ -141,7 +291,7 @@ def backend_shifts(baseline: dict, rows: dict) -> dict[str, float]:
     rows is the teacher's, which the gate does not gate; a method that regresses moves
     apart from the others. Fewer than three rows: no shift (1.0)."""
     ratios: dict[str, list[float]] = {}
-    for base in baseline["rows"]:
+    for base in expected:
         row = rows.get(_key(base))
         for c in RATIO:
             want = base.get(c)
@@ -189,20 +339,34 @@ def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
 
 
 def diff(old: dict | None, new: dict) -> list[str]:
-    """What --update would change, one line per changed figure."""
-    before = {_key(r): r for r in (old or {}).get("rows", [])}
+    """What --update would change, one line per changed figure (sizes, then each of the
+    run's machines' speedups and AUCs)."""
+    lines = _diff_rows((old or {}).get("rows", []), new["rows"], EXACT)
+    for section in new["machines"]:
+        prev = next((m for m in (old or {}).get("machines", [])
+                     if same_machine(m["machine"], section["machine"])), None)
+        name = machine_name(section["machine"])
+        if prev is None:
+            lines.append(f"+ speedups and AUCs of {len(section['rows'])} rows on {name}")
+            continue
+        lines += [f"{line} (on {name})" for line in
+                  _diff_rows(prev["rows"], section["rows"], (*RATIO, *MARGIN))]
+    return lines
+
+
+def _diff_rows(old: list[dict], new: list[dict], columns: tuple) -> list[str]:
+    before = {_key(r): r for r in old}
     lines = []
-    for row in new["rows"]:
+    for row in new:
         key = _key(row)
         prev = before.pop(key, None)
         if prev is None:
             lines.append(f"+ {key}")
             continue
-        for c in GATED:
+        for c in columns:
             if prev.get(c) != row.get(c):
                 lines.append(f"~ {key}: {c} {_fmt(prev.get(c))} -> {_fmt(row.get(c))}")
-    lines += [f"- {key}" for key in before]
-    return lines
+    return lines + [f"- {key}" for key in before]
 
 
 def _fmt(v) -> str:

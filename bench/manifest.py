@@ -42,18 +42,48 @@ def version_of(dist: str) -> str | None:
         return None
 
 
+#: instruction-set extensions that change which kernels the runtimes pick (so their speed,
+#: and training's float rounding): x86 /proc/cpuinfo `flags`, Arm `Features`
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+             "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16")
+
+
 def machine() -> dict:
+    """CPU (name, vendor, family/model/stepping, the ISA extensions above), cores, memory.
+
+    Under a hypervisor the name can be generic ("Intel(R) Xeon(R) Processor"): the model
+    numbers and extensions tell two such machines apart (bench.gate keys on them)."""
     import psutil
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu,
+    info = _cpuinfo()
+    flags = set((info.get("flags") or info.get("Features") or "").split())
+    ident = [info.get(k) for k in ("cpu family", "model", "stepping")
+             if info.get(k) is not None]
+    arm = [info.get(k) for k in ("CPU implementer", "CPU part", "CPU variant")
+           if info.get(k) is not None]
+    return {"platform": platform.platform(), "cpu": info.get("model name") or platform.processor(),
+            "cpu_vendor": info.get("vendor_id") or (info.get("CPU implementer") and "arm") or None,
+            "cpu_model_id": "/".join(ident or arm) or None,
+            "isa": [f for f in ISA_FLAGS if f in flags],
             "physical_cores": psutil.cpu_count(logical=False),
             "logical_cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    out: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if not line.strip():
+                    if out:
+                        break
+                    continue
+                key, _, value = line.partition(":")
+                out.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return out
 
 
 def git_commit() -> str | None:

@@ -450,6 +450,8 @@ def test_report_groups_rows_by_the_machine_they_were_measured_on():
                          "ray_node_id": "0123456789", "ip": "10.0.0.7", "lost": "gone"})
     assert line == ("X, 4 cores, aarch64, Linux; onnxruntime 1.32.0; Ray node 01234567 at "
                     "10.0.0.7; LOST: gone")
+    assert machine_line({"cpu": "Y", "cpu_vendor": "arm", "cpu_model_id": "0x41/0xd0c/0x3",
+                         "isa": ["asimd", "i8mm"]}).startswith("Y (arm 0x41/0xd0c/0x3; asimd i8mm), ")
 
 
 @pytest.mark.slow

@@ -1,18 +1,28 @@
-"""The CI gate on hand-made run directories: exact figures, speedup tolerance, AUC margin."""
+"""The CI gate on hand-made run directories: exact figures, speedup tolerance, AUC margin,
+and speedups and AUCs gated only against figures recorded on the same machine."""
 
 import json
 import subprocess
 import sys
 
 import pytest
+from pathlib import Path
 
 from bench import gate
 from bench.result import Result
 from bench.store import RunStore
 
 
-def _run(path, changes=None, drop=None):
+#: a machine's description as bench.measuring.station.describe_machine writes it
+MACHINE = {"hostname": "box", "cpu": "Example CPU", "cpu_vendor": "GenuineIntel",
+           "cpu_model_id": "6/143/8", "isa": ["avx2", "avx512f"], "architecture": "x86_64",
+           "logical_cores": 2, "physical_cores": 2, "platform": "Linux",
+           "runtimes": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
+
+
+def _run(path, changes=None, drop=None, machine=MACHINE):
     store = RunStore(path)
+    store.write_manifest({"machines": {"box": machine}})
     rows = [
         Result(model="teacher", method="baseline", backend="onnxruntime", arch="densenet121",
                precision="fp32", params=7_000_000, params_nonzero=7_000_000, weights_mib=26.8,
@@ -25,8 +35,13 @@ def _run(path, changes=None, drop=None):
     for r in rows:
         if drop == r.model:
             continue
-        store.add(r.with_(**(changes or {}).get(r.model, {})))
+        store.add(r.with_(machine="box", **(changes or {}).get(r.model, {})))
     return path
+
+
+def _ungated(notes):
+    """The notes but the one naming the machine whose figures were used."""
+    return [n for n in notes if not n.startswith("speedups and AUCs gated against")]
 
 
 def test_gate_passes_on_its_own_baseline(tmp_path):
@@ -93,7 +108,7 @@ def test_unstable_speedups_are_reported_not_gated(tmp_path):
     noisy = _run(tmp_path / "b", {"quant.static": {"speedup": 1.2, "status": "ok;unstable"}})
     notes = []
     assert gate.check(noisy, base, notes=notes) == []
-    (note,) = notes
+    (note,) = _ungated(notes)
     assert note.startswith("quant.static / onnxruntime / int8: speedup 1.2x is -40%")
     assert note.endswith("not gated: quant.static unstable in this run")
     teacher_noisy = _run(tmp_path / "c", {"quant.static": {"speedup": 1.2},
@@ -114,7 +129,7 @@ def test_speedups_on_a_backend_noisier_than_the_tolerance_are_reported_not_gated
                                  "teacher": {"noise_floor": 0.3}})
     notes = []
     assert gate.check(loud, base, notes=notes) == []
-    assert notes[0].endswith("noise floor in this run (30%) exceeds half the tolerance")
+    assert _ungated(notes)[0].endswith("noise floor in this run (30%) exceeds half the tolerance")
 
 
 def test_gated_columns_come_from_the_column_metadata():
@@ -126,31 +141,128 @@ def test_gated_columns_come_from_the_column_metadata():
 
 
 def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
-    """reports/baseline/ci.json (baseline_version 1) keeps its meaning: a run holding its
-    figures passes, and one off by the tolerance fails with the usual message."""
+    """reports/baseline/ci.json keeps its meaning: a run holding its sizes, measured on the
+    machine its speedups and AUCs were recorded on, passes; one speedup off by the
+    tolerance fails with the usual message; on another CPU only the sizes are gated."""
     from pathlib import Path
 
     path = Path(__file__).parent.parent / "reports" / "baseline" / "ci.json"
     base = gate.load_baseline(path)
-    store = RunStore(tmp_path / "run")
-    for row in base["rows"]:
-        store.add(Result(method="m", arch="a", **row))
-    assert gate.check(tmp_path / "run", base) == []
-    first = base["rows"][1]
-    key = f"{first['model']} / {first['backend']} / {first['precision']}"
-    store.add(Result(method="m", arch="a", **{**first, "speedup": first["speedup"] * 0.5}))
-    (line,) = gate.check(tmp_path / "run", base)
+    section = base["machines"][0]
+    figures = {gate._key(r): r for r in section["rows"]}
+
+    def run(where, machine, halve=None):
+        store = RunStore(tmp_path / where)
+        store.write_manifest({"machines": {"m": {**machine, "hostname": "m"}}})
+        for row in base["rows"]:
+            fig = dict(figures[gate._key(row)])
+            if gate._key(row) == halve:
+                fig["speedup"] *= 0.5
+            store.add(Result(method="m", arch="a", machine="m", **{**fig, **row}))
+        return tmp_path / where
+
+    assert gate.check(run("same", section["machine"]), base) == []
+    key = gate._key(base["rows"][1])
+    (line,) = gate.check(run("slow", section["machine"], halve=key), base)
     assert line.startswith(f"{key}: speedup ") and line.endswith("(tolerance +-25%)")
+    other = {**section["machine"], "cpu_model_id": "25/17/1", "cpu_vendor": "AuthenticAMD"}
+    notes = []
+    assert gate.check(run("other", other, halve=key), base, notes=notes) == []
+    (note,) = notes
+    assert note.startswith(f"speedup and auc_roc of {len(base['rows'])} rows not gated")
+
+
+def test_figures_are_gated_only_against_the_same_machine(tmp_path):
+    """Measured: the `ci` preset's student on ONNX Runtime ran 11.0x on the AMD EPYC the
+    first baseline came from and 4.0x on an Intel Xeon; the Xeon's teacher AUC was 0.557
+    against 0.605. Such figures are compared only between equal CPUs and runtimes."""
+    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    slow = {"quant.static": {"speedup": 0.8, "auc_roc": 0.5}}
+    assert len(gate.check(_run(tmp_path / "b", slow), base)) == 2
+    for change in ({"cpu_model_id": "25/17/1"}, {"isa": ["avx2"]}, {"logical_cores": 4},
+                   {"runtimes": {"onnxruntime": "1.33.0"}}):
+        notes = []
+        elsewhere = _run(tmp_path / f"c{len(str(change))}", slow, machine={**MACHINE, **change})
+        assert gate.check(elsewhere, base, notes=notes) == [], change
+        assert notes[0].startswith("speedup and auc_roc of 2 rows not gated: measured on ")
+    # a runtime only one side has, or another backend's, does not matter
+    extra = {**MACHINE, "runtimes": {**MACHINE["runtimes"], "ai-edge-litert": "2.3.0"}}
+    assert len(gate.check(_run(tmp_path / "d", slow, machine=extra), base)) == 2
+    with_litert = gate.baseline_from_run(_run(tmp_path / "g", machine=extra))
+    other_litert = {**MACHINE, "runtimes": {**MACHINE["runtimes"], "ai-edge-litert": "2.4.0"}}
+    assert len(gate.check(_run(tmp_path / "h", slow, machine=other_litert), with_litert)) == 2
+    # a size is gated on any machine
+    resized = _run(tmp_path / "e", {"quant.static": {"params_nonzero": 1}},
+                   machine={**MACHINE, "cpu_model_id": "25/17/1"})
+    (line,) = gate.check(resized, base)
+    assert "params_nonzero 1 != baseline 6990000" in line
+    # a run whose manifest does not describe its machine: sizes only
+    undescribed = _run(tmp_path / "f", slow, machine={"hostname": "box"})
+    assert gate.check(undescribed, base) == []
+
+
+def test_update_keeps_other_machines_figures_while_the_sizes_hold(tmp_path):
+    amd = {**MACHINE, "cpu_vendor": "AuthenticAMD", "cpu_model_id": "25/17/1"}
+    first = gate.baseline_from_run(_run(tmp_path / "a"))
+    merged, dropped = gate.merge(first, gate.baseline_from_run(_run(tmp_path / "b", machine=amd)))
+    assert dropped == [] and [m["machine"]["cpu_model_id"] for m in merged["machines"]] == [
+        "25/17/1", "6/143/8"]
+    # the same machine again replaces its own figures
+    again, _ = gate.merge(merged, gate.baseline_from_run(
+        _run(tmp_path / "c", {"quant.static": {"speedup": 3.0}})))
+    assert len(again["machines"]) == 2
+    assert gate.diff(merged, gate.baseline_from_run(tmp_path / "c")) == [
+        "~ quant.static / onnxruntime / int8: speedup 2 -> 3 (on " + gate.machine_name(
+            gate.machine_class(MACHINE)) + ")"]
+    # a change of sizes makes every other machine's figures stale
+    resized = gate.baseline_from_run(_run(tmp_path / "d", {"quant.static": {"weights_mib": 7.0}}))
+    kept, dropped = gate.merge(merged, resized)
+    assert len(kept["machines"]) == 1 and len(dropped) == 1 and "stale" in dropped[0]
+
+
+def test_a_version_1_baseline_gates_its_sizes_only(tmp_path):
+    v1 = {"baseline_version": 1, "tolerances": {"speedup": 0.25, "auc_margin": 0.02},
+          "rows": [{"model": "quant.static", "backend": "onnxruntime", "precision": "int8",
+                    "params": 7_000_000, "params_nonzero": 6_990_000, "weights_mib": 7.9,
+                    "compression_ratio": 3.5394, "speedup": 9.0, "auc_roc": 0.99}]}
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(v1))
+    base = gate.load_baseline(path)
+    assert base["machines"] == []
+    notes = []
+    assert gate.check(_run(tmp_path / "run"), base, notes=notes) == []
+    assert "the baseline holds them for no machine" in notes[0]
+
+
+def test_the_machine_description_names_the_cpu_as_proc_cpuinfo_does():
+    """Checked against lscpu, an independent reader of the same CPU."""
+    import shutil
+
+    from bench import manifest
+
+    m = manifest.machine()
+    lscpu = shutil.which("lscpu")
+    if lscpu is None or not Path("/proc/cpuinfo").exists():
+        pytest.skip("no lscpu or /proc/cpuinfo on this machine")
+    out = subprocess.run([lscpu], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("Flags", "").split())
+    assert set(m["isa"]) == {f for f in manifest.ISA_FLAGS if f in flags}
+    if "Model name" in fields and fields.get("Vendor ID", "").startswith(("Genuine", "Authentic")):
+        assert m["cpu"] == fields["Model name"] and m["cpu_vendor"] == fields["Vendor ID"]
+        assert m["cpu_model_id"].split("/")[:2] == [fields["CPU family"], fields["Model"]]
 
 
 def _backend_run(path, speedups: dict):
     """A teacher and four compressed rows on one backend, with the given speedups."""
     store = RunStore(path)
+    store.write_manifest({"machines": {"box": MACHINE}})
     store.add(Result(model="teacher", method="baseline", backend="openvino", arch="d",
-                     precision="fp32", speedup=1.0, auc_roc=0.9))
+                     precision="fp32", speedup=1.0, auc_roc=0.9, machine="box"))
     for model, speedup in speedups.items():
         store.add(Result(model=model, method=model, backend="openvino", arch="m",
-                         precision="fp32", speedup=speedup, auc_roc=0.9))
+                         precision="fp32", speedup=speedup, auc_roc=0.9, machine="box"))
     return path
 
 
@@ -170,4 +282,4 @@ def test_a_shift_every_row_of_a_backend_shares_is_the_teachers_not_a_regression(
     (line,) = gate.check(regressed, base)
     assert line.startswith("int8 / openvino / fp32: speedup 2x") and "common shift" in line
     # fewer than three compressed rows: no shift is inferred, the plain tolerance holds
-    assert gate.backend_shifts(base, {}) == {}
+    assert gate.backend_shifts(gate._expected(base, {}, {}, []), {}) == {}
