@@ -150,8 +150,9 @@ def merge(old: dict | None, new: dict) -> tuple[dict, list[str]]:
     method changed, so those figures are stale: dropped, one line each)."""
     if old is None:
         return new, []
-    sizes = {_key(r): {c: r.get(c) for c in EXACT} for r in new["rows"]}
-    changed = sizes != {_key(r): {c: r.get(c) for c in EXACT} for r in old["rows"]}
+    before = {_key(r): r for r in old["rows"]}
+    changed = before.keys() != {_key(r) for r in new["rows"]} or any(
+        not _same_size(before[_key(r)].get(c), r.get(c)) for r in new["rows"] for c in EXACT)
     kept, lines = [], []
     for section in old.get("machines", []):
         if any(same_machine(section["machine"], n["machine"]) for n in new["machines"]):
@@ -308,11 +309,7 @@ def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
     out = []
     for c in EXACT:
         want, got = base.get(c), getattr(row, c)
-        if want is None:
-            continue
-        same = (got == want if isinstance(want, int) and isinstance(got, int)
-                else got is not None and math.isclose(got, want, rel_tol=ROUNDING, abs_tol=1e-12))
-        if not same:
+        if want is not None and not _same_size(want, got):
             out.append((c, f"{key}: {c} {_fmt(got)} != baseline {_fmt(want)}"))
     for c in RATIO:
         want, got, unit = base.get(c), getattr(row, c), meta(c)["unit"]
@@ -336,6 +333,15 @@ def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
             out.append((c, f"{key}: {c} {got:.4f} fell below baseline {want:.4f} by more "
                            f"than {auc_margin}"))
     return out
+
+
+def _same_size(want, got) -> bool:
+    """Counts exactly, sizes within ROUNDING: how the gate compares an EXACT column."""
+    if want is None or got is None:
+        return want is got
+    if isinstance(want, int) and isinstance(got, int):
+        return got == want
+    return math.isclose(got, want, rel_tol=ROUNDING, abs_tol=1e-12)
 
 
 def diff(old: dict | None, new: dict) -> list[str]:
