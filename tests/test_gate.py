@@ -4,14 +4,13 @@ and speedups and AUCs gated only against figures recorded on the same machine.""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from bench import gate
 from bench.result import Result
 from bench.store import RunStore
-
 
 #: a machine's description as bench.measuring.station.describe_machine writes it
 MACHINE = {"hostname": "box", "cpu": "Example CPU", "cpu_vendor": "GenuineIntel",
