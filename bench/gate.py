@@ -39,6 +39,7 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.manifest import cpu_line
 from bench.result import Result, gated, meta
 from bench.store import load_rows
 
@@ -49,6 +50,8 @@ RATIO = tuple(gated("ratio"))
 #: quality figures (auc_roc): the baseline's "auc_margin" applies to each
 MARGIN = tuple(gated("margin"))
 GATED = (*EXACT, *RATIO, *MARGIN)
+#: the columns a baseline holds per machine (the rest, EXACT, once for every machine)
+PER_MACHINE = (*RATIO, *MARGIN)
 #: relative difference that still counts as equal. Counts are compared exactly; sizes to
 #: 1e-4: a TorchScript file embeds the source paths of the installed torchvision, so the
 #: same model saved from another checkout differed by 1e-5 in size (CI's clone vs here).
@@ -101,11 +104,9 @@ def machine_name(machine: dict | None) -> str:
     """A machine class in one line, as the gate's notes name it."""
     if not machine:
         return "a machine the run does not describe (no CPU model numbers in its manifest)"
-    isa = " ".join(machine.get("isa") or []) or "none of the listed ISA extensions"
     runtimes = ", ".join(f"{k} {v}" for k, v in (machine.get("runtimes") or {}).items())
-    return (f"{machine.get('cpu')} [{machine.get('cpu_vendor')} {machine.get('cpu_model_id')}, "
-            f"{machine.get('architecture')}, {machine.get('logical_cores')} cores; {isa}; "
-            f"{runtimes}]")
+    return (f"{cpu_line(machine)}, {machine.get('architecture')}, "
+            f"{machine.get('logical_cores')} cores; {runtimes}")
 
 
 def _row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | None]:
@@ -135,7 +136,7 @@ def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_
             sections.append(section)
         r = rows[key]
         section["rows"].append({"model": r.model, "backend": r.backend, "precision": r.precision,
-                                **{c: getattr(r, c) for c in (*RATIO, *MARGIN)}})
+                                **{c: getattr(r, c) for c in PER_MACHINE}})
     return {"baseline_version": BASELINE_VERSION, "created": created,
             "source_run": str(run_dir),
             "tolerances": {"speedup": speedup_tolerance, "auc_margin": auc_margin},
@@ -191,7 +192,9 @@ def load_baseline(path: Path) -> dict:
             missing = {"model", "backend", "precision"} - set(row if isinstance(row, dict) else ())
             if missing:
                 raise ValueError(f"{path}: {where}[{i}] lacks {', '.join(sorted(missing))}")
-    return doc
+    # sizes only: a version 1 file's speedups and AUCs were measured on an unnamed machine
+    return {**doc, "rows": [{k: v for k, v in r.items() if k not in PER_MACHINE}
+                            for r in doc["rows"]]}
 
 
 def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
@@ -256,18 +259,17 @@ def _expected(baseline: dict, rows: dict[str, Result], machines: dict[str, dict 
         if row is None or not row.ok:
             out.append(base)
             continue
-        machine = machines.get(key)
-        section = next((m for m in sections if same_machine(m["machine"], machine,
-                                                            _runtimes_of(base["backend"]))), None)
+        machine, runtimes = machines.get(key), _runtimes_of(base["backend"])
+        section = next((m for m in sections if same_machine(m["machine"], machine, runtimes)),
+                       None)
         figures = None if section is None else next(
             (r for r in section["rows"] if _key(r) == key), None)
         if figures is None:
             ungated.setdefault(machine_name(machine), []).append(key)
-            out.append({k: v for k, v in base.items() if k not in (*RATIO, *MARGIN)})
+            out.append(base)
             continue
         used[machine_name(section["machine"])] = section.get("created", "?")
-        out.append({**{k: v for k, v in base.items() if k not in (*RATIO, *MARGIN)},
-                    **{c: figures.get(c) for c in (*RATIO, *MARGIN)}})
+        out.append({**base, **{c: figures.get(c) for c in PER_MACHINE}})
     for name, created in used.items():
         notes.append(f"speedups and AUCs gated against the baseline's figures for {name}, "
                      f"recorded {created}")
@@ -356,7 +358,7 @@ def diff(old: dict | None, new: dict) -> list[str]:
             lines.append(f"+ speedups and AUCs of {len(section['rows'])} rows on {name}")
             continue
         lines += [f"{line} (on {name})" for line in
-                  _diff_rows(prev["rows"], section["rows"], (*RATIO, *MARGIN))]
+                  _diff_rows(prev["rows"], section["rows"], PER_MACHINE)]
     return lines
 
 

@@ -69,6 +69,14 @@ def machine() -> dict:
             "logical_cores": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
+def cpu_line(d: dict) -> str:
+    """A machine description's CPU in one line: its name, then the vendor, model numbers
+    and ISA extensions where recorded (the report and the gate's notes name CPUs so)."""
+    ident = " ".join(str(d[k]) for k in ("cpu_vendor", "cpu_model_id") if d.get(k))
+    details = "; ".join(p for p in (ident, " ".join(d.get("isa") or [])) if p)
+    return f"{d.get('cpu')} ({details})" if details else str(d.get("cpu"))
+
+
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
     out: dict[str, str] = {}

@@ -4,6 +4,7 @@ model in reports.view)."""
 
 from __future__ import annotations
 
+from bench.manifest import cpu_line
 from reports.format import fmt
 from reports.view import RunView, _dict
 
@@ -29,10 +30,7 @@ def machine_line(d: dict | None) -> str:
     runtimes = ", ".join(f"{k} {v}" for k, v in _dict(d.get("runtimes")).items())
     where = f"; Ray node {d['ray_node_id'][:8]} at {d['ip']}" if d.get("ray_node_id") else ""
     lost = f"; LOST: {d['lost']}" if d.get("lost") else ""
-    ident = " ".join(str(d[k]) for k in ("cpu_vendor", "cpu_model_id") if d.get(k))
-    isa = " ".join(d.get("isa") or [])
-    cpu = f"{d.get('cpu')} ({'; '.join(p for p in (ident, isa) if p)})" if ident or isa else d.get("cpu")
-    return (f"{cpu}, {d.get('physical_cores')} cores, {d.get('architecture')}, "
+    return (f"{cpu_line(d)}, {d.get('physical_cores')} cores, {d.get('architecture')}, "
             f"{d.get('platform')}; {runtimes}{where}{lost}")
 
 
