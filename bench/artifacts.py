@@ -24,6 +24,7 @@ def context(cfg, data, teacher) -> methods.Context:
         student_epochs=t.student_epochs, finetune_epochs=t.finetune_epochs, seed=cfg.seed,
         transfer_images=data.transfer, transfer_logits=teacher.transfer_logits,
         transfer_member_logits=teacher.member_transfer_logits,
+        val_images=data.val.images, val_labels=data.val.labels,
     )
 
 
@@ -101,7 +102,8 @@ def load_saved(run, prefix: tuple, ctx, base_key: dict) -> methods.Artifact | No
     module = restore(meta["arch"], ctx.task.num_outputs, state)
     return methods.Artifact(name=name, arch=meta["arch"], module=module, float_module=module,
                             steps=tuple(prefix), precision=meta["precision"],
-                            notes=tuple(meta["notes"]), seconds=meta["seconds"])
+                            notes=tuple(meta["notes"]), seconds=meta["seconds"],
+                            train_steps=meta.get("train_steps", 0))
 
 
 def save_made(run, prefix: tuple, base_key: dict, made) -> None:
@@ -111,7 +113,7 @@ def save_made(run, prefix: tuple, base_key: dict, made) -> None:
         run.save_step(methods.chain_name(prefix), step_key(base_key, prefix),
                       made.module.state_dict(),
                       {"arch": made.arch, "precision": made.precision, "notes": list(made.notes),
-                       "seconds": made.seconds})
+                       "seconds": made.seconds, "train_steps": made.train_steps})
 
 
 def chains_of(cfg) -> list[tuple]:
@@ -127,9 +129,14 @@ def apply_one(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
     cls = methods.get(step.method)
     log(f"{name}: " + (f"training {ctx.student_arch} without distillation (the baseline)"
                        if cls.baseline else f"applying {step.method} to {parent.name}"))
+    from bench.training import steps_taken
+
     try:
+        before = steps_taken()
         made = cls().apply(parent, ctx, **dict(step.params))
-        return replace(made, name=name, steps=parent.steps + (step,))
+        own = steps_taken() - before  # what this step trained (a baseline has no parent)
+        return replace(made, name=name, steps=parent.steps + (step,),
+                       train_steps=own + (0 if cls.baseline else parent.train_steps))
     except Exception as exc:  # noqa: BLE001 - recorded in the rows
         log(f"{name}: FAILED: {exc}")
         return exc
@@ -154,9 +161,11 @@ def static_figures(artifact: methods.Artifact, image_size: int) -> dict:
         macs = count_macs(artifact.float_module, image_size)
     except Exception:  # noqa: BLE001 - an uncountable graph leaves the cell empty
         macs = None
+    cost = ({} if not artifact.steps else  # the teacher's own cost is the manifest's
+            {"compress_seconds": round(artifact.seconds, 1), "compress_steps": artifact.train_steps})
     return {"params": params, "params_nonzero": nonzero,
             "buffers": count_buffers(artifact.float_module),
-            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs}
+            "weights_mib": state_bytes(artifact.module) / MIB, "macs": macs, **cost}
 
 
 def reference_logits(artifact: methods.Artifact, test_images: np.ndarray) -> np.ndarray:

@@ -107,12 +107,14 @@ def _run_options(r) -> None:
                    help=f"torchvision architecture of the KD student (default {train.student})")
     r.add_argument("--teacher-epochs", type=float, default=None,
                    help=f"teacher training epochs (default {train.teacher_epochs:g}; "
-                        f"--quick {s.QUICK_TEACHER_EPOCHS:g})")
+                        f"--quick {s.QUICK_TEACHER_EPOCHS:g}); it never trains fewer steps "
+                        "than the student budget")
     r.add_argument("--student-epochs", type=float, default=None,
                    help="student / kd budget in epochs of the labelled images (default "
                         f"{train.student_epochs:g}; --quick at most {s.QUICK_STUDENT_EPOCHS:g})")
     r.add_argument("--finetune-epochs", type=float, default=None,
-                   help=f"fine-tuning epochs after pruning (default {train.finetune_epochs:g}; "
+                   help=f"most fine-tuning epochs after pruning, which stops sooner once its "
+                        f"validation AUC stops improving (default {train.finetune_epochs:g}; "
                         f"--quick at most {s.QUICK_FINETUNE_EPOCHS:g})")
     r.add_argument("--backends", default=None, help="comma-separated backends, or 'all' for every installed one (default: the "
                         "installed default backends: torch, onnxruntime, openvino)")

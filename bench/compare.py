@@ -21,6 +21,9 @@ Per (model, backend, precision) row present in both runs:
   * sizes: exact changes of the columns in the "compare" view of bench.result (params,
     params_nonzero, weights_mib, file_mib, file_gz_mib and macs: deterministic given the
     code, so any change is a change of the method).
+  * cost: the seconds and optimiser steps that produced the model from the teacher, in
+    each run (compress_seconds, compress_steps), so a longer recipe is seen beside what
+    it bought.
 Rows only in one run are listed. A row that is not ok in either run shows its status.
 """
 
@@ -83,6 +86,9 @@ class RowChange:
     auc: AucChange | None = None
     sizes: list = field(default_factory=list)  # (column, value in A, value in B)
     notes: list = field(default_factory=list)
+    #: what compressing cost in A and in B: ((seconds, steps), (seconds, steps)), or None
+    #: where neither run records it (the teacher's rows; runs before schema 5)
+    cost: tuple | None = None
 
     @property
     def significant(self) -> bool:
@@ -179,6 +185,13 @@ def size_changes(a: Result, b: Result) -> list[tuple[str, object, object]]:
     return out
 
 
+def cost_change(a: Result, b: Result) -> tuple | None:
+    """Seconds and optimiser steps from the teacher in each run (the seconds are wall time:
+    not a deterministic figure, shown beside the steps rather than as a size)."""
+    pair = ((a.compress_seconds, a.compress_steps), (b.compress_seconds, b.compress_steps))
+    return None if all(v is None for cost in pair for v in cost) else pair
+
+
 def _by_key(run_dir: Path) -> dict[Key, Result]:
     rows = load_rows(run_dir)
     out: dict[Key, Result] = {}
@@ -198,7 +211,8 @@ def compare_runs(run_a: Path, run_b: Path, n_boot: int = 2000, seed: int = 0) ->
     changes = []
     for key in [k for k in rows_a if k in rows_b]:
         a, b = rows_a[key], rows_b[key]
-        change = RowChange(key, a.status, b.status, sizes=size_changes(a, b))
+        change = RowChange(key, a.status, b.status, sizes=size_changes(a, b),
+                           cost=cost_change(a, b))
         if a.ok and b.ok:
             change.latency = _latency(run_a, run_b, a, b, key, n_boot, seed, change.notes)
             change.auc = _auc(run_a, run_b, a, b, key, n_boot, seed, change.notes)
@@ -294,6 +308,10 @@ def format_comparison(c: Comparison) -> str:
                 lines.append(f"  size     {col} {_num(va)} -> {_num(vb)}{rel}")
         else:
             lines.append("  sizes    unchanged")
+        if r.cost is not None:
+            (sa, na), (sb, nb) = r.cost
+            lines.append(f"  cost     from the teacher {_num(sa)} -> {_num(sb)} s, "
+                         f"{_num(na)} -> {_num(nb)} optimiser steps")
         lines.extend(f"  note     {n}" for n in r.notes)
     for label, keys in (("only in A", c.only_a), ("only in B", c.only_b)):
         for key in keys:

@@ -56,9 +56,12 @@ class TrainingConfig:
     teachers: list[str] = field(default_factory=list)  # --teachers: an averaged ensemble
     pretrained: bool = False
     student: str = "mobilenet_v2"
+    #: the teacher's own budget; it never trains fewer steps than the students'
+    #: (bench.teacher.teacher_plan)
     teacher_epochs: float = 2.0
     student_epochs: float = 6.0  # of the labelled images, for kd and the student alike
-    finetune_epochs: float = 0.2
+    #: pruning's fine-tune: the most it trains (it stops once validation AUC stops improving)
+    finetune_epochs: float = 4.0
     train_threads: int = field(default_factory=lambda: physical_cores())  # training: every core
 
 

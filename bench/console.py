@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bench.result import Result, meta, view
+from bench.result import Result, meta, nothing_to_transfer, view
 
 
 def table(rows: list[Result]) -> str:
@@ -34,6 +34,14 @@ def table(rows: list[Result]) -> str:
                 + (f" [{r.delta_auc_vs_student_ci_low:+.3f}, {r.delta_auc_vs_student_ci_high:+.3f}]"
                    if r.delta_auc_vs_student_ci_low is not None else "")
                 + ("" if p is None else f", p = {p:.2g}"))
+    costs = {r.model: (r.compress_seconds, r.compress_steps) for r in rows
+             if r.compress_seconds is not None}
+    if costs:
+        lines.append("cost from the teacher: " + ", ".join(
+            f"{model} {seconds:.0f} s, {steps} steps" for model, (seconds, steps) in costs.items()))
+    transfer = nothing_to_transfer([r.to_dict() for r in rows])
+    if transfer:
+        lines.append("note: " + transfer)
     floors = {r.backend: r.noise_floor for r in rows
               if r.model == "teacher" and r.noise_floor is not None}
     if floors:

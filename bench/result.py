@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-SCHEMA_VERSION = 4  # 2: statistics columns (issue 4), seed, precision variants
+SCHEMA_VERSION = 5  # 2: statistics columns (issue 4), seed, precision variants
 # 3: params count nn.Parameters only (buffers apart); speedup interval; noise floor;
 #    distilled rows against the student baseline
 # 4: predictions files and the manifest record the task (kind and class names); the
 #    config in the manifest is in sections; columns carry their views and gate
+# 5: what compressing cost (compress_seconds, compress_steps); the teacher's training rule
 #: the oldest results.json this version still reads (bench.store.load_rows)
 OLDEST_READABLE_SCHEMA = 2
 
@@ -116,6 +117,8 @@ class Result:
     ece: float | None = col("", "lower", "expected calibration error, 15 equal-width bins", views=('main', 'seeds'))
     brier: float | None = col("", "lower", "Brier score", views=('seeds',))
     flip_rate: float | None = col("", "lower", "share of test cases whose predicted label differs from the teacher's", views=('main', 'seeds'))
+    compress_seconds: float | None = col("s", "lower", "wall time that produced the model from the teacher: every step of its chain (training, pruning, calibration); the teacher's own training is the manifest's `teacher`", views=('main', 'seeds'))
+    compress_steps: int | None = col("count", "lower", "optimiser steps that produced the model from the teacher, every step of its chain (0: no training)", views=('main', 'seeds'))
     seed: int | None = col("", None, "seed of the pipeline that made this row")
     notes: str = col(doc="what the method did, in words (e.g. what dynamic int8 really quantized)", default="")
 
@@ -170,3 +173,25 @@ def with_intervals(columns: list[str]) -> list[tuple[str, ...]]:
     """Each column as (column,) or (headline, low, high): how tables show intervals."""
     return [(c, *interval(c)) if interval(c) else (c,) for c in columns]
 
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def nothing_to_transfer(rows: list[dict]) -> str | None:
+    """What a reader must know when the teacher is not clearly better than the student on
+    the test split: the paired 95% interval of the student's ΔAUC against the teacher
+    reaches 0 (fp32 rows of the first backend that has the student); None otherwise."""
+    for r in rows:
+        if (r.get("model") == "student" and str(r.get("status", "")).split(";")[0] == STATUS_OK
+                and r.get("precision") == "fp32" and _is_num(r.get("delta_auc"))):
+            low, high = r.get("delta_auc_ci_low"), r.get("delta_auc_ci_high")
+            if _is_num(high) and high < 0:
+                return None
+            ci = f" [{low:+.3f}, {high:+.3f}]" if _is_num(low) and _is_num(high) else ""
+            return (f"the teacher is not clearly better than the student on the test split "
+                    f"(student - teacher ΔAUC {r['delta_auc']:+.3f}{ci} on {r['backend']}): "
+                    "distillation had nothing to transfer, so kd rows measure the student "
+                    "recipe and the unlabelled images, not the teacher's knowledge")
+    return None

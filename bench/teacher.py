@@ -22,11 +22,18 @@ from bench import cache
 from bench.data import DataBundle
 from bench.models import EnsembleTeacher, build, load_checkpoint
 from bench.progress import log
-from bench.training import TrainSettings, predict_logits, train
+from bench.training import (
+    TrainSettings,
+    from_scratch_settings,
+    predict_logits,
+    steps_taken,
+    train,
+)
 
-RECIPE_VERSION = 3  # bump when training code changes what a cached teacher would be
+RECIPE_VERSION = 4  # bump when training code changes what a cached teacher would be
 # 2: initial weights seeded right before the build (they depended on what ran earlier)
 # 3: channels-last training; logits on the unlabelled transfer images cached too
+# 4: the one training rule (AdamW, bench.training), never fewer steps than the students
 
 
 @dataclass
@@ -41,10 +48,23 @@ class Teacher:
     member_transfer_logits: tuple | None = None
 
 
+def teacher_plan(n_train: int, epochs: float, student_epochs: float | None) -> dict:
+    """The teacher's budget under the training rule: `epochs` of the labelled images, but
+    never fewer optimiser steps than the students' budget (`student_epochs`, the steps of
+    `student` and `kd`): a small dataset no longer gives the teacher less training than
+    the models that learn from it."""
+    per_epoch = TrainSettings(epochs=1).steps_per_epoch(n_train)
+    own = max(1, int(round(epochs * per_epoch)))
+    students = int(round((student_epochs or 0) * per_epoch))
+    return {"steps": max(own, students), "own_steps": own, "student_steps": students}
+
+
 def get_ensemble(archs: list[str], data: DataBundle, epochs: float, seed: int,
-                 use_cache: bool = True, pretrained: bool = False) -> Teacher:
+                 use_cache: bool = True, pretrained: bool = False,
+                 student_epochs: float | None = None) -> Teacher:
     """--teachers a,b: each trained (or cached) on its own; the row measures their average."""
-    members = [get_teacher(a, data, epochs, seed, None, use_cache, pretrained) for a in archs]
+    members = [get_teacher(a, data, epochs, seed, None, use_cache, pretrained, student_epochs)
+               for a in archs]
     module = EnsembleTeacher([m.module for m in members], data.task.kind == "multilabel").eval()
     logits = predict_logits(module, data.train.images)
     return Teacher(module, logits, "+".join(archs), "ensemble",
@@ -78,7 +98,7 @@ def _transfer_logits(module: nn.Module, data: DataBundle) -> torch.Tensor | None
 
 def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
                 checkpoint: str | None = None, use_cache: bool = True,
-                pretrained: bool = False) -> Teacher:
+                pretrained: bool = False, student_epochs: float | None = None) -> Teacher:
     if checkpoint:
         module = load_checkpoint(arch, data.task.num_outputs, checkpoint).eval()
         with open(checkpoint, "rb") as f:
@@ -87,8 +107,11 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
         return Teacher(module, predict_logits(module, data.train.images), arch, "checkpoint",
                        {"checkpoint": str(checkpoint), "sha256": digest},
                        transfer_logits=_transfer_logits(module, data))
-    settings = TrainSettings(epochs=epochs, seed=seed)
-    info = {"arch": arch, "data": data.fingerprint, "settings": settings.__dict__,
+    plan = teacher_plan(len(data.train), epochs, student_epochs)
+    torch.manual_seed(seed)  # the initial weights: not whatever ran before
+    fresh = build(arch, data.task.num_outputs, pretrained)
+    settings = from_scratch_settings(fresh, epochs, seed, steps=plan["steps"])
+    info = {"arch": arch, "data": data.fingerprint, "settings": settings.__dict__, "plan": plan,
             "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]}
     if pretrained:
         info["pretrained"] = "imagenet"  # old cache keys stay valid without it
@@ -105,15 +128,16 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
         return Teacher(module.eval(), blob["train_logits"], arch, "cache",
                        {**info, "key": k, "path": str(path), **json.loads(blob["meta"])},
                        transfer_logits=blob.get("transfer_logits"))
-    log(f"teacher: training {arch} for {epochs} epochs on {len(data.train)} images")
+    log(f"teacher: training {arch} on {len(data.train)} images, {plan['steps']} steps "
+        f"({rule_text(plan)})")
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    module = train(build(arch, data.task.num_outputs, pretrained), data.train.images, data.train.labels,
-                   data.task, settings, "teacher")
+    before = steps_taken()
+    module = train(fresh, data.train.images, data.train.labels, data.task, settings, "teacher")
     seconds = time.perf_counter() - start
     logits = predict_logits(module, data.train.images)
     transfer = _transfer_logits(module, data)
-    meta = {"train_seconds": round(seconds, 1)}
+    meta = {"train_seconds": round(seconds, 1), "train_steps": steps_taken() - before,
+            "validation_auc": round(validation_auc(module, data), 4), "rule": rule_text(plan)}
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
@@ -127,6 +151,23 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
                    transfer_logits=transfer)
 
 
+def validation_auc(module: nn.Module, data: DataBundle) -> float:
+    """The teacher's AUC on the validation split (never the test split): what stops it."""
+    from bench.stats.auc import auc_roc
+
+    probs = data.task.probabilities(predict_logits(module, data.val.images)).numpy()
+    return auc_roc(data.task, data.val.labels, data.task.scores(probs))[0]
+
+
+def rule_text(plan: dict) -> str:
+    """The teacher's budget rule in words, for the log, the manifest and the report."""
+    which = ("the students' budget" if plan["student_steps"] > plan["own_steps"]
+             else "its own budget")
+    return (f"AdamW under the training rule, {plan['steps']} steps: {which} (its own "
+            f"--teacher-epochs {plan['own_steps']}, the students' {plan['student_steps']}, "
+            f"whichever is more)")
+
+
 def for_config(cfg, data: DataBundle):
     """The run's teacher as its configuration names it: the --teachers ensemble, else one
     teacher (trained and cached, or --teacher-checkpoint). `bench run` and `bench search`
@@ -134,6 +175,6 @@ def for_config(cfg, data: DataBundle):
     t = cfg.training
     if t.teachers:
         return get_ensemble(t.teachers, data, t.teacher_epochs, cfg.seed, cfg.output.use_cache,
-                            t.pretrained)
+                            t.pretrained, t.student_epochs)
     return get_teacher(t.teacher, data, t.teacher_epochs, cfg.seed, t.teacher_checkpoint,
-                       cfg.output.use_cache, t.pretrained)
+                       cfg.output.use_cache, t.pretrained, t.student_epochs)

@@ -101,6 +101,9 @@ class Artifact:
     realisations: Mapping[str, Callable | str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0  # wall time spent producing it (this step and its parents)
+    #: optimiser steps spent producing it from the teacher (this step and its parents);
+    #: set by the builder (bench.artifacts), which counts them around each step
+    train_steps: int = 0
 
     @property
     def method(self) -> str:
@@ -115,6 +118,7 @@ class Artifact:
             "realised_on": list(self.realisations),
             "notes": list(self.notes),
             "seconds": round(self.seconds, 2),
+            "train_steps": self.train_steps,
         }
 
 
@@ -140,6 +144,9 @@ class Context:
     transfer_images: np.ndarray | None = None
     transfer_logits: torch.Tensor | None = None
     transfer_member_logits: tuple | None = None
+    #: the validation split, for methods that choose on held-out data (never the test split)
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
 
     def soft_targets(self, temperature: float) -> torch.Tensor:
         """Teacher logits for KD at `temperature` (an ensemble's averaged soft targets)."""
@@ -167,6 +174,9 @@ class Method:
     #: True for a baseline every run measures whatever --methods says (the `student`);
     #: its rows' `method` column says "baseline"
     baseline: ClassVar[bool] = False
+    #: False keeps a method out of its family name's expansion (`quant` is dynamic and
+    #: static int8; quant.qat trains, so it is asked for by name): the default run's budget
+    in_family: ClassVar[bool] = True
     #: False where the artifact cannot be pickled to another process (bench.cluster then
     #: applies the step in the bench process, on its parent sent back from the cluster)
     travels: ClassVar[bool] = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from bench.training import STUDENT_LR, predict_logits
+from bench.training import predict_logits
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 from methods.student import train_student
@@ -27,7 +27,8 @@ class Distill(Method):
         Param("alpha", float, 0.7, "weight of the distillation term; 1-alpha weighs the hard labels"),
         Param("epochs", float, 0.0, "training budget in epochs of the labelled images (0: the "
                                     "run's student budget)"),
-        Param("lr", float, STUDENT_LR, "peak AdamW learning rate (warm-up, then cosine)"),
+        Param("lr", float, 0.0, "peak learning rate (0: the training rule's for the student's "
+                                "architecture: 5e-3 with AdamW for depthwise nets like MobileNetV2)"),
         Param("unlabelled", int, 1, "1: also distil on the dataset's unlabelled images; 0: not"),
     )
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from bench.models import build
-from bench.training import STUDENT_LR, STUDENT_OPTIMIZER, TrainSettings, train
+from bench.training import from_scratch_settings, train
 from methods import register
 from methods.base import Artifact, Context, Method
 
@@ -28,7 +28,7 @@ class Student(Method):
 
     def apply(self, parent: Artifact, ctx: Context) -> Artifact:
         start = time.perf_counter()
-        module = train_student(ctx, 0, STUDENT_LR, None, 0.0, 1.0, "student")
+        module = train_student(ctx, 0, 0.0, None, 0.0, 1.0, "student")
         return Artifact(name=self.name, arch=ctx.student_arch, module=module, float_module=module,
                         notes=("same student recipe and steps as kd, hard labels only",),
                         seconds=time.perf_counter() - start)
@@ -38,21 +38,30 @@ def train_student(ctx: Context, epochs: float, lr: float, soft_targets, alpha: f
                   temperature: float, label: str, transfer_soft=None):
     """The student recipe shared by `kd` and the `student` baseline (module docstring).
 
-    `epochs` 0 means the run's student budget; `transfer_soft` are the teacher's logits
+    `epochs` 0 means the run's student budget, `lr` 0 the training rule's for the
+    student's architecture; `transfer_soft` are the teacher's logits
     on the unlabelled transfer images, which only a distilled student can use.
     """
     torch.manual_seed(ctx.seed)  # the initial weights too: not whatever ran before
     model = build(ctx.student_arch, ctx.task.num_outputs)
     epochs = epochs or ctx.student_epochs
-    batch = TrainSettings(epochs=epochs).batch_size
-    steps = max(1, int(round(epochs * -(-len(ctx.train_images) // batch))))
-    settings = TrainSettings(epochs=epochs, lr=lr, seed=ctx.seed, steps=steps, **STUDENT_OPTIMIZER)
-    images, labels, teacher = ctx.train_images, ctx.train_labels, soft_targets
-    if transfer_soft is not None:
-        images = np.concatenate([images, ctx.transfer_images])
-        labels = np.concatenate([np.asarray(labels),
-                                 ctx.task.unlabelled(len(ctx.transfer_images)).numpy()])
-        teacher = torch.cat([soft_targets, transfer_soft])
+    # the budget counts the labelled images, whatever kd adds: both take the same steps
+    settings = from_scratch_settings(model, epochs, ctx.seed, lr)
+    settings = from_scratch_settings(model, epochs, ctx.seed, lr,
+                                     steps=settings.total_steps(len(ctx.train_images)))
+    images, labels, teacher = distillation_set(ctx, soft_targets, transfer_soft)
     return train(model, images, labels, ctx.task, settings, label,
                  teacher_logits=teacher if alpha > 0 else None, alpha=alpha,
                  temperature=temperature)
+
+
+def distillation_set(ctx: Context, soft_targets, transfer_soft=None):
+    """(images, labels, logits to distil): the labelled training images, plus the
+    unlabelled transfer images (labels marked unknown: only the KD term sees them) where
+    `transfer_soft`, their logits from the model being distilled, is given."""
+    if transfer_soft is None:
+        return ctx.train_images, ctx.train_labels, soft_targets
+    images = np.concatenate([ctx.train_images, ctx.transfer_images])
+    labels = np.concatenate([np.asarray(ctx.train_labels),
+                             ctx.task.unlabelled(len(ctx.transfer_images)).numpy()])
+    return images, labels, torch.cat([soft_targets, transfer_soft])

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from bench.config import flat_config
-from bench.result import STATUS_FAILED, STATUS_NA, STATUS_OK, Result, view, with_intervals
+from bench.result import (
+    STATUS_FAILED,
+    STATUS_NA,
+    STATUS_OK,
+    Result,
+    nothing_to_transfer,
+    view,
+    with_intervals,
+)
 from bench.store import load_predictions, load_rows, load_samples
 from reports.format import column, fmt, is_num
 
@@ -216,7 +224,21 @@ def summary(run: RunView) -> dict:
     for c in columns:
         c["text"] = c["name"] == "model"  # one row per role: only the name wraps
     return {"margin": run.config.get("margin"), "roles": roles, "tallies": tallies,
-            "columns": columns}
+            "columns": columns, "teacher_cost": teacher_cost(run.manifest),
+            "nothing_to_transfer": nothing_to_transfer(run.rows)}
+
+
+def teacher_cost(manifest: dict) -> str | None:
+    """The teacher's own training, said once (rows carry their cost from the teacher on)."""
+    t = _dict(manifest.get("teacher"))
+    if t.get("source") not in ("trained", "cache"):
+        return None
+    steps, seconds, rule = t.get("train_steps"), t.get("train_seconds"), t.get("rule")
+    return (f"{t.get('arch', 'teacher')}: "
+            + (f"{steps} optimiser steps" if steps else "optimiser steps not recorded")
+            + (f" in {seconds:g} s" if is_num(seconds) else "")
+            + (" (read from the cache)" if t.get("source") == "cache" else "")
+            + (f"; {rule}" if rule else ""))
 
 
 def warnings(run: RunView) -> list[dict]:

@@ -362,3 +362,41 @@ def test_number_filters():
     assert no_difference({**row, "speedup_ci_low": 1.01}, "speedup") is None
     assert no_difference(row, "auc_roc") is None
     assert counted(1, "row is", "rows are") == "1 row is" and counted(3, "row") == "3 rows"
+
+
+def test_summary_says_when_distillation_had_nothing_to_transfer(tmp_path, monkeypatch):
+    import runfactory
+
+    from bench.result import nothing_to_transfer
+
+    clear = make_run(tmp_path / "clear", failed=False)  # the student is clearly worse
+    assert nothing_to_transfer([r.to_dict() for r in load_rows(clear)]) is None
+    assert "Nothing to transfer" not in write_report(clear).read_text()
+    # a student that scores every case as the teacher does: ΔAUC 0, its interval holds 0
+    monkeypatch.setitem(runfactory.MODELS, "student", (*runfactory.MODELS["student"][:7], 0.0))
+    tie = make_run(tmp_path / "tie", failed=False)
+    note = nothing_to_transfer([r.to_dict() for r in load_rows(tie)])
+    assert note.startswith("the teacher is not clearly better than the student")
+    assert "ΔAUC +0.000 [+0.000, +0.000] on torch" in note
+    assert "Nothing to transfer" in write_report(tie).read_text()
+
+
+def test_what_compressing_cost_is_in_the_rows_the_console_and_the_summary(tmp_path):
+    from bench import console
+    from bench.store import RunStore
+
+    run = make_run(tmp_path / "run", models=("teacher", "student", "kd"), failed=False)
+    store = RunStore(run, resume=True)
+    rows = [r if r.model == "teacher" else r.with_(compress_seconds=12.3, compress_steps=378)
+            for r in load_rows(run)]
+    store.rows.clear()
+    for r in rows:
+        store.add(r)
+    store.update_manifest(teacher={"source": "trained", "arch": "densenet121", "train_steps": 220,
+                                   "train_seconds": 95.0, "rule": "trained 126 to 378 steps"})
+    text = console.table(rows)
+    assert "cost from the teacher: student 12 s, 378 steps, kd 12 s, 378 steps" in text
+    page = write_report(run).read_text()
+    assert "densenet121: 220 optimiser steps in 95 s; trained 126 to 378 steps" in page
+    header = " ".join(c["text"] for c in check_page(page, len(rows)).tables["results"][0])
+    assert "compress_seconds" in header and "compress_steps" in header

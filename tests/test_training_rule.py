@@ -1,0 +1,195 @@
+"""The one training rule (bench.training), the teacher's early stop, pruning's fine-tune
+from its parent, iterative pruning, and what a step cost (optimiser steps counted)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import methods
+from bench.training import (
+    FINETUNE_LR,
+    EarlyStop,
+    as_input,
+    finetune_settings,
+    from_scratch_settings,
+    steps_taken,
+    train,
+)
+from tests.conftest import TinyNet
+
+
+def test_every_trained_step_follows_one_rule():
+    from bench.models import build
+
+    mobilenet, densenet = build("mobilenet_v2", 2), build("densenet121", 2)
+    student, teacher = from_scratch_settings(mobilenet, 2.0, 0), from_scratch_settings(densenet, 2.0, 0)
+    tune = finetune_settings(1.0, 0)
+    assert (student.optimizer, student.lr, student.weight_decay) == ("adamw", 5e-3, 0.05)
+    assert (teacher.optimizer, teacher.lr) == ("adamw", 2e-3)  # no depthwise convolutions
+    assert (tune.optimizer, tune.lr, tune.weight_decay) == ("adamw", FINETUNE_LR, 0.05)
+    assert {s.batch_size for s in (student, teacher, tune)} == {32}
+    assert student.total_steps(2000) == 126 and tune.total_steps(2000) == 63
+    assert from_scratch_settings(mobilenet, 6.0, 0, steps=10).total_steps(2000) == 10
+    assert from_scratch_settings(mobilenet, 1.0, 0, lr=1e-3).lr == 1e-3
+
+
+def test_method_parameters_default_to_the_rule():
+    assert methods.get("kd").param("lr").default == 0.0  # the rule's for the architecture
+    for name in ("prune.structured", "prune.magnitude", "quant.qat"):
+        assert methods.get(name).param("lr").default == FINETUNE_LR
+    for name in ("prune.structured", "prune.magnitude"):
+        assert methods.get(name).param("distil_from").default == "parent"
+
+
+def test_steps_are_counted_as_they_are_taken(tiny_data):
+    before = steps_taken()
+    train(TinyNet(), tiny_data.train.images, tiny_data.train.labels, tiny_data.task,
+          from_scratch_settings(TinyNet(), 1.0, 0, steps=5), "t")
+    assert steps_taken() - before == 5
+
+
+def test_early_stop_stops_when_the_score_stops_improving_and_keeps_the_best(tiny_data):
+    scores = iter([0.6, 0.7, 0.65, 0.66, 0.64, 0.9, 0.9])  # best at the 2nd score
+    seen = {}
+
+    def score(model):
+        value = next(scores)
+        seen[value] = {k: v.clone() for k, v in model.state_dict().items()}
+        return value
+
+    stop = EarlyStop(score=score, every=2, patience=3, min_steps=4)
+    before = steps_taken()
+    model = train(TinyNet(), tiny_data.train.images, tiny_data.train.labels, tiny_data.task,
+                  from_scratch_settings(TinyNet(), 1.0, 0, steps=40), "t", early_stop=stop)
+    assert steps_taken() - before == 10  # scores at 2, 4, 6, 8, 10: three without a gain after 0.7
+    assert stop.best_step == 4 and [s for _, s in stop.history] == [0.6, 0.7, 0.65, 0.66, 0.64]
+    weights = {k: v for k, v in model.state_dict().items() if "running" not in k
+               and "num_batches" not in k}
+    for k, v in weights.items():  # the best step's weights (batch norm re-estimated after)
+        assert torch.equal(v, seen[0.7][k]), k
+
+
+def test_early_stop_never_stops_before_its_floor(tiny_data):
+    stop = EarlyStop(score=lambda m: 0.5, every=1, patience=1, min_steps=6)
+    before = steps_taken()
+    train(TinyNet(), tiny_data.train.images, tiny_data.train.labels, tiny_data.task,
+          from_scratch_settings(TinyNet(), 1.0, 0, steps=20), "t", early_stop=stop)
+    assert steps_taken() - before == 6
+
+
+def test_teacher_plan_trains_at_least_as_long_as_the_students_may():
+    from bench.teacher import rule_text, teacher_plan
+
+    plan = teacher_plan(2000, 2.0, 6.0)
+    assert (plan["steps"], plan["own_steps"], plan["student_steps"]) == (378, 126, 378)
+    assert "378 steps: the students' budget" in rule_text(plan)
+    assert teacher_plan(2000, 8.0, 6.0)["steps"] == 504  # its own budget when larger
+    assert teacher_plan(2000, 2.0, None)["steps"] == 126  # a checkpoint or no students
+
+
+def _chain(spec):
+    (chain,) = methods.expand(spec)
+    return chain
+
+
+def test_a_chain_records_its_cost_in_steps_from_the_teacher(tiny_data, tiny_context):
+    from bench.artifacts import Builder
+
+    class Cfg:  # what Builder reads
+        seed = 0
+
+    ctx = tiny_context
+    builder = Builder.__new__(Builder)
+    builder.ctx, builder.run, builder.base_key = ctx, None, {}
+    teacher = methods.Artifact(name="teacher", arch="tiny", module=ctx.teacher,
+                               float_module=ctx.teacher)
+    builder.memo = {(): teacher}
+    kd = builder.chain(_chain("kd"))
+    pruned = builder.chain(_chain("kd+prune.structured:ratio=0.3"))
+    quant = builder.chain(_chain("kd+prune.structured:ratio=0.3+quant.static"))
+    per_epoch = -(-len(ctx.train_images) // 32)
+    assert kd.train_steps == round(ctx.student_epochs * per_epoch)
+    assert pruned.train_steps == kd.train_steps + round(ctx.finetune_epochs * per_epoch)
+    assert quant.train_steps == pruned.train_steps  # calibration trains nothing
+    assert quant.seconds >= pruned.seconds >= kd.seconds > 0
+    assert methods.Artifact.provenance(pruned)["train_steps"] == pruned.train_steps
+
+
+def test_pruning_distils_its_parent_by_default(tiny_context, monkeypatch):
+    import methods.prune as prune
+
+    parent_module = TinyNet(width=8).eval()
+    parent = methods.Artifact(name="kd", arch="tiny", module=parent_module,
+                              float_module=parent_module)
+    taught = {}
+
+    def fake_train(model, images, labels, task, settings, name, teacher_logits=None, **kw):
+        taught[name] = teacher_logits
+        return model.eval()
+
+    monkeypatch.setattr(prune, "train", fake_train)
+    cls = methods.get("prune.structured")
+    defaults = {p.name: p.default for p in cls.params}
+    cls().apply(parent, tiny_context, **{**defaults, "ratio": 0.25})
+    from bench.training import predict_logits
+
+    assert torch.allclose(taught["prune.structured"], predict_logits(parent_module,
+                                                                     tiny_context.train_images))
+    cls().apply(parent, tiny_context, **{**defaults, "ratio": 0.25, "distil_from": "teacher"})
+    assert taught["prune.structured"] is tiny_context.teacher_logits
+
+
+def test_iterative_pruning_prunes_in_rounds_to_the_same_size(tiny_teacher, tiny_context):
+    from bench.models import count_params
+
+    cls = methods.get("prune.structured")
+    defaults = {p.name: p.default for p in cls.params}
+    ctx = replace(tiny_context, finetune_epochs=0.68)
+    before = steps_taken()
+    once = cls().apply(tiny_teacher, ctx, **{**defaults, "ratio": 0.5, "round_to": 1})
+    one_round = steps_taken() - before
+    before = steps_taken()
+    thrice = cls().apply(tiny_teacher, ctx, **{**defaults, "ratio": 0.5, "round_to": 1,
+                                               "iterative_steps": 3})
+    assert count_params(thrice.module)[0] == count_params(once.module)[0]
+    assert count_params(thrice.module)[0] < count_params(tiny_teacher.module)[0]
+    assert abs((steps_taken() - before) - one_round) <= 3  # the budget split, not tripled
+    assert "in 3 rounds" in thrice.notes[0]
+    x = as_input(torch.from_numpy(np.asarray(tiny_context.train_images[:4])))
+    assert thrice.module(x).shape == (4, 2)
+    with pytest.raises(ValueError, match="iterative_steps"):
+        cls().apply(tiny_teacher, ctx, **{**defaults, "iterative_steps": 0})
+
+
+def test_pruning_also_distils_on_the_unlabelled_images_in_the_same_steps(tiny_context,
+                                                                          monkeypatch):
+    import methods.prune as prune
+    from bench.training import predict_logits
+
+    rng = np.random.default_rng(1)
+    transfer = rng.normal(size=(40, *tiny_context.train_images.shape[1:])).astype(np.float32)
+    ctx = replace(tiny_context, transfer_images=transfer)
+    parent_module = TinyNet(width=8).eval()
+    parent = methods.Artifact(name="kd", arch="tiny", module=parent_module,
+                              float_module=parent_module)
+    seen = {}
+
+    def fake_train(model, images, labels, task, settings, name, teacher_logits=None, **kw):
+        seen.update(images=images, labels=labels, logits=teacher_logits, settings=settings)
+        return model.eval()
+
+    monkeypatch.setattr(prune, "train", fake_train)
+    cls = methods.get("prune.structured")
+    defaults = {p.name: p.default for p in cls.params}
+    made = cls().apply(parent, ctx, **{**defaults, "ratio": 0.25, "unlabelled": 1})
+    n = len(ctx.train_images)
+    assert len(seen["images"]) == n + 40
+    assert torch.allclose(seen["logits"][n:], predict_logits(parent_module, transfer))
+    assert ctx.task.unlabelled(1).numpy()[0] == seen["labels"][n] or np.isnan(seen["labels"][n])
+    assert seen["settings"].total_steps(len(seen["images"])) == \
+        finetune_settings(ctx.finetune_epochs, 0).total_steps(n)  # labelled epochs, not more
+    assert "also on 40 unlabelled images" in made.notes[1]
+    cls().apply(parent, ctx, **{**defaults, "ratio": 0.25, "unlabelled": 0})
+    assert len(seen["images"]) == n
