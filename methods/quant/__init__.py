@@ -24,7 +24,7 @@ from torch import nn
 
 from methods import register
 from methods.base import Artifact, Context, Method, Param
-from methods.quant import executorch, litert, onnxruntime, openvino, torch_fx, torch_pt2e
+from methods.quant import accuracy, executorch, litert, onnxruntime, openvino, torch_fx, torch_pt2e
 
 
 @register
@@ -60,7 +60,12 @@ class StaticQuant(Method):
                "ExecuTorch and LiteRT: their pt2e quantizers)")
     params = (Param("calibration_size", int, 128, "training images used for calibration"),
               Param("per_channel", bool, True, "one int8 scale per output channel of a weight "
-                    "(false: one per tensor)"))
+                    "(false: one per tensor)"),
+              accuracy.DropParam("max_drop", float, accuracy.OFF,
+                                 "accuracy control: the largest validation AUC drop (absolute, "
+                                 "in [0, 1)) against the float parent; the most sensitive layers "
+                                 "return to float until it holds (torch, onnxruntime, openvino; "
+                                 "OpenVINO by NNCF's quantize_with_accuracy_control). -1: off"))
     terminal = True
     #: its PyTorch realisation (FX int8, fused ConvReLU2d) fails to unpickle in torch
     #: 2.14 ("'ConvReLU2d' object has no attribute '_modules'", seen through Ray); the
@@ -68,10 +73,19 @@ class StaticQuant(Method):
     travels = False
 
     def apply(self, parent: Artifact, ctx: Context, calibration_size: int,
-              per_channel: bool = True) -> Artifact:
+              per_channel: bool = True, max_drop: float = accuracy.OFF) -> Artifact:
         start = time.perf_counter()
+        control = accuracy.Control.of(ctx, max_drop)  # None when off; checks max_drop
         images = ctx.calibration_images[:calibration_size]
-        q = torch_fx.static(parent.float_module, images, ctx.image_size, per_channel)
+        notes = (f"FX post-training int8 (x86 qconfig, "
+                 f"{'per-channel' if per_channel else 'per-tensor'} weights), calibrated on "
+                 f"{len(images)} training images",)
+        if control is None:
+            q = torch_fx.static(parent.float_module, images, ctx.image_size, per_channel)
+        else:
+            outcome = torch_fx.controlled(parent.float_module, images, ctx.image_size,
+                                          per_channel, control)
+            q, notes = outcome.model, (*notes, "PyTorch FX " + outcome.note())
         adapters = {"onnxruntime": onnxruntime.static, "openvino": openvino.static,
                     "executorch": executorch.static, "litert": litert.static,
                     "torch-export": torch_pt2e.static, "torch-aoti": torch_pt2e.static}
@@ -79,23 +93,30 @@ class StaticQuant(Method):
             name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
             precision="int8",
             realisations={"torch": torch_fx.as_made,
-                          **{b: _Calibrated(a, calibration_size, per_channel)
+                          **{b: _Calibrated(a, calibration_size, per_channel, control)
+                             if control is None or b in _CONTROLLED else accuracy.unsupported(b)
                              for b, a in adapters.items()}},
-            notes=(f"FX post-training int8 (x86 qconfig, "
-                   f"{'per-channel' if per_channel else 'per-tensor'} weights), calibrated on "
-                   f"{len(images)} training images",),
+            notes=notes,
             seconds=parent.seconds + time.perf_counter() - start,
         )
 
 
+#: the backends whose static adapter takes `control` (accuracy control)
+_CONTROLLED = ("onnxruntime", "openvino")
+
+
 class _Calibrated:
     """A backend's static int8 adapter with the step's settings: its calibration images
-    are the first `size` of the run's calibration subset (as the torch row's), and its
-    weights per channel or per tensor."""
+    are the first `size` of the run's calibration subset (as the torch row's), its
+    weights per channel or per tensor, and, where max_drop is set, its accuracy control
+    (`control`: the validation split travels here, from the Context, not in ExportEnv)."""
 
-    def __init__(self, adapter, size: int, per_channel: bool):
+    def __init__(self, adapter, size: int, per_channel: bool, control=None):
         self.adapter, self.size, self.per_channel = adapter, size, per_channel
+        self.control = control
 
     def __call__(self, artifact, float_graph, env, out_dir):
         env = replace(env, calibration=env.calibration[:self.size])
-        return self.adapter(artifact, float_graph, env, out_dir, per_channel=self.per_channel)
+        extra = {} if self.control is None else {"control": self.control}
+        return self.adapter(artifact, float_graph, env, out_dir, per_channel=self.per_channel,
+                            **extra)
