@@ -17,7 +17,7 @@ from bench.registry import Registry
 from methods.base import Artifact, Context, Method, Param, Step
 
 METHODS: Registry = Registry("method", builtins=(
-    "methods.student", "methods.kd", "methods.prune", "methods.quant"))
+    "methods.student", "methods.kd", "methods.prune", "methods.quant", "methods.quant.qat"))
 register = METHODS.register
 
 __all__ = ["Artifact", "Context", "Method", "Param", "Step", "METHODS", "register", "get",
@@ -45,8 +45,8 @@ def baselines() -> list[tuple[Step, ...]]:
 
 def families() -> dict[str, list[str]]:
     fam: dict[str, list[str]] = {}
-    for name in all_methods():
-        if "." in name:
+    for name, cls in all_methods().items():
+        if "." in name and cls.in_family:
             fam.setdefault(name.split(".")[0], []).append(name)
     return fam
 

@@ -9,10 +9,12 @@ def names(spec):
 
 def test_every_builtin_method_is_registered():
     assert set(methods.all_methods()) == {"student", "kd", "prune.magnitude", "prune.structured",
-                                          "quant.dynamic", "quant.static"}
+                                          "quant.dynamic", "quant.qat", "quant.static"}
     assert [methods.chain_name(c) for c in methods.baselines()] == ["student"]
+    # quant.qat trains: asked for by name, not by the `quant` family of the default run
     assert methods.families() == {"prune": ["prune.magnitude", "prune.structured"],
                                   "quant": ["quant.dynamic", "quant.static"]}
+    assert names("kd+quant.qat") == ["kd+quant.qat"]
 
 
 def test_families_expand_in_order():
