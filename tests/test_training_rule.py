@@ -10,6 +10,7 @@ import torch
 import methods
 from bench.training import (
     FINETUNE_LR,
+    QAT_LR,
     EarlyStop,
     as_input,
     finetune_settings,
@@ -37,8 +38,9 @@ def test_every_trained_step_follows_one_rule():
 
 def test_method_parameters_default_to_the_rule():
     assert methods.get("kd").param("lr").default == 0.0  # the rule's for the architecture
-    for name in ("prune.structured", "prune.magnitude", "quant.qat"):
+    for name in ("prune.structured", "prune.magnitude"):
         assert methods.get(name).param("lr").default == FINETUNE_LR
+    assert methods.get("quant.qat").param("lr").default == QAT_LR
     for name in ("prune.structured", "prune.magnitude"):
         assert methods.get(name).param("distil_from").default == "parent"
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from bench.backends import ExportEnv, NotApplicable, Realised
 from bench.models import clone
-from bench.training import FINETUNE_LR, batches, finetune_settings, predict_logits, train
+from bench.training import QAT_LR, batches, finetune_settings, predict_logits, train
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 
@@ -45,7 +45,8 @@ class QuantAwareTraining(Method):
                "the trained scales (PyTorch FX QAT, exported as QDQ for ONNX Runtime and "
                "OpenVINO; pt2e QAT with each edge quantizer)")
     params = (Param("epochs", float, 1.0, "fine-tuning epochs of the labelled images"),
-              Param("lr", float, FINETUNE_LR, "peak AdamW learning rate while fine-tuning"),
+              Param("lr", float, QAT_LR, "peak AdamW learning rate while fine-tuning (the training "
+                                 "rule's for QAT)"),
               Param("alpha", float, 0.5, "weight of distillation from the parent (0-1)"),
               Param("temperature", float, 4.0, "KD temperature"),
               Param("calibration_size", int, 128, "training images that initialise the "
