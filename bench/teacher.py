@@ -24,6 +24,7 @@ from bench.models import EnsembleTeacher, build, load_checkpoint
 from bench.progress import log
 from bench.training import (
     TrainSettings,
+    auc_of,
     from_scratch_settings,
     predict_logits,
     steps_taken,
@@ -152,11 +153,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
 
 
 def validation_auc(module: nn.Module, data: DataBundle) -> float:
-    """The teacher's AUC on the validation split (never the test split): what stops it."""
-    from bench.stats.auc import auc_roc
-
-    probs = data.task.probabilities(predict_logits(module, data.val.images)).numpy()
-    return auc_roc(data.task, data.val.labels, data.task.scores(probs))[0]
+    """The teacher's AUC on the validation split (never the test split), for the manifest."""
+    return auc_of(module, data.task, data.val.images, data.val.labels)
 
 
 def rule_text(plan: dict) -> str:

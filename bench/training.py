@@ -98,7 +98,7 @@ QAT_LR = 1e-4
 
 def has_depthwise(model: nn.Module) -> bool:
     """Whether the model has grouped (depthwise) convolutions: MobileNet, EfficientNet...,
-    whose per-layer gradients spread 50x, so the rule trains them with AdamW."""
+    whose per-layer gradients spread 50x; the rule gives them a higher peak lr (5e-3)."""
     return any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
@@ -290,3 +290,12 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128) 
         if fmt is torch.channels_last:
             model.to(memory_format=torch.contiguous_format)
     return torch.cat(out).float()
+
+
+def auc_of(model: nn.Module, task: Task, images: np.ndarray, labels) -> float:
+    """The model's AUC-ROC on a held-out split (the validation one: what a fine-tune's
+    EarlyStop scores and the manifest records of the teacher)."""
+    from bench.stats.auc import auc_roc
+
+    probs = task.probabilities(predict_logits(model, images)).numpy()
+    return auc_roc(task, labels, task.scores(probs))[0]

@@ -16,7 +16,14 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from bench.models import clone, count_params
-from bench.training import FINETUNE_LR, EarlyStop, finetune_settings, predict_logits, train
+from bench.training import (
+    FINETUNE_LR,
+    EarlyStop,
+    auc_of,
+    finetune_settings,
+    predict_logits,
+    train,
+)
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 from methods.student import distillation_set
@@ -81,11 +88,8 @@ def validation_stop(ctx: Context) -> EarlyStop | None:
     pruned model on, and keeps the best weights. None where the run has no validation split."""
     if ctx.val_images is None or ctx.val_labels is None:
         return None
-    from bench.stats.auc import auc_roc
-
     def score(model):
-        probs = ctx.task.probabilities(predict_logits(model, ctx.val_images)).numpy()
-        return auc_roc(ctx.task, ctx.val_labels, ctx.task.scores(probs))[0]
+        return auc_of(model, ctx.task, ctx.val_images, ctx.val_labels)
 
     half_epoch = max(1, finetune_settings(1, 0).steps_per_epoch(len(ctx.train_images)) // 2)
     return EarlyStop(score=score, every=half_epoch, patience=FINETUNE_PATIENCE, min_steps=0,
