@@ -126,7 +126,8 @@ def _run_options(r) -> None:
                         "one, at least 1: batch-1 runs on all cores of a small VM are bimodal)")
     r.add_argument("--train-threads", type=int, default=None,
                    help="threads for training and the bench's own inference (default: physical "
-                        "cores); part of the teacher cache key")
+                        "cores; with --executor ray the fewest CPUs of a cluster node that "
+                        "trains); part of the teacher cache key")
     r.add_argument("--device", default=None, choices=["cpu", "cuda"],
                    help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
                         "provider when installed; OpenVINO rows are n/a "
@@ -167,6 +168,10 @@ def _run_options(r) -> None:
     r.add_argument("--ray-address", default=None,
                    help="the Ray cluster to join, e.g. 127.0.0.1:6379 (default: $RAY_ADDRESS, "
                         "else a Ray instance started for this run on this machine)")
+    r.add_argument("--allow-unauthenticated-ray", action="store_true",
+                   help="join (or start) a Ray cluster that has no token authentication; "
+                        "anyone who reaches it can run code and read its data: only for a "
+                        "throwaway cluster")
     r.add_argument("--measure-on", default=None, metavar="RESOURCE",
                    help="measure only on nodes advertising this custom Ray resource (ray start "
                         "--resources '{\"RESOURCE\": 1}'), one measurement at a time per node")

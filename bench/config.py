@@ -62,7 +62,9 @@ class TrainingConfig:
     student_epochs: float = 6.0  # of the labelled images, for kd and the student alike
     #: pruning's fine-tune: the most it trains (it stops once validation AUC stops improving)
     finetune_epochs: float = 4.0
-    train_threads: int = field(default_factory=lambda: physical_cores())  # training: every core
+    #: training: every core here; with --executor ray 0 until the cluster is joined, then
+    #: the fewest CPUs of a node that trains (bench.cluster.executor)
+    train_threads: int = field(default_factory=lambda: physical_cores())
 
 
 @dataclass
@@ -102,6 +104,8 @@ class ExecutionConfig:
     executor: str = "local"  # local, or ray
     ray_address: str | None = None  # None: $RAY_ADDRESS, else a local Ray instance
     measure_on: str | None = None  # a custom Ray resource: measure only on nodes holding it
+    #: join (or start) a Ray cluster without token authentication: loud, for throwaway ones
+    allow_unauthenticated: bool = False
 
 
 @dataclass

@@ -151,7 +151,8 @@ def command_line(args) -> dict[str, Any]:
              "margin": "measurement.margin", "operating_point": "measurement.operating_point",
              "bootstrap": "measurement.n_boot", "out": "output.out", "device": "device",
              "executor": "execution.executor", "ray_address": "execution.ray_address",
-             "measure_on": "execution.measure_on"}
+             "measure_on": "execution.measure_on",
+             "allow_unauthenticated_ray": "execution.allow_unauthenticated"}
     layer = {key: given[opt] for opt, key in plain.items() if opt in given}
     if "labels" in given:
         layer["data.labels"] = _split(given["labels"])
@@ -200,6 +201,8 @@ def build(args) -> RunConfig:
     set_keys.update(cli)
     if "data.num_classes" not in set_keys:  # a default that depends on the task
         cfg.data.num_classes = DEFAULT_CLASSES.get(cfg.data.task, cfg.data.num_classes)
+    if cfg.execution.executor == "ray" and "training.train_threads" not in set_keys:
+        cfg.training.train_threads = 0  # the cluster's nodes decide, once joined
     return cfg
 
 
@@ -246,7 +249,8 @@ def _check_ranges(cfg: RunConfig) -> None:
     must be finite as well as in range."""
     m, t = cfg.measurement, cfg.training
     _at_least("--threads", m.threads, 1, MAX_THREADS)
-    _at_least("--train-threads", t.train_threads, 1, MAX_THREADS)
+    _at_least("--train-threads", t.train_threads, 0 if cfg.execution.executor == "ray" else 1,
+              MAX_THREADS)  # 0 with ray: from the cluster
     _at_least("--repeats", m.repeats, RIGOROUS_REPEATS if cfg.rigorous else 1)
     _at_least("measurement.max_repeats", m.max_repeats, 1)
     for flag, value in (("--teacher-epochs", t.teacher_epochs),
@@ -313,7 +317,8 @@ def _check_execution(cfg: RunConfig) -> None:
         raise ValueError(f"--executor: unknown executor {e.executor!r}; choose from "
                          f"{', '.join(EXECUTORS)}")
     if e.executor == "local":
-        for flag, value in (("--ray-address", e.ray_address), ("--measure-on", e.measure_on)):
+        for flag, value in (("--ray-address", e.ray_address), ("--measure-on", e.measure_on),
+                            ("--allow-unauthenticated-ray", e.allow_unauthenticated or None)):
             if value is not None:
                 raise ValueError(f"{flag} needs --executor ray")
         return

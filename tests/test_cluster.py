@@ -1,6 +1,8 @@
 """`--executor ray` (bench.cluster): options, placement and faults with a scripted station,
-and (slow) a real two-node Ray cluster on 127.0.0.1 whose --quick run must equal a local
-run's in every deterministic column, with every measurement on the resource's node."""
+and (slow) a real two-node, token-authenticated Ray cluster on a loopback address whose
+--quick run must equal a local run's in every deterministic column, with every measurement
+on the resource's node. Every node of every test cluster is checked to be registered in
+127.0.0.0/8 (tests send traffic to loopback only)."""
 
 import json
 import os
@@ -18,14 +20,22 @@ import pandas as pd
 import pytest
 
 from bench import measuring
-from bench.config import MeasurementConfig, RunConfig
+from bench.config import MeasurementConfig, RunConfig, physical_cores
 from bench.measuring.records import ProcessResult
 from bench.measuring.station import LocalStation, NodeLost, describe_machine, machine_key
 from bench.result import Result
 from bench.store import RunStore
 from bench.tasks import Task
+from tests.ray_nodes import (
+    NODE_IP,
+    assert_loopback,
+    free_port,
+    logged_node_addresses,
+    node_addresses,
+)
 
 N_TEST = 40
+
 
 
 def _main(argv):
@@ -232,16 +242,11 @@ DETERMINISTIC = ["model", "backend", "precision", "params", "params_nonzero", "b
                  "auc_roc", "auc_ci_low", "auc_ci_high"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A head (2 CPUs, trains) and an edge node (no CPUs for tasks, the custom resource:
-    measures), both on 127.0.0.1 with their own temporary folders and bench caches."""
+    """A head (this machine's cores as CPUs, trains) and an edge node (no CPUs for tasks,
+    the custom resource: measures), both at NODE_IP, token-authenticated, with their own
+    temporary folders and bench caches."""
     pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("cluster")
     # Ray's socket paths live under each node's temp dir and must fit AF_UNIX's 107 bytes
@@ -251,11 +256,12 @@ def cluster(tmp_path_factory):
     # otherwise read or write ~/.ray/auth_token)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    common = ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    port = free_port()
+    address = f"{NODE_IP}:{port}"
+    common = ["--node-ip-address", NODE_IP, "--disable-usage-stats"]
+    # as many CPUs as the local run's default --train-threads, which the cluster's then is
     head = [ray_bin, "start", "--head", "--port", str(port), "--include-dashboard=false",
-            "--num-cpus", "2", "--temp-dir", str(short / "h"), *common]
+            "--num-cpus", str(physical_cores()), "--temp-dir", str(short / "h"), *common]
     edge = [ray_bin, "start", "--address", address, "--num-cpus", "0",
             "--resources", json.dumps({RESOURCE: 1}), "--temp-dir", str(short / "e"), *common]
     try:
@@ -269,6 +275,7 @@ def cluster(tmp_path_factory):
             env=env, check=True, timeout=120, capture_output=True, text=True)
         ids = {("edge" if RESOURCE in r else "head"): node for node, r in
                json.loads(nodes.stdout.strip().splitlines()[-1])}
+        assert_loopback(node_addresses(address, env))
         yield SimpleNamespace(address=address, root=root, short=short, env=env, ids=ids)
     finally:
         subprocess.run([ray_bin, "stop", "--force"], env=env, timeout=120, capture_output=True)
@@ -281,6 +288,7 @@ def _results(run: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_quick_run_on_a_two_node_cluster_equals_the_local_run(cluster, local_quick_run,
                                                               tmp_path):
     root, local = local_quick_run  # a local run that did not import Ray (conftest)
@@ -298,6 +306,14 @@ def test_quick_run_on_a_two_node_cluster_equals_the_local_run(cluster, local_qui
     assert (base[0] == base[1]).all()
 
     manifest = json.loads((tmp_path / "ray" / "manifest.json").read_text())
+    execution = manifest["execution"]
+    assert execution["authenticated"] is True and execution["train_threads"] == physical_cores()
+    assert execution["train_threads_from"].startswith("the cluster")
+    token = cluster.env["RAY_AUTH_TOKEN"].encode()
+    written = [p for p in (tmp_path / "ray").rglob("*") if p.is_file() and token in p.read_bytes()]
+    assert not written and token.decode() not in remote.stderr + remote.stdout, written
+    assert_loopback(logged_node_addresses(remote.stderr))
+    assert_loopback(m["ip"] for m in manifest["machines"].values())
     machines = manifest["machines"]
     assert len(machines) == 1, machines  # one edge node: every backend measured there
     (key, edge), = machines.items()
@@ -313,6 +329,7 @@ def test_quick_run_on_a_two_node_cluster_equals_the_local_run(cluster, local_qui
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_search_on_the_cluster_uses_tune_with_optuna_on_the_study(cluster, tmp_path):
     """`bench search --executor ray`: Ray Tune trials with OptunaSearch telling the search's
     own SQLite study; trials measured on the edge node; finalists chosen and tested as a
@@ -327,6 +344,7 @@ def test_search_on_the_cluster_uses_tune_with_optuna_on_the_study(cluster, tmp_p
     assert proc.returncode in (0, 1), proc.stderr[-3000:]
     log = proc.stderr + proc.stdout
     assert "with Ray Tune (Optuna as its search algorithm)" in log, log[-3000:]
+    assert_loopback(logged_node_addresses(log))
     study = optuna.load_study(study_name="medbench-search", storage=f"sqlite:///{out / 'study.db'}")
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert len(study.trials) == 3 and done, [(t.state, t.user_attrs) for t in study.trials]
@@ -343,6 +361,7 @@ def test_search_on_the_cluster_uses_tune_with_optuna_on_the_study(cluster, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_node(cluster,
                                                                                  tmp_path):
     """A third node holds a resource of its own. It is killed (SIGKILL to its raylet and
@@ -364,7 +383,7 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
         a time and the second node is the first one's replacement."""
         started = subprocess.run([ray_bin, "start", "--address", cluster.address, "--num-cpus",
                                   "0", "--resources", json.dumps({resource: 1}), "--temp-dir",
-                                  str(temp), "--node-ip-address", "127.0.0.1",
+                                  str(temp), "--node-ip-address", NODE_IP,
                                   "--disable-usage-stats"],
                                  env=cluster.env, timeout=180, capture_output=True, text=True)
         assert started.returncode == 0, started.stderr[-2000:]
@@ -411,6 +430,8 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
     log = "".join(lines)
     (tmp_path / "log.txt").write_text(log)
     assert code == 1 and len(killed) == 2, log[-3000:]
+    assert_loopback(logged_node_addresses(log))
+    assert_loopback(node_addresses(cluster.address, cluster.env))  # the dead ones too
     rows = _results(run)
     by = {b: rows[rows["backend"] == b] for b in ("torch", "onnxruntime", "openvino")}
     first, second = (f"(ray node {k})" for k in killed)
@@ -455,6 +476,7 @@ def test_report_groups_rows_by_the_machine_they_were_measured_on():
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_a_killed_cluster_run_resumes_with_what_the_cluster_finished(cluster, tmp_path):
     """The bench is SIGKILLed once the cluster has sent back some trained steps; the same
     command then continues the run: those steps are loaded from the run directory, not
@@ -483,6 +505,7 @@ def test_a_killed_cluster_run_resumes_with_what_the_cluster_finished(cluster, tm
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     log = again.stderr + again.stdout
+    assert_loopback(logged_node_addresses(log))
     assert "continuing the unfinished run" in log
     for name in made:
         assert f"{name}: reusing the model an earlier attempt at this run built" in log, name
@@ -493,6 +516,7 @@ def test_a_killed_cluster_run_resumes_with_what_the_cluster_finished(cluster, tm
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_two_measuring_nodes_measure_two_backends_at_once(cluster, tmp_path):
     """Two nodes hold the resource: the two backends are placed one on each and measured
     at the same time (each node still one measurement at a time)."""
@@ -501,7 +525,7 @@ def test_two_measuring_nodes_measure_two_backends_at_once(cluster, tmp_path):
     for i in range(2):
         started = subprocess.run([ray_bin, "start", "--address", cluster.address, "--num-cpus",
                                   "0", "--resources", json.dumps({resource: 1}), "--temp-dir",
-                                  str(cluster.short / f"p{i}"), "--node-ip-address", "127.0.0.1",
+                                  str(cluster.short / f"p{i}"), "--node-ip-address", NODE_IP,
                                   "--disable-usage-stats"],
                                  env=cluster.env, timeout=180, capture_output=True, text=True)
         assert started.returncode == 0, started.stderr[-2000:]
@@ -513,6 +537,8 @@ def test_two_measuring_nodes_measure_two_backends_at_once(cluster, tmp_path):
         env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "measuring 2 backends on 2 machines at once" in proc.stderr
+    assert_loopback(logged_node_addresses(proc.stderr))
+    assert_loopback(node_addresses(cluster.address, cluster.env))
     rows = _results(tmp_path / "run")
     machines = {b: set(rows[rows["backend"] == b]["machine"]) for b in ("torch", "onnxruntime")}
     assert all(len(m) == 1 for m in machines.values()), machines

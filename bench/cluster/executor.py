@@ -4,7 +4,9 @@ RayStation. The runner calls it where it would call the local executor
 run directory in the same form.
 
 Resource requests: a teacher or a step asks for `train_threads` CPUs (the count its
-training is reproducible for), or with --device cuda one GPU and one CPU. Independent
+training is reproducible for), or with --device cuda one GPU and one CPU. Unless given,
+`train_threads` is the fewest CPUs of any node that offers CPUs, so every training node
+can take a task (set once the cluster is joined, before anything trains). Independent
 steps run at once: the chains are built in waves by length (every first step together,
 then every second step on its finished parent), each step saved into the run directory
 as it arrives, so a killed run continues from what the cluster finished.
@@ -22,11 +24,12 @@ from bench.progress import log
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, cfg, joined: str):
+    def __init__(self, cfg, joined):
         import ray
 
         self.ray = ray
-        self.joined = joined
+        self.joined = joined  # bench.cluster.connect.Joined
+        self.train_threads_from = "--train-threads"
         self.teachers: dict = {}  # seed -> ObjectRef of (Teacher, where), started early
         self._remote = {f: ray.remote(getattr(tasks, f)) for f in
                         ("train_teacher", "apply_step")}
@@ -38,9 +41,13 @@ class RayExecutor:
     def connect(cls, cfg) -> RayExecutor:
         from bench.cluster.connect import connect
 
-        joined = connect(cfg.execution.ray_address)
+        joined = connect(cfg.execution.ray_address, cfg.execution.allow_unauthenticated)
         ex = cls(cfg, joined)
-        ex._check_resources(cfg)
+        try:
+            ex._check_resources(cfg)
+        except ValueError:
+            ex.close()
+            raise
         return ex
 
     def _check_resources(self, cfg) -> None:
@@ -49,8 +56,17 @@ class RayExecutor:
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         res = [n.get("Resources", {}) for n in nodes]
         cpus = max((r.get("CPU", 0) for r in res), default=0)
-        log(f"ray: joined {self.joined}: {len(nodes)} node{'s' if len(nodes) != 1 else ''}, "
+        log(f"ray: joined {self.joined.where} ("
+            + ("token-authenticated" if self.joined.authenticated else "NOT AUTHENTICATED")
+            + (", TLS" if self.joined.tls else "") + f"): {len(nodes)} "
+            + f"node{'s' if len(nodes) != 1 else ''}, "
             + ", ".join(f"{n['NodeManagerAddress']} {_resources(n)}" for n in nodes))
+        if cfg.training.train_threads == 0:  # not given: what the cluster's nodes offer
+            trainers = [int(r["CPU"]) for r in res if r.get("CPU", 0) >= 1]
+            cfg.training.train_threads = min(trainers, default=1)
+            self.train_threads_from = "the cluster (the fewest CPUs of a node that trains)"
+            log(f"ray: --train-threads {cfg.training.train_threads}, from "
+                + self.train_threads_from)
         if cfg.device == "cuda" and not any(r.get("GPU", 0) >= 1 for r in res):
             raise ValueError("--device cuda: no node of the Ray cluster has a GPU")
         if cfg.device != "cuda" and cpus < cfg.training.train_threads:
@@ -171,7 +187,10 @@ class RayExecutor:
         time the bench waited on the cluster; bytes sent to and from measuring nodes)."""
         totals = {k: round(sum(st.spent[k] for st in self.stations), 2)
                   for k in ("send_s", "measure_s", "sent_mib", "received_mib")}
-        return {"executor": "ray", "joined": self.joined,
+        return {"executor": "ray", "joined": self.joined.where,
+                "authenticated": self.joined.authenticated, "tls": self.joined.tls,
+                "train_threads": self.cfg.training.train_threads,
+                "train_threads_from": self.train_threads_from,
                 "measure_on": self.cfg.execution.measure_on,
                 **{k: round(v, 1) for k, v in self.spent.items()}, **totals}
 

@@ -80,11 +80,11 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     templates, objectives = check(cfg, opts)
     root = Path(root or cfg.output.out or Path("reports") / "searches"
                 / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    state = _open(root, cfg, opts)
     from bench import executors
 
-    executor = executors.for_config(cfg)
+    executor = executors.for_config(cfg)  # first: a cluster may settle --train-threads
     try:
+        state = _open(root, cfg, opts)
         return _search(cfg, opts, root, state, templates, objectives, executor)
     finally:
         executor.close()
