@@ -39,7 +39,7 @@ def run(cfg: RunConfig) -> int:
     validate(cfg)
     executor = executors.for_config(cfg)
     try:
-        return _run_seeds(cfg, executor) if cfg.seeds else _run_one(cfg, executor)
+        return _run_seeds(cfg, executor) if cfg.seeds else run_one(cfg, executor)
     finally:
         executor.close()
 
@@ -56,7 +56,7 @@ def _run_seeds(cfg: RunConfig, executor) -> int:
     for seed, one in zip(cfg.seeds, per_seed, strict=True):
         log(f"seed {seed} ({cfg.seeds.index(seed) + 1} of {len(cfg.seeds)})")
         runs[seed] = Path(one.output.out)
-        codes.append(_run_one(one, executor))
+        codes.append(run_one(one, executor))
     summary = seeds.write_summary(root, runs)
     first = json.loads((runs[cfg.seeds[0]] / "manifest.json").read_text())
     RunStore(root).write_manifest({**first, "seeds": cfg.seeds,
@@ -68,7 +68,7 @@ def _run_seeds(cfg: RunConfig, executor) -> int:
     return max(codes)
 
 
-def _run_one(cfg: RunConfig, executor=None) -> int:
+def run_one(cfg: RunConfig, executor=None) -> int:
     import torch
 
     from bench import console, export

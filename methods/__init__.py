@@ -54,7 +54,7 @@ def families() -> dict[str, list[str]]:
 _KEY_VALUE = re.compile(r"^[A-Za-z_]\w*=")
 
 
-def _split_items(spec: str) -> list[str]:
+def split_items(spec: str) -> list[str]:
     """Split on commas, except those that separate key=value pairs of one method."""
     items: list[str] = []
     for token in spec.split(","):
@@ -104,7 +104,7 @@ def _parse_step(text: str) -> list[Step]:
 def expand(spec: str) -> list[tuple[Step, ...]]:
     """Every chain a --methods value names, in order, without duplicates."""
     chains: list[tuple[Step, ...]] = []
-    for item in _split_items(spec):
+    for item in split_items(spec):
         options = [_parse_step(part) for part in item.split("+")]
         for chain in itertools.product(*options):
             for step in chain[:-1]:

@@ -120,3 +120,9 @@ def json_block(v) -> str:
 FILTERS = {"figure": figure, "interval": interval, "no_difference": no_difference,
            "counted": counted, "percent": percent, "json_text": json_text,
            "json_block": json_block}
+
+
+def as_dict(v) -> dict:
+    """A manifest entry that should be a mapping, or {} where it is missing or not one
+    (runs written by older versions)."""
+    return v if isinstance(v, dict) else {}

@@ -4,9 +4,13 @@ model in reports.view)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bench.manifest import cpu_line
-from reports.format import fmt
-from reports.view import RunView, _dict
+from reports.format import as_dict, fmt
+
+if TYPE_CHECKING:  # the view model imports this module's sections
+    from reports.view import RunView
 
 
 def by_machine(rows: list[dict]) -> dict[str, list[dict]]:
@@ -27,7 +31,7 @@ def machine_line(d: dict | None) -> str:
     """A machine's description in one line: CPU, cores, OS, architecture, runtimes."""
     if not d:
         return ""
-    runtimes = ", ".join(f"{k} {v}" for k, v in _dict(d.get("runtimes")).items())
+    runtimes = ", ".join(f"{k} {v}" for k, v in as_dict(d.get("runtimes")).items())
     where = f"; Ray node {d['ray_node_id'][:8]} at {d['ip']}" if d.get("ray_node_id") else ""
     lost = f"; LOST: {d['lost']}" if d.get("lost") else ""
     return (f"{cpu_line(d)}, {d.get('physical_cores')} cores, {d.get('architecture')}, "

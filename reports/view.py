@@ -24,7 +24,7 @@ from bench.result import (
     with_intervals,
 )
 from bench.store import load_predictions, load_rows, load_samples
-from reports.format import column, fmt, is_num
+from reports.format import as_dict, column, fmt, is_num
 
 #: columns shown as text (left-aligned, wrapping): the record's string fields
 TEXT_COLUMNS = {f.name for f in fields(Result) if f.type in ("str", str)}
@@ -112,10 +112,6 @@ def row_id(r: dict) -> str:
     return f"{r['model']} / {r['backend']} / {r['precision']}"
 
 
-def _dict(v) -> dict:
-    return v if isinstance(v, dict) else {}
-
-
 # ---------------------------------------------------------------------------- tables
 
 def header(spec: tuple, interval_note: str = "") -> dict:
@@ -170,7 +166,7 @@ def status(row: dict) -> dict:
 
 def facts(run: RunView) -> list[tuple[str, str]]:
     m, cfg = run.manifest, run.config
-    data, teacher = _dict(m.get("data")), _dict(m.get("teacher"))
+    data, teacher = as_dict(m.get("data")), as_dict(m.get("teacher"))
     counts = {s: sum(base_status(r) == s for r in run.rows)
               for s in (STATUS_OK, STATUS_FAILED, STATUS_NA)}
     out = [
@@ -230,7 +226,7 @@ def summary(run: RunView) -> dict:
 
 def teacher_cost(manifest: dict) -> str | None:
     """The teacher's own training, said once (rows carry their cost from the teacher on)."""
-    t = _dict(manifest.get("teacher"))
+    t = as_dict(manifest.get("teacher"))
     if t.get("source") not in ("trained", "cache"):
         return None
     steps, seconds, rule = t.get("train_steps"), t.get("train_seconds"), t.get("rule")
@@ -325,7 +321,7 @@ def results(run: RunView) -> dict:
     from reports.provenance import by_machine, machine_line
 
     every = [(c["name"],) for c in Result.columns()]
-    groups = [{"machine": key, "about": machine_line(_dict(run.manifest.get("machines")).get(key)),
+    groups = [{"machine": key, "about": machine_line(as_dict(run.manifest.get("machines")).get(key)),
                "table": table(rows, specs, mark_best=True, cls="results",
                               interval_note="with its bootstrap 95% interval")}
               for key, rows in by_machine(run.rows).items()]

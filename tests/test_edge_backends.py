@@ -12,6 +12,8 @@ from bench import backends
 from bench.backends import NotApplicable
 from tests.conftest import quantized
 
+pytestmark = pytest.mark.edge
+
 EDGE = ["executorch", "litert", "torch-export"]
 EVERY = [*EDGE, pytest.param("torch-aoti", marks=pytest.mark.slow)]  # AOTI compiles C++
 

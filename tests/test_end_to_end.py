@@ -174,8 +174,8 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
 
     from bench.backends import ExportEnv, deploy, get
     from bench.config import default_threads
-    from bench.crosscheck import bench_median, benchmark_app_median
     from bench.models import build
+    from tests.crosscheck import bench_median, benchmark_app_median
 
     torch.manual_seed(0)
     teacher = build("densenet121", 2).eval()

@@ -80,10 +80,10 @@ class ChainTemplate:
 
 def parse(spec: str) -> list[ChainTemplate]:
     """Every chain template of `spec`, or a one-line ValueError quoting the bad part."""
-    from methods import _split_items
+    from methods import split_items
 
     templates: list[ChainTemplate] = []
-    for item in _split_items(spec):
+    for item in split_items(spec):
         steps = tuple(_parse_step(part.strip(), item) for part in item.split("+"))
         for step in steps[:-1]:
             if methods.get(step.method).terminal:
