@@ -38,9 +38,9 @@ def one_line(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """Every option of `run` defaults to None (or False): `bench.settings.build` tells a
+    """Every option of `run` defaults to None (or False): `bench.config.settings.build` tells a
     given option from an unset one, so a preset or profile fills only the unset ones. The
-    defaults quoted in the help are read from bench.config and bench.settings."""
+    defaults quoted in the help are read from bench.config.sections and bench.config.settings."""
     p = _Parser(prog="python -m bench",
                 description="Compress a medical image classifier every way and measure "
                             "every candidate alike.")
@@ -59,9 +59,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_options(r) -> None:
-    """The options of `run`, which `search` takes too (one configuration, bench.settings)."""
-    from bench import settings as s
-    from bench.config import RunConfig
+    """The options of `run`, which `search` takes too (one configuration, bench.config.settings)."""
+    from bench.config import settings as s
+    from bench.config.sections import RunConfig
 
     d = RunConfig()
     data, train, meas = d.data, d.training, d.measurement
@@ -238,18 +238,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
-    from bench import settings
+    from bench.config import settings
 
     cfg = settings.build(args)
     settings.validate(cfg)  # every bad input fails here, before any training
-    from bench.runner import run
+    from bench import execution
+    from bench.pipeline.runner import run
 
-    return run(cfg)
+    return run(cfg, execution.connect)
 
 
 def _user_path(text: str, what: str, kind: str) -> Path:
-    """A path the user named for `check`, `report` or `compare`, checked before bench.store
-    or bench.gate read under it: a run directory that is a file, a baseline that is a
+    """A path the user named for `check`, `report` or `compare`, checked before bench.results.store
+    or bench.results.gate read under it: a run directory that is a file, a baseline that is a
     folder, or a name the OS refuses (too long) would otherwise end in an OSError's
     traceback. `kind` is "dir" (must be one), "file" (must be one) or "new" (a file that
     may not exist yet, but not a folder)."""
@@ -277,7 +278,7 @@ def _tolerance(flag: str, value: float | None) -> float | None:
 def _check(args) -> int:
     import json
 
-    from bench import gate
+    from bench.results import gate
 
     _tolerance("--speedup-tolerance", args.speedup_tolerance)
     _tolerance("--auc-margin", args.auc_margin)
@@ -337,7 +338,7 @@ def _report(args) -> int:
 
 
 def _compare(args) -> int:
-    from bench.compare import compare_runs, format_comparison
+    from bench.results.compare import compare_runs, format_comparison
 
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")
@@ -369,13 +370,13 @@ def _list(args) -> int:
         if name in inst:
             print(f"  {name}: deploys {backends.get(name).deploys}")
     _list_datasets()
-    from bench import presets
+    from bench.config import presets
 
     print("presets (use with --preset; command-line options override them):")
     for preset in presets.PRESETS.items().values():
         print(f"  {preset.name}: {preset.summary}")
     if args.archs:
-        from bench.models import available_architectures
+        from bench.modelling.architectures import available_architectures
 
         print("architectures: " + ", ".join(available_architectures()))
     return 0

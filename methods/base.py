@@ -7,7 +7,7 @@ chain) and returns a new Artifact. It never mutates the parent: it works on a cl
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from bench.tasks import Task
+    from bench.backends import Realisation
+    from bench.task_kinds import Task
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,15 @@ class Artifact:
     float_module: nn.Module
     steps: tuple[Step, ...] = ()
     precision: str = "fp32"
-    #: where the method means something different per runtime (int8): backend name ->
-    #: adapter(artifact, float_graph, env, out_dir) -> bench.backends.Realised, or a
+    #: where the method means something different per runtime (int8): backend name -> a
+    #: bench.backends.Realisation (artifact, float_graph, env, out_dir) -> Realised, or a
     #: string saying why there is none (bench.backends.deploy). Empty: the model is one
     #: float graph that every backend deploys as it is.
-    realisations: Mapping[str, Callable | str] = field(default_factory=dict)
+    realisations: Mapping[str, Realisation | str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0  # wall time spent producing it (this step and its parents)
     #: optimiser steps spent producing it from the teacher (this step and its parents);
-    #: set by the builder (bench.artifacts), which counts them around each step
+    #: set by the builder (bench.pipeline.artifacts), which counts them around each step
     train_steps: int = 0
 
     @property

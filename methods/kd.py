@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from bench.training import predict_logits
+from bench.modelling.training import predict_logits
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 from methods.student import train_student

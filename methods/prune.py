@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from bench.models import clone, count_params
-from bench.training import (
+from bench.modelling.architectures import clone, count_params
+from bench.modelling.training import (
     FINETUNE_LR,
     EarlyStop,
     auc_of,
@@ -71,7 +71,7 @@ def distillation(parent: Artifact, ctx: Context, distil_from: str, temperature: 
 
 def _finetune(model, ctx: Context, label: str, epochs: float, distilled: tuple, alpha,
               temperature, lr):
-    """The fine-tuning rule (bench.training.finetune_settings) with distillation; the budget
+    """The fine-tuning rule (bench.modelling.training.finetune_settings) with distillation; the budget
     counts epochs of the labelled images, whatever unlabelled ones are added."""
     if epochs <= 0:
         return model.eval()

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import torch
 
-from bench.models import build
-from bench.training import from_scratch_settings, train
+from bench.modelling.architectures import build
+from bench.modelling.training import from_scratch_settings, train
 from methods import register
 from methods.base import Artifact, Context, Method
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 
-from bench.result import meta
+from bench.results.row import meta
 from bench.stats.latency import no_measurable_difference
 
 P_VALUES = ("delong_p", "delong_p_vs_student")

@@ -32,7 +32,19 @@ import os
 from functools import cache
 from pathlib import Path
 
-from reports.view import RunView, best_compressed, build, load_run, status
+from reports.figures import figures
+from reports.provenance import manifest, provenance
+from reports.view import (
+    RunView,
+    best_compressed,
+    facts,
+    load_run,
+    published,
+    results,
+    status,
+    summary,
+    warnings,
+)
 
 __all__ = ["best_compressed", "load_run", "render", "write_report"]
 
@@ -67,3 +79,11 @@ def write_report(run_dir: Path) -> Path:
     tmp.write_text(render(run), encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+def build(run: RunView) -> dict:
+    """Everything the template renders, section by section, in page order."""
+    return {"title": f"medbench report: {run.root.name}", "facts": facts(run),
+            "summary": summary(run), "warnings": warnings(run), "published": published(run),
+            "results": results(run), "figures": figures(run), "provenance": provenance(run),
+            "manifest": manifest(run), "has_manifest": bool(run.manifest)}

@@ -275,7 +275,7 @@ def _stored(row: dict, name: str) -> str:
 
 def roc_and_reliability(curves: list[tuple[str, dict, dict]]) -> bytes:
     """ROC curves (left) and a 15-bin reliability diagram (right) for each (label,
-    predictions, row): predictions hold y_true, y_score and task (bench.tasks.Task); the
+    predictions, row): predictions hold y_true, y_score and task (bench.task_kinds.Task); the
     legend gives the row's stored auc_roc and ece."""
     plt = pyplot()
     with style() as sns:

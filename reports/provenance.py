@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bench.manifest import cpu_line
+from bench.results.manifest import cpu_line
 from reports.format import as_dict, fmt
 
 if TYPE_CHECKING:  # the view model imports this module's sections

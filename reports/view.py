@@ -2,7 +2,7 @@
 
 Everything the page shows is decided here (which rows, which roles, which warnings, which
 published figures), from the run directory alone and from the columns' metadata in
-bench.result; nothing here knows HTML, so the template is the only place markup lives
+bench.results.row; nothing here knows HTML, so the template is the only place markup lives
 and autoescaping covers every string that came from the run.
 """
 
@@ -13,18 +13,21 @@ import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from bench.config import flat_config
-from bench.result import (
+from bench.config.sections import flat_config
+from bench.results.row import (
     STATUS_FAILED,
     STATUS_NA,
     STATUS_OK,
     Result,
     nothing_to_transfer,
+    row_key,
+    row_label,
     view,
     with_intervals,
 )
-from bench.store import load_predictions, load_rows, load_samples
+from bench.results.store import load_predictions, load_rows, load_samples
 from reports.format import as_dict, column, fmt, is_num
+from reports.provenance import by_machine, machine_line
 
 #: columns shown as text (left-aligned, wrapping): the record's string fields
 TEXT_COLUMNS = {f.name for f in fields(Result) if f.type in ("str", str)}
@@ -57,7 +60,7 @@ class RunView:
         return self.root
 
     def _load(self, kind: str, row: dict):
-        key = (kind, row["model"], row["backend"], row["precision"], row.get("seed"))
+        key = (kind, *row_key(row), row.get("seed"))
         if key not in self._cache:
             loader = load_predictions if kind == "pred" else load_samples
             self._cache[key] = loader(self.files(row), row["model"], row["backend"],
@@ -106,10 +109,6 @@ def qualifiers(row: dict) -> list[str]:
 
 def is_ok(row: dict) -> bool:
     return base_status(row) == STATUS_OK
-
-
-def row_id(r: dict) -> str:
-    return f"{r['model']} / {r['backend']} / {r['precision']}"
 
 
 # ---------------------------------------------------------------------------- tables
@@ -251,20 +250,20 @@ def warnings(run: RunView) -> list[dict]:
     unstable = [r for r in rows if "unstable" in qualifiers(r)]
     if unstable:
         items.append({"kind": "unstable", "n": len(unstable), "rows": ", ".join(
-            f"{row_id(r)} (cv {fmt('latency_cv', r.get('latency_cv'))})" for r in unstable)})
-    items += [{"kind": "failed", "id": row_id(r), "reason": r.get("error") or "no reason given"}
+            f"{row_label(r)} (cv {fmt('latency_cv', r.get('latency_cv'))})" for r in unstable)})
+    items += [{"kind": "failed", "id": row_label(r), "reason": r.get("error") or "no reason given"}
               for r in rows if base_status(r) == STATUS_FAILED]
     na = [r for r in rows if base_status(r) == STATUS_NA]
     if na:
         items.append({"kind": "na", "n": len(na), "rows": "; ".join(
-            f"{row_id(r)}: {r.get('error') or '?'}" for r in na)})
+            f"{row_label(r)}: {r.get('error') or '?'}" for r in na)})
     ok = [r for r in rows if is_ok(r)]
     no_pred = [r for r in ok if run.predictions(r) is None]
     if no_pred:
-        items.append({"kind": "no_predictions", "rows": ", ".join(map(row_id, no_pred))})
+        items.append({"kind": "no_predictions", "rows": ", ".join(map(row_label, no_pred))})
     no_lat = [r for r in ok if not run.samples(r)]
     if no_lat:
-        items.append({"kind": "no_samples", "rows": ", ".join(map(row_id, no_lat))})
+        items.append({"kind": "no_samples", "rows": ", ".join(map(row_label, no_lat))})
     single = [r for r in ok if r.get("latency_repeats") == 1]
     if single:
         items.append({"kind": "single_process", "n": len(single)})
@@ -282,7 +281,7 @@ def published(run: RunView) -> dict:
     name = run.config.get("preset")
     if not name:
         return {"state": "none"}
-    from bench import presets
+    from bench.config import presets
 
     try:
         preset = presets.get(str(name))
@@ -318,8 +317,6 @@ def results(run: RunView) -> dict:
     specs = with_intervals(view("main"))
     if len({r.get("seed") for r in run.rows if r.get("seed") is not None}) > 1:
         specs.insert(3, ("seed",))
-    from reports.provenance import by_machine, machine_line
-
     every = [(c["name"],) for c in Result.columns()]
     groups = [{"machine": key, "about": machine_line(as_dict(run.manifest.get("machines")).get(key)),
                "table": table(rows, specs, mark_best=True, cls="results",
@@ -328,7 +325,7 @@ def results(run: RunView) -> dict:
     return {"main": table(run.rows, specs, mark_best=True, cls="results",
                           interval_note="with its bootstrap 95% interval"),
             "groups": groups,
-            "notes": [(row_id(r), r["notes"]) for r in run.rows if r.get("notes")],
+            "notes": [(row_label(r), r["notes"]) for r in run.rows if r.get("notes")],
             "full": table(run.rows, every, mark_best=False, exact=True, cls="full")}
 
 
@@ -356,14 +353,3 @@ def best_compressed(run: RunView) -> tuple[dict | None, dict | None, str]:
               if best["backend"] in teachers
               else "; no teacher row with predictions on its backend"))
     return teachers.get(best["backend"]), best, why
-
-
-def build(run: RunView) -> dict:
-    """Everything the template renders, section by section, in page order."""
-    from reports.figures import figures
-    from reports.provenance import manifest, provenance
-
-    return {"title": f"medbench report: {run.root.name}", "facts": facts(run),
-            "summary": summary(run), "warnings": warnings(run), "published": published(run),
-            "results": results(run), "figures": figures(run), "provenance": provenance(run),
-            "manifest": manifest(run), "has_manifest": bool(run.manifest)}

@@ -1,29 +1,13 @@
 import os
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
+
+from tests.helpers import TinyNet
 
 # Tests never touch the user's cache.
 os.environ.setdefault("MEDBENCH_CACHE", os.path.join(os.path.dirname(__file__), "..", ".bench-cache", "tests"))
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-
-class TinyNet(nn.Module):
-    """Conv-BN-ReLU x2, pool, Linear: enough structure for every method, runs in ms."""
-
-    def __init__(self, num_outputs=2, width=16):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width * 2, 3, padding=1, stride=2), nn.BatchNorm2d(width * 2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.classifier = nn.Linear(width * 2, num_outputs)
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
 
 
 @pytest.fixture
@@ -36,7 +20,7 @@ def tiny_data():
 @pytest.fixture
 def tiny_context(tiny_data):
     import methods
-    from bench.training import predict_logits
+    from bench.modelling.training import predict_logits
 
     torch.manual_seed(0)
     teacher = TinyNet().eval()
@@ -56,21 +40,6 @@ def tiny_teacher(tiny_context):
     return methods.Artifact(name="teacher", arch="tiny", module=t, float_module=t)
 
 
-def snapshot(module):
-    return {k: v.clone() for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
-
-
-def assert_unchanged(module, before):
-    after = module.state_dict()
-    assert before.keys() == {k for k, v in after.items() if isinstance(v, torch.Tensor)}
-    for k, v in before.items():
-        assert torch.equal(v, after[k]), f"{k} was mutated"
-
-
-def rng():
-    return np.random.default_rng(0)
-
-
 @pytest.fixture
 def env(tmp_path, tiny_data):
     """What a backend's export gets: 16 px images, the tiny calibration subset."""
@@ -86,27 +55,6 @@ def float_artifact():
     torch.manual_seed(0)
     m = TinyNet().eval()
     return methods.Artifact(name="teacher", arch="tiny", module=m, float_module=m)
-
-
-def quantized(parent, ctx, method, **overrides):
-    """`method` (e.g. quant.static) applied to `parent` with its default parameters, but
-    `overrides`."""
-    import methods
-
-    (chain,) = methods.expand(method)
-    return methods.get(method)().apply(parent, ctx, **{**dict(chain[0].params), **overrides})
-
-
-class UnprobedStation:
-    """The local station without the machine probe (idle power, GEMM peaks: seconds of
-    measuring), for the measuring-plan tests that fake or fault their processes."""
-
-    def __new__(cls, threads: int = 1):
-        from bench.measuring.station import LocalStation
-
-        station = LocalStation(threads)
-        station.probe = lambda *args: {}
-        return station
 
 
 @pytest.fixture(scope="session")

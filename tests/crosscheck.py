@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.backends import telemetry
-from bench.measure.latency import LatencyPlan
+from bench.child.timed_loop import LatencyPlan
 
 
 def benchmark_app_median(xml: Path, threads: int, image_size: int, seconds: float = 5.0) -> float:
@@ -36,8 +36,8 @@ def benchmark_app_median(xml: Path, threads: int, image_size: int, seconds: floa
 
 def bench_median(files: list[Path], threads: int, image_size: int, seconds: float = 5.0) -> float:
     """Median latency (ms) of the bench's own worker on the same OpenVINO files."""
+    from bench.child.records import Job, JobItem
     from bench.measuring.launch import run_worker
-    from bench.measuring.records import Job, JobItem
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.result import Result
+from bench.results.row import Result
+from bench.results.store import RunStore
 from bench.stats.latency import latency_row, noise_floor, speedup_interval
 from bench.stats.quality import quality_row
-from bench.store import RunStore
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 #: model: (method, arch, precision, latency ms, file MiB, params, nonzero share, noise of
 #: its own beside the teacher's: 0 is the teacher's scores)

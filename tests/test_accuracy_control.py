@@ -13,8 +13,8 @@ import torch
 import methods
 from bench import backends
 from bench.backends import ExportEnv
-from bench.training import predict_logits
-from tests.conftest import TinyNet
+from bench.modelling.training import predict_logits
+from tests.helpers import TinyNet
 
 SIZE = 16
 
@@ -137,10 +137,10 @@ def test_test_labels_are_never_read(setup, data, tmp_path):
     """Through the bench's Builder with the test labels sealed: choosing reads none."""
     from dataclasses import replace
 
-    from bench.artifacts import Builder
-    from bench.config import RunConfig
+    from bench.config.sections import RunConfig
+    from bench.modelling.teacher import Teacher
+    from bench.pipeline.artifacts import Builder
     from bench.search.sealed import SealedLabels, seal
-    from bench.teacher import Teacher
 
     net, ctx = setup
     sealed = seal(replace(data, val=replace(data.val, labels=ctx.val_labels)))

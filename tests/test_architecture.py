@@ -50,3 +50,16 @@ def test_every_link_between_the_readme_and_docs_resolves():
                                        and anchor not in anchors.get(target, set())):
                 broken.append(f"{page.name}: {link}")
     assert not broken, broken
+
+
+def test_the_import_contracts_hold():
+    """pyproject.toml's import-linter contracts: the layers, backends never importing
+    methods, and no cycle between the modules or subpackages of a package."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    lint = shutil.which("lint-imports") or pytest.skip("import-linter not installed")
+    out = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -9,7 +9,7 @@ import torch
 
 from bench import backends
 from bench.backends import NotApplicable
-from tests.conftest import quantized
+from tests.helpers import quantized
 
 
 def x_batch(n=8):

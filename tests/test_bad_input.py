@@ -22,7 +22,7 @@ from bench.data.chexpert import OBTAIN as CXR_OBTAIN
 from bench.data.ham10000 import EXPECTED as HAM_EXPECTED
 from bench.data.ham10000 import OBTAIN as HAM_OBTAIN
 from bench.inputs import check_checkpoint_file
-from bench.models import build, load_checkpoint
+from bench.modelling.architectures import build, load_checkpoint
 
 LFS = ("version https://git-lfs.github.com/spec/v1\n"
        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
@@ -402,7 +402,7 @@ def test_read_or_rebuild_warns_deletes_and_returns_none(tmp_path, capsys):
 
 
 def test_corrupt_teacher_cache_is_retrained_not_a_crash(tmp_path, monkeypatch, capsys):
-    from bench.teacher import get_teacher
+    from bench.modelling.teacher import get_teacher
 
     monkeypatch.setenv("MEDBENCH_CACHE", str(tmp_path / "cache"))
     data = synthetic_bundle(16, 0, "binary", 2, SyntheticSizes(train=32, val=8, test=8,

@@ -30,7 +30,7 @@ def test_bad_backend_is_one_line_error(capsys):
 
 
 def test_import_bench_imports_no_heavy_runtime():
-    code = ("import sys, bench, bench.backends, bench.result, methods; "
+    code = ("import sys, bench, bench.backends, bench.results.row, methods; "
             "bad = [m for m in ('onnxruntime', 'openvino', 'torch') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -49,7 +49,7 @@ def test_missing_checkpoint_names_the_file(capsys, tmp_path):
 
 
 def test_help_quotes_the_real_defaults(capsys):
-    from bench.config import RunConfig
+    from bench.config.sections import RunConfig
 
     with pytest.raises(SystemExit):
         main(["run", "--help"])
@@ -61,7 +61,8 @@ def test_help_quotes_the_real_defaults(capsys):
 
 
 def test_list_shows_formats_cards_and_presets(capsys):
-    from bench import data, presets
+    from bench import data
+    from bench.config import presets
 
     assert main(["list"]) == 0
     out = capsys.readouterr().out

@@ -20,12 +20,12 @@ import pandas as pd
 import pytest
 
 from bench import measuring
-from bench.config import MeasurementConfig, RunConfig, physical_cores
-from bench.measuring.records import ProcessResult
+from bench.child.records import ProcessResult
+from bench.config.sections import MeasurementConfig, RunConfig, physical_cores
 from bench.measuring.station import LocalStation, NodeLost, describe_machine, machine_key
-from bench.result import Result
-from bench.store import RunStore
-from bench.tasks import Task
+from bench.results.row import Result
+from bench.results.store import RunStore
+from bench.task_kinds import Task
 from tests.ray_nodes import (
     NODE_IP,
     assert_loopback,
@@ -79,8 +79,9 @@ def test_an_address_where_nothing_listens_is_one_line(capsys):
 
 
 def test_the_local_path_does_not_import_ray():
-    code = ("import sys; from bench import cli, runner, executors, measuring; "
-            "from bench.config import RunConfig; ex = executors.for_config(RunConfig()); "
+    code = ("import sys; from bench import cli, execution, measuring; "
+            "from bench.pipeline import runner; "
+            "from bench.config.sections import RunConfig; ex = execution.connect(RunConfig()); "
             "ex.station(RunConfig()); cli._parser(); "
             "assert 'ray' not in sys.modules, 'ray imported'; print(type(ex).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -99,8 +100,8 @@ def test_machine_description_names_cpu_os_and_runtimes():
 
 def test_received_results_are_written_where_the_plan_reads_them(tmp_path):
     pytest.importorskip("ray")
+    from bench.child.records import JobItem
     from bench.cluster.station import RayStation
-    from bench.measuring.records import JobItem
 
     item = JobItem(model="m", variant="", files=(), samples_out=str(tmp_path / "s.npy"),
                    logits_out=str(tmp_path / "l.npy"))

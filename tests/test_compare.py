@@ -6,11 +6,11 @@ import pytest
 from runfactory import make_run
 from sklearn.metrics import roc_auc_score
 
-from bench.compare import auc_change, compare_runs, format_comparison, latency_change
+from bench.results.compare import auc_change, compare_runs, format_comparison, latency_change
+from bench.results.store import RunStore, load_predictions, load_rows
 from bench.stats.delong import delong_test
 from bench.stats.latency import ratio_interval
-from bench.store import RunStore, load_predictions, load_rows
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 BINARY = Task("binary", ("n", "p"))
 

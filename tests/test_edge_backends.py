@@ -10,7 +10,7 @@ import torch
 
 from bench import backends
 from bench.backends import NotApplicable
-from tests.conftest import quantized
+from tests.helpers import quantized
 
 pytestmark = pytest.mark.edge
 
@@ -97,7 +97,7 @@ def test_pruned_and_distilled_models_go_through_unchanged(env, tiny_context, flo
 
 
 def test_edge_backends_are_not_defaults_and_all_names_them():
-    from bench.settings import _backends
+    from bench.config.settings import _backends
 
     assert backends.defaults() == ["torch", "onnxruntime", "openvino"]
     everything = _backends(["all"])

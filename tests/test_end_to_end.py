@@ -11,7 +11,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import methods
-from tests.test_result_store import REQUIRED
+from tests.helpers import REQUIRED
 
 pytestmark = pytest.mark.slow
 MODELS = ["teacher", "student", "kd", "prune.magnitude", "prune.structured", "quant.dynamic",
@@ -173,8 +173,8 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
     import torch
 
     from bench.backends import ExportEnv, deploy, get
-    from bench.config import default_threads
-    from bench.models import build
+    from bench.config.sections import default_threads
+    from bench.modelling.architectures import build
     from tests.crosscheck import bench_median, benchmark_app_median
 
     torch.manual_seed(0)

@@ -17,10 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench.forkserver import ChildExit
-from bench.measure.latency import LatencyPlan
-from bench.measuring import launch, records
-from bench.measuring.records import Job, JobItem, ProcessResult, read_results
+from bench.child import records
+from bench.child.forkserver import ChildExit
+from bench.child.records import Job, JobItem, ProcessResult, read_results
+from bench.child.timed_loop import LatencyPlan
+from bench.measuring import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TEST = 40
@@ -145,7 +146,7 @@ def _check(results: list[ProcessResult], faults: list[str], result_out: str) -> 
 @pytest.mark.slow
 def test_every_fault_is_its_items_error_and_the_next_item_is_still_measured(
         tmp_path, plugin_env):
-    from bench import forkserver
+    from bench.child import forkserver
 
     faults = ["segv", "good", "abort", "hang", "good", "oom", "sigkill", "nan", "inf_on_split",
               "good"]
@@ -178,11 +179,11 @@ def test_a_failing_runtime_costs_one_row_not_the_run(tmp_path, plugin_env, monke
     """Through the measuring plan (--quick's shared process): every fault is a failed row
     with its error, the rows after it are measured, and the run would exit 1."""
     from bench import measuring
-    from bench.config import MeasurementConfig, RunConfig
-    from bench.result import STATUS_FAILED, Result
-    from bench.store import RunStore
-    from bench.tasks import Task
-    from tests.conftest import UnprobedStation
+    from bench.config.sections import MeasurementConfig, RunConfig
+    from bench.results.row import STATUS_FAILED, Result
+    from bench.results.store import RunStore
+    from bench.task_kinds import Task
+    from tests.helpers import UnprobedStation
 
     monkeypatch.setattr(records, "item_timeout_s", lambda plan, predicts: HANG_S)
     work = tmp_path / "work"
@@ -227,7 +228,7 @@ def test_exit_descriptions():
 
 
 def test_worker_errors_say_what_went_wrong():
-    from bench import worker
+    from bench.child import worker
 
     assert worker.describe_error(MemoryError()) == "out of memory: MemoryError"
     assert worker.describe_error(RuntimeError("std::bad_alloc")) == "out of memory: std::bad_alloc"

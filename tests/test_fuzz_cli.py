@@ -15,8 +15,8 @@ into the same one line and exit 2 (`error: <message> (see `... --help`)`), rathe
 argparse's usage block and SystemExit(2). `--help` alone may leave through SystemExit(0)
 with the usage on stdout, as argparse does.
 
-`bench.runner.run` is replaced by a stub that records the configuration and returns 0:
-`bench.settings.build` + `validate` are exercised, nothing is trained or measured. The
+`bench.pipeline.runner.run` is replaced by a stub that records the configuration and returns 0:
+`bench.config.settings.build` + `validate` are exercised, nothing is trained or measured. The
 examples are derandomized and use no database, so CI sees the same cases every run.
 The regression tests after the properties pin each crash the fuzzing found, with the
 input that triggered it.
@@ -212,13 +212,13 @@ OTHER_ARGV = st.one_of(
 
 
 class Runner:
-    """Stands in for bench.runner.run: records what it was given, never trains."""
+    """Stands in for bench.pipeline.runner.run: records what it was given, never trains."""
 
     def __init__(self):
         self.calls = []
 
-    def __call__(self, cfg):
-        from bench.config import RunConfig
+    def __call__(self, cfg, connect=None):
+        from bench.config.sections import RunConfig
 
         assert isinstance(cfg, RunConfig)
         self.calls.append(cfg)
@@ -248,7 +248,7 @@ def sandbox(tmp_path_factory):
     runner = Runner()
     before = os.getcwd()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("bench.runner.run", runner)
+        mp.setattr("bench.pipeline.runner.run", runner)
         os.chdir(root)
         try:
             # first calls import torch, torchvision and the registries (their one-time
@@ -299,7 +299,7 @@ def assert_sane(cfg):
     import math
 
     import methods
-    from bench import settings as s
+    from bench.config import settings as s
 
     t, m = cfg.training, cfg.measurement
     for value in (t.teacher_epochs, t.student_epochs, t.finetune_epochs, m.margin,
@@ -343,12 +343,12 @@ def test_random_other_commands_exit_0_or_one_line(sandbox, argv):
 
 
 def _never(cfg):
-    raise AssertionError("bench.runner.run reached with bad input")
+    raise AssertionError("bench.pipeline.runner.run reached with bad input")
 
 
 def one_error(capsys, argv, monkeypatch) -> str:
     """Run main(argv) expecting exit 2; return its single stderr line."""
-    monkeypatch.setattr("bench.runner.run", _never)
+    monkeypatch.setattr("bench.pipeline.runner.run", _never)
     assert main(argv) == 2
     err = capsys.readouterr().err
     lines = err.splitlines()
@@ -421,7 +421,7 @@ def test_a_huge_class_count_fails_fast():
     # was: `--task multiclass --num-classes 100000000000` built 10^11 class names inside
     # validate (minutes, then out of memory); 10^6 is enough to show the check, and cheap
     # even if it regresses
-    from bench.config import DataConfig
+    from bench.config.sections import DataConfig
     from bench.data import check
 
     with pytest.raises(ValueError, match="--num-classes 1000000: the generated multiclass "
@@ -487,7 +487,7 @@ def test_an_empty_preset_name_is_unknown(capsys, monkeypatch):
 
 
 def test_a_baseline_that_is_a_json_list(capsys, monkeypatch, tmp_path):
-    # found by the fuzzing (an AttributeError traceback): bench.gate.load_baseline refuses
+    # found by the fuzzing (an AttributeError traceback): bench.results.gate.load_baseline refuses
     # it as it refuses a wrong baseline_version
     baseline = tmp_path / "b.json"
     baseline.write_text("[1, 2]")

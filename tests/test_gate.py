@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import gate
-from bench.result import Result
-from bench.store import RunStore
+from bench.results import gate
+from bench.results.row import Result, row_label
+from bench.results.store import RunStore
 
 #: a machine's description as bench.measuring.station.describe_machine writes it
 MACHINE = {"hostname": "box", "cpu": "Example CPU", "cpu_vendor": "GenuineIntel",
@@ -132,7 +132,7 @@ def test_speedups_on_a_backend_noisier_than_the_tolerance_are_reported_not_gated
 
 
 def test_gated_columns_come_from_the_column_metadata():
-    from bench.result import gated
+    from bench.results.row import gated
 
     assert gate.EXACT == ("params", "params_nonzero", "weights_mib", "compression_ratio")
     assert (gate.RATIO, gate.MARGIN) == (("speedup",), ("auc_roc",))
@@ -148,20 +148,20 @@ def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
     path = Path(__file__).parent.parent / "reports" / "baseline" / "ci.json"
     base = gate.load_baseline(path)
     section = base["machines"][0]
-    figures = {gate._key(r): r for r in section["rows"]}
+    figures = {row_label(r): r for r in section["rows"]}
 
     def run(where, machine, halve=None):
         store = RunStore(tmp_path / where)
         store.write_manifest({"machines": {"m": {**machine, "hostname": "m"}}})
         for row in base["rows"]:
-            fig = dict(figures[gate._key(row)])
-            if gate._key(row) == halve:
+            fig = dict(figures[row_label(row)])
+            if row_label(row) == halve:
                 fig["speedup"] *= 0.5
             store.add(Result(method="m", arch="a", machine="m", **{**fig, **row}))
         return tmp_path / where
 
     assert gate.check(run("same", section["machine"]), base) == []
-    key = gate._key(base["rows"][1])
+    key = row_label(base["rows"][1])
     (line,) = gate.check(run("slow", section["machine"], halve=key), base)
     assert line.startswith(f"{key}: speedup ") and line.endswith("(tolerance +-25%)")
     other = {**section["machine"], "cpu_model_id": "25/17/1", "cpu_vendor": "AuthenticAMD"}
@@ -242,7 +242,7 @@ def test_the_machine_description_names_the_cpu_as_proc_cpuinfo_does():
     """Checked against lscpu, an independent reader of the same CPU."""
     import shutil
 
-    from bench import manifest
+    from bench.results import manifest
 
     m = manifest.machine()
     lscpu = shutil.which("lscpu")

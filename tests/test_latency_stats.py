@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from bench.measure.latency import LatencyPlan, timed_loop
+from bench.child.timed_loop import LatencyPlan, timed_loop
 from bench.stats import latency
 
 

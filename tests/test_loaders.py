@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from bench.config import DataConfig
+from bench.config.sections import DataConfig
 from bench.data import (
     FORMATS,
     Format,
@@ -456,7 +456,7 @@ def test_isic2019_ground_truth_drops_empty_unk_and_groups_lesions(tmp_path):
 
 def test_u_ignore_nan_labels_are_masked_out_of_auc():
     from bench.stats.auc import auc_roc
-    from bench.tasks import Task
+    from bench.task_kinds import Task
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, (60, 3)).astype(np.float32)
@@ -594,7 +594,7 @@ class Toy(Format):
 
     def load(self, path, request):
         from bench.data.common import make_bundle
-        from bench.tasks import Task
+        from bench.task_kinds import Task
 
         self.requests.append(request)
         x = np.load(path)

@@ -2,7 +2,7 @@ import time
 
 import numpy as np
 
-from bench.measure.latency import LatencyPlan, measure
+from bench.child.timed_loop import LatencyPlan, measure
 from bench.stats.latency import summarize_process as summarize
 
 
@@ -38,7 +38,7 @@ def test_peak_memory_is_reset_per_model():
 
     code = """
 import numpy as np
-from bench.measure import memory
+from bench.child import memory
 assert memory.reset_peak()
 base = memory.peak_rss_mib()
 block = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB touched

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from bench import measuring
-from bench.config import MeasurementConfig, RunConfig, default_threads
+from bench.child.records import ProcessResult
+from bench.config.sections import MeasurementConfig, RunConfig, default_threads
 from bench.measuring import launch
-from bench.measuring.records import ProcessResult
-from bench.result import Result
-from bench.store import RunStore
-from bench.tasks import Task
-from tests.conftest import UnprobedStation
+from bench.results.row import Result
+from bench.results.store import RunStore
+from bench.task_kinds import Task
+from tests.helpers import UnprobedStation
 
 N_TEST = 60
 
@@ -46,7 +46,7 @@ def setup(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(launch, "run_worker", fake_worker)
-    monkeypatch.setattr("bench.forkserver.start", lambda backend, env: None)
+    monkeypatch.setattr("bench.child.forkserver.start", lambda backend, env: None)
     store = RunStore(tmp_path / "run")
     work = tmp_path / "work"
     work.mkdir()
@@ -120,7 +120,7 @@ def test_max_repeats_caps_a_row_that_never_settles(setup):
 
 
 def test_default_threads_leave_a_core_free(monkeypatch):
-    from bench import config
+    from bench.config import sections as config
 
     monkeypatch.setattr(config, "physical_cores", lambda: 2)
     assert default_threads() == 1 and MeasurementConfig().threads == 1
@@ -133,7 +133,7 @@ def test_default_threads_leave_a_core_free(monkeypatch):
 
 def test_fork_server_survives_a_failing_child(tmp_path):
     """A child that fails (here: no job file) reports its exit code; the server goes on."""
-    from bench import forkserver
+    from bench.child import forkserver
     from bench.measuring.launch import worker_env
 
     server = forkserver.start("onnxruntime", worker_env(1))
@@ -148,8 +148,8 @@ def test_fork_server_survives_a_failing_child(tmp_path):
 
 def test_job_and_results_round_trip_through_files(tmp_path):
     """What crosses the process boundary is typed, and read back from a file, not stdout."""
-    from bench.measure.latency import LatencyPlan
-    from bench.measuring.records import Job, JobItem, read_results
+    from bench.child.records import Job, JobItem, read_results
+    from bench.child.timed_loop import LatencyPlan
 
     item = JobItem(model="kd", variant="", files=("a.onnx",), samples_out="s.npy",
                    options=(("inference_precision", "f32"),), logits_out="l.npy")
@@ -168,10 +168,11 @@ def test_a_real_worker_measures_through_the_fork_server(tmp_path, tiny_data):
     results file; a model that cannot load is its own error, the next one still measured."""
     import torch
 
-    from bench import backends, forkserver
-    from bench.measure.latency import LatencyPlan
-    from bench.measuring.records import Job, JobItem
-    from tests.conftest import TinyNet
+    from bench import backends
+    from bench.child import forkserver
+    from bench.child.records import Job, JobItem
+    from bench.child.timed_loop import LatencyPlan
+    from tests.helpers import TinyNet
 
     torch.manual_seed(0)
     net = TinyNet().eval()

@@ -3,8 +3,8 @@ import torch
 
 import methods
 from bench import backends
-from bench.models import count_params, state_bytes
-from tests.conftest import assert_unchanged, snapshot
+from bench.modelling.architectures import count_params, state_bytes
+from tests.helpers import assert_unchanged, quantized, snapshot
 
 
 def apply(spec, parent, ctx):
@@ -83,7 +83,7 @@ def test_kd_distils_on_unlabelled_images_in_the_students_step_budget(tiny_teache
     from dataclasses import replace
 
     import methods.student as student
-    from bench.training import predict_logits
+    from bench.modelling.training import predict_logits
 
     rng = np.random.default_rng(1)
     unlabelled = rng.normal(size=(40, 1, 16, 16)).astype(np.float32)
@@ -110,7 +110,7 @@ def test_kd_distils_on_unlabelled_images_in_the_students_step_budget(tiny_teache
 
 
 def test_hard_loss_ignores_unlabelled_targets():
-    from bench.tasks import Task
+    from bench.task_kinds import Task
 
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.5], [-3.0, 3.0]])
     binary = Task("binary", ("a", "b"))
@@ -120,3 +120,25 @@ def test_hard_loss_ignores_unlabelled_targets():
     assert binary.unlabelled(2).tolist() == [-1, -1]
     multi = Task("multilabel", ("a", "b"))
     assert torch.isnan(multi.unlabelled(1)).all()
+
+
+def test_every_quant_realisation_satisfies_the_protocol(tiny_teacher, tiny_context):
+    """Each adapter an int8 method hands to `deploy` binds the bench.backends.Realisation
+    call (artifact, float_graph, env, out_dir), whichever backend's graph it takes."""
+    import inspect
+
+    from methods.quant import qat
+
+    adapters = {}
+    for name in ("quant.dynamic", "quant.static"):
+        for backend, adapter in quantized(tiny_teacher, tiny_context, name).realisations.items():
+            adapters[f"{name} on {backend}"] = adapter
+    adapters.update({f"quant.qat {f.__name__}": f
+                     for f in (qat.as_trained, qat.qdq_onnx, qat.qdq_openvino)})
+    callables = {k: a for k, a in adapters.items() if not isinstance(a, str)}
+    assert len(callables) >= 10, sorted(adapters)
+    for where, adapter in callables.items():
+        try:
+            inspect.signature(adapter).bind(object(), object(), object(), object())
+        except TypeError as exc:
+            raise AssertionError(f"{where} does not take the Realisation call: {exc}") from None

@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from bench.stats.auc import auc_roc, macro_auc, per_class_auc
 from bench.stats.threshold import accuracy
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 EXACT = 1e-12  # a rank statistic against sklearn's trapezoid: equal up to rounding
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.models import (
+from bench.modelling.architectures import (
     build,
     count_buffers,
     count_macs,
@@ -13,7 +13,7 @@ from bench.models import (
     load_checkpoint,
     state_bytes,
 )
-from tests.conftest import TinyNet
+from tests.helpers import TinyNet
 
 
 def test_param_counts_match_torch():
@@ -82,7 +82,7 @@ def test_checkpoint_errors_are_one_line(tmp_path):
 
 
 def test_concatenated_backbones_one_head():
-    from bench.models import build, count_params
+    from bench.modelling.architectures import build, count_params
 
     m = build("resnet18+vgg11", 3).eval()
     assert m.classifier.in_features == 512 + 512  # resnet18 pooled + vgg pooled conv features
@@ -93,8 +93,8 @@ def test_concatenated_backbones_one_head():
 
 
 def test_ensemble_teacher_averages_probabilities_and_kd_targets():
-    from bench.models import EnsembleTeacher
-    from bench.tasks import Task
+    from bench.modelling.architectures import EnsembleTeacher
+    from bench.task_kinds import Task
 
     torch.manual_seed(0)
     a, b = nn.Linear(4, 3), nn.Linear(4, 3)
@@ -115,7 +115,7 @@ def test_ensemble_teacher_averages_probabilities_and_kd_targets():
 
 
 def test_pretrained_without_local_weights_says_where(tmp_path, monkeypatch):
-    from bench.models import build
+    from bench.modelling.architectures import build
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(ValueError, match=r"not found at .*checkpoints.*downloads nothing"):
@@ -123,7 +123,7 @@ def test_pretrained_without_local_weights_says_where(tmp_path, monkeypatch):
 
 
 def test_timm_or_unknown_architecture_is_one_line():
-    from bench.models import check_architecture
+    from bench.modelling.architectures import check_architecture
 
     with pytest.raises(ValueError, match="nosuchnet"):
         check_architecture("resnet18+nosuchnet", "--teacher")
@@ -142,7 +142,7 @@ def test_pretrained_loads_local_imagenet_weights_and_swaps_the_head(tmp_path, mo
 
     from torchvision import models
 
-    from bench.models import build
+    from bench.modelling.architectures import build
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

@@ -2,6 +2,7 @@
 method, a backend and a dataset format through its entry points alone, and `bench list`
 and a `--quick` run use them, with no file of the project edited."""
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import time
 
 import torch
 
-from bench.models import clone
+from bench.modelling.architectures import clone
 from methods import register
 from methods.base import Artifact, Method, Param
 
@@ -56,7 +57,7 @@ from bench.backends import Backend, Deployed
 
 class TorchExportBackend(Backend):
     name = "demo-pt2"
-    runtime = "torch"
+    runtime = "medbench_demo"  # its runtime code is this plugin's (on torch.export)
     deploys = "torch.export ExportedProgram (.pt2), dynamic batch"
     settings = "torch.set_num_threads({threads}), no_grad"
 
@@ -96,7 +97,7 @@ import numpy as np
 
 from bench.data.common import make_bundle, resize_array, stratified_split
 from bench.data.formats import FORMATS, Format
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 
 @FORMATS.register
@@ -159,7 +160,7 @@ def test_quick_run_with_plugin_method_backend_and_format(plugin_site, tmp_path):
                   plugin_site, tmp_path)
     print(proc.stdout[-3000:])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    from bench.store import load_rows
+    from bench.results.store import load_rows
 
     rows = {(r.model, r.backend): r for r in load_rows(out)}
     for backend in ("demo-pt2", "torch"):
@@ -169,3 +170,7 @@ def test_quick_run_with_plugin_method_backend_and_format(plugin_site, tmp_path):
     plugin = rows["demo.round_bf16", "demo-pt2"]
     assert plugin.parity_max_abs < 1e-3 and "rounded to bf16" in plugin.notes
     assert (out / "artifacts" / "demo.round_bf16" / "demo-pt2" / "model.pt2").exists()
+    # the plugin backend's runtime version is recorded with the machine, as the built-ins'
+    (machine,) = json.loads((out / "manifest.json").read_text())["machines"].values()
+    assert machine["runtimes"]["medbench-demo-plugin"] == "0.1", machine["runtimes"]
+    assert machine["runtimes"]["onnxruntime"] and machine["runtimes"]["torch"]

@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from bench import presets, settings
 from bench.cli import _parser
+from bench.config import presets, settings
 
 
 def _built(*argv):
@@ -79,8 +79,8 @@ def test_ci_preset_trains_and_measures_as_before():
     """ci once set --quick and overrode its measurement; now it writes the quick data and
     training values out itself, so the profile (above a preset) cannot undo its latency
     plan, and the run trains and measures exactly as it did (the old values, literally)."""
+    from bench.child.timed_loop import LatencyPlan
     from bench.data import SyntheticSizes
-    from bench.measure.latency import LatencyPlan
 
     cfg = _built("--preset", "ci")
     assert cfg.profile is None and cfg.preset == "ci"

@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 
 from bench import backends
-from tests.conftest import assert_unchanged, quantized, snapshot
+from tests.helpers import assert_unchanged, quantized, snapshot
 
 
 @pytest.fixture

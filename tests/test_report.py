@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from runfactory import make_run
 
-from bench.result import Result, view
-from bench.store import RunStore, load_rows
+from bench.results.row import Result, view
+from bench.results.store import RunStore, load_rows
 from reports.html import write_report
 from reports.plots import pareto_front, reliability_bins, roc_points
 from reports.view import best_compressed, load_run
@@ -202,7 +202,7 @@ def test_pareto_front_and_best_compressed_model(tmp_path):
 
 
 def test_published_figures_beside_ours(tmp_path, monkeypatch):
-    from bench import presets
+    from bench.config import presets
 
     monkeypatch.setattr(presets.PRESETS, "_items", dict(presets.PRESETS.items()))  # a copy
     presets.PRESETS.register(presets.Preset(
@@ -367,7 +367,7 @@ def test_number_filters():
 def test_summary_says_when_distillation_had_nothing_to_transfer(tmp_path, monkeypatch):
     import runfactory
 
-    from bench.result import nothing_to_transfer
+    from bench.results.row import nothing_to_transfer
 
     clear = make_run(tmp_path / "clear", failed=False)  # the student is clearly worse
     assert nothing_to_transfer([r.to_dict() for r in load_rows(clear)]) is None
@@ -382,8 +382,8 @@ def test_summary_says_when_distillation_had_nothing_to_transfer(tmp_path, monkey
 
 
 def test_what_compressing_cost_is_in_the_rows_the_console_and_the_summary(tmp_path):
-    from bench import console
-    from bench.store import RunStore
+    from bench.results import console
+    from bench.results.store import RunStore
 
     run = make_run(tmp_path / "run", models=("teacher", "student", "kd"), failed=False)
     store = RunStore(run, resume=True)

@@ -5,15 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.result import SCHEMA_VERSION, Result
-from bench.store import RunStore, load_predictions, load_rows, safe_name
-from bench.tasks import Task
-
-REQUIRED = ["model", "method", "backend", "params", "params_nonzero", "weights_mib", "file_mib",
-            "file_gz_mib", "compression_ratio", "macs", "latency_ms_p50", "latency_ms_p90",
-            "latency_n", "speedup", "peak_rss_mib", "energy_mj_per_inference", "energy_source",
-            "auc_roc", "accuracy", "status", "error", "precision", "parity_max_abs", "parity_agree",
-            "threads"]
+from bench.results.row import SCHEMA_VERSION, Result
+from bench.results.store import RunStore, load_predictions, load_rows, safe_name
+from bench.task_kinds import Task
+from tests.helpers import REQUIRED
 
 
 def test_every_required_column_exists_and_declares_unit_and_direction():

@@ -65,7 +65,7 @@ def assert_nothing_half_written(*roots: Path) -> None:
     being deployed (*.partial) and temporary files (*.tmp*) are not files readers open."""
     import torch
 
-    from bench.resume import file_sha256
+    from bench.pipeline.resume import file_sha256
 
     for root in roots:
         for path in root.rglob("*"):
@@ -125,7 +125,7 @@ def test_a_killed_run_resumes_to_the_same_rows(reference, point):
         assert got[key]["status"].split(";")[0] == row["status"].split(";")[0], key
         for column in DETERMINISTIC:
             assert got[key][column] == row[column], (key, column)
-    from bench.store import load_predictions
+    from bench.results.store import load_predictions
 
     for model, backend, precision in want:
         a = load_predictions(root / "reference", model, backend, precision)
@@ -138,7 +138,7 @@ def test_a_killed_run_resumes_to_the_same_rows(reference, point):
 
 
 def test_a_different_configuration_in_the_same_directory_is_refused(tmp_path):
-    from bench.resume import open_run
+    from bench.pipeline.resume import open_run
 
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"created": "then", "config": {"data": {"image_size": 64}, "seed": 0,
@@ -157,8 +157,8 @@ def test_a_channel_pruned_model_is_restored_from_its_weights_alone():
     import torch
     import torch_pruning as tp
 
-    from bench.models import build
-    from bench.resume import restore
+    from bench.modelling.architectures import build
+    from bench.pipeline.resume import restore
 
     torch.manual_seed(0)
     model = build("mobilenet_v2", 3).eval()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare import compare_runs, format_comparison
-from bench.result import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION
-from bench.store import load_predictions, load_rows, load_samples
+from bench.results.compare import compare_runs, format_comparison
+from bench.results.row import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION
+from bench.results.store import load_predictions, load_rows, load_samples
 
 FIXTURE = Path(__file__).parent / "fixtures" / "schema2-run"
 ROWS = [("teacher", "torch", "fp32"), ("student", "torch", "fp32"), ("kd", "torch", "fp32"),

@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from bench.result import Result
-from bench.seeds import write_summary
-from bench.store import RunStore, load_rows
+from bench.results.row import Result
+from bench.results.seeds import write_summary
+from bench.results.store import RunStore, load_rows
 
 
 def test_summary_gives_mean_and_sd_across_seeds(tmp_path):

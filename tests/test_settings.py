@@ -1,15 +1,15 @@
-"""bench.settings: the layering order (defaults < preset < profile < command line) and
+"""bench.config.settings: the layering order (defaults < preset < profile < command line) and
 every bad input refused by `validate`, in one line, before anything is trained."""
 
 import time
 
 import pytest
 
-from bench import presets, settings
+from bench.child.timed_loop import LatencyPlan
 from bench.cli import _parser, main
-from bench.config import RunConfig
+from bench.config import presets, settings
+from bench.config.sections import RunConfig
 from bench.data import SyntheticSizes
-from bench.measure.latency import LatencyPlan
 
 
 def _args(*argv):
@@ -189,12 +189,12 @@ def test_good_input_passes_fast():
 
 @pytest.mark.parametrize("argv,message", BAD[:4] + BAD[-6:], ids=lambda v: str(v)[:40])
 def test_cli_exits_2_with_one_line_and_trains_nothing(argv, message, capsys, monkeypatch):
-    import bench.runner
+    import bench.pipeline.runner
 
     def trained(cfg):
         raise AssertionError("the run started")
 
-    monkeypatch.setattr(bench.runner, "run", trained)
+    monkeypatch.setattr(bench.pipeline.runner, "run", trained)
     assert main(["run", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]

@@ -25,7 +25,7 @@ from bench.stats.threshold import (
     predict,
     threshold_for,
 )
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 BINARY = Task("binary", ("neg", "pos"))
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bench.config import DataConfig
+from bench.config.sections import DataConfig
 from bench.data import SyntheticSizes, load_dataset
 from bench.data.synthetic import class_names, generate
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 
 def test_kd_loss_is_zero_for_identical_logits_and_matches_hinton():

@@ -1,4 +1,4 @@
-"""The one training rule (bench.training), the teacher's early stop, pruning's fine-tune
+"""The one training rule (bench.modelling.training), the teacher's early stop, pruning's fine-tune
 from its parent, iterative pruning, and what a step cost (optimiser steps counted)."""
 
 from dataclasses import replace
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import methods
-from bench.training import (
+from bench.modelling.training import (
     FINETUNE_LR,
     QAT_LR,
     EarlyStop,
@@ -18,11 +18,11 @@ from bench.training import (
     steps_taken,
     train,
 )
-from tests.conftest import TinyNet
+from tests.helpers import TinyNet
 
 
 def test_every_trained_step_follows_one_rule():
-    from bench.models import build
+    from bench.modelling.architectures import build
 
     mobilenet, densenet = build("mobilenet_v2", 2), build("densenet121", 2)
     student, teacher = from_scratch_settings(mobilenet, 2.0, 0), from_scratch_settings(densenet, 2.0, 0)
@@ -82,7 +82,7 @@ def test_early_stop_never_stops_before_its_floor(tiny_data):
 
 
 def test_teacher_plan_trains_at_least_as_long_as_the_students_may():
-    from bench.teacher import rule_text, teacher_plan
+    from bench.modelling.teacher import rule_text, teacher_plan
 
     plan = teacher_plan(2000, 2.0, 6.0)
     assert (plan["steps"], plan["own_steps"], plan["student_steps"]) == (378, 126, 378)
@@ -97,7 +97,7 @@ def _chain(spec):
 
 
 def test_a_chain_records_its_cost_in_steps_from_the_teacher(tiny_data, tiny_context):
-    from bench.artifacts import Builder
+    from bench.pipeline.artifacts import Builder
 
     class Cfg:  # what Builder reads
         seed = 0
@@ -135,7 +135,7 @@ def test_pruning_distils_its_parent_by_default(tiny_context, monkeypatch):
     cls = methods.get("prune.structured")
     defaults = {p.name: p.default for p in cls.params}
     cls().apply(parent, tiny_context, **{**defaults, "ratio": 0.25})
-    from bench.training import predict_logits
+    from bench.modelling.training import predict_logits
 
     assert torch.allclose(taught["prune.structured"], predict_logits(parent_module,
                                                                      tiny_context.train_images))
@@ -144,7 +144,7 @@ def test_pruning_distils_its_parent_by_default(tiny_context, monkeypatch):
 
 
 def test_iterative_pruning_prunes_in_rounds_to_the_same_size(tiny_teacher, tiny_context):
-    from bench.models import count_params
+    from bench.modelling.architectures import count_params
 
     cls = methods.get("prune.structured")
     defaults = {p.name: p.default for p in cls.params}
@@ -168,7 +168,7 @@ def test_iterative_pruning_prunes_in_rounds_to_the_same_size(tiny_teacher, tiny_
 def test_pruning_also_distils_on_the_unlabelled_images_in_the_same_steps(tiny_context,
                                                                           monkeypatch):
     import methods.prune as prune
-    from bench.training import predict_logits
+    from bench.modelling.training import predict_logits
 
     rng = np.random.default_rng(1)
     transfer = rng.normal(size=(40, *tiny_context.train_images.shape[1:])).astype(np.float32)

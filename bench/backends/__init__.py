@@ -23,10 +23,10 @@ The contract, split across two processes:
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -94,6 +94,17 @@ class ExportEnv:
         return self._onnx[key][1]
 
 
+class Realisation(Protocol):
+    """A method's meaning on one backend (an int8 method's own quantizer there): called by
+    `deploy` with the artifact, the backend's fp32 graph in the backend's own form (what its
+    `float_graph` returns: a torch module, an ONNX file's path, an OpenVINO model), the
+    export environment and the folder to write into. Every adapter in `methods/quant/`
+    satisfies it (tests/test_methods.py binds each one's signature)."""
+
+    def __call__(self, artifact: Any, float_graph: Any, env: ExportEnv, out_dir: Path,
+                 /) -> Realised: ...
+
+
 class Backend:
     name: ClassVar[str]
     #: the Python package of its runtime: the backend is installed when it imports
@@ -157,6 +168,22 @@ def names() -> list[str]:
 def installed() -> list[str]:
     return [n for n, cls in BACKENDS.items().items()
             if not cls.runtime or importlib.util.find_spec(cls.runtime) is not None]
+
+
+def runtime_distributions(names: Iterable[str] | None = None) -> list[str]:
+    """The distributions whose versions the rows of backends `names` (default: every
+    registered one, a plugin's included) depend on: torch, which trains every model, and
+    each backend's runtime package as importlib.metadata maps it to its distribution
+    (`ai_edge_litert` -> `ai-edge-litert`, a plugin's package -> the plugin)."""
+    from importlib import metadata
+
+    packages = metadata.packages_distributions()
+    found = ["torch"]
+    for name in BACKENDS.names() if names is None else names:
+        runtime = BACKENDS.get(name).runtime
+        if runtime:
+            found += packages.get(runtime, [runtime.replace("_", "-")])
+    return list(dict.fromkeys(found))
 
 
 def defaults() -> list[str]:

@@ -1,7 +1,10 @@
 """`--executor ray`: a run's work as Ray tasks on a cluster (never imported by a local run).
 
-  connect.py   joining the cluster (or starting a Ray instance here) with Ray's usage
-               statistics off and no dashboard; one-line errors for a bad address
+  auth.py      before joining: does the head answer without a token, does it take
+               ours (Ray's GCS client in a child process); the one-line refusals
+  connect.py   joining the cluster with token authentication (or starting a Ray
+               instance here, on a loopback address) with Ray's usage statistics off and
+               no dashboard; one-line errors for a bad address
   tasks.py     what runs on a node: a teacher, a method step, the node's description,
                its machine probe, a measuring job (its files arrive through the object
                store and its figures go back the same way)
@@ -11,6 +14,8 @@
   station.py   RayStation: measurements on the nodes that hold --measure-on's resource,
                one at a time per node, a backend's rows on one node; a lost node is
                replaced where another holds the resource, else its rows fail naming it
+
+The search's Ray Tune trials are bench.search.ray_tune (the search sits above the cluster).
 """
 
 from bench.cluster.executor import RayExecutor

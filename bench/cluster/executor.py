@@ -1,6 +1,6 @@
 """RayExecutor: the run's teachers and method chains as Ray tasks, its measurements on a
 RayStation. The runner calls it where it would call the local executor
-(bench.executors.LocalExecutor); what comes back is the same objects, saved into the same
+(bench.pipeline.executors.LocalExecutor); what comes back is the same objects, saved into the same
 run directory in the same form.
 
 Resource requests: a teacher or a step asks for `train_threads` CPUs (the count its
@@ -15,9 +15,9 @@ as it arrives, so a killed run continues from what the cluster finished.
 from __future__ import annotations
 
 import methods
-from bench import artifacts as made
 from bench.cluster import tasks
 from bench.inputs import first_line
+from bench.pipeline import artifacts as made
 from bench.progress import log
 
 
@@ -114,7 +114,7 @@ class RayExecutor:
     # -- chains ------------------------------------------------------------------------
 
     def build_all(self, cfg, data, teacher, run=None) -> dict:
-        """As bench.artifacts.build_all, each step a task: model name -> Artifact or the
+        """As bench.pipeline.artifacts.build_all, each step a task: model name -> Artifact or the
         exception that stopped it."""
         import time
 

@@ -22,9 +22,9 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from bench.child.records import Job, ProcessResult
 from bench.cluster import tasks
 from bench.inputs import first_line
-from bench.measuring.records import Job, ProcessResult
 from bench.measuring.station import NodeLost, machine_key
 from bench.progress import log
 

@@ -20,7 +20,7 @@ def on_node(threads: int, device: str = "cpu") -> None:
     import torch
 
     from bench.backends import telemetry
-    from bench.training import use_device
+    from bench.modelling.training import use_device
 
     telemetry.switch_off()
     use_device(device)
@@ -42,7 +42,7 @@ def train_teacher(cfg, data) -> tuple:
     """The run's teacher, trained (or from this node's cache) here; and where and how long."""
     import torch
 
-    from bench.teacher import for_config
+    from bench.modelling.teacher import for_config
 
     on_node(cfg.training.train_threads, cfg.device)
     torch.manual_seed(cfg.seed)
@@ -54,9 +54,9 @@ def train_teacher(cfg, data) -> tuple:
 
 
 def apply_step(parent, prefix: tuple, ctx, threads: int, device: str) -> tuple:
-    """One method step on its parent's model (bench.artifacts.apply_one: a failure comes back
+    """One method step on its parent's model (bench.pipeline.artifacts.apply_one: a failure comes back
     as the exception, as in a local run); and where and how long."""
-    from bench.artifacts import apply_one
+    from bench.pipeline.artifacts import apply_one
 
     on_node(threads, device)
     start = time.perf_counter()
@@ -89,8 +89,8 @@ def measure(job_doc: dict, files: dict, backend: str) -> dict:
     OpenVINO .xml beside its .bin), so a file sent again is not written again."""
     import ray
 
+    from bench.child.records import Job
     from bench.measuring import launch
-    from bench.measuring.records import Job
 
     job = Job.read_doc(job_doc)
     root = Path(tempfile.gettempdir()) / "medbench-station"
@@ -129,7 +129,7 @@ def measure(job_doc: dict, files: dict, backend: str) -> dict:
 def _server(backend: str, threads: int):
     """This worker process's fork server for `backend`, started on first use: as in a
     local run, a model's process is forked from it rather than started from nothing."""
-    from bench import forkserver
+    from bench.child import forkserver
     from bench.measuring import launch
 
     key = (backend, threads)
@@ -144,7 +144,7 @@ def digest_of(parts: list[str]) -> str:
 
 
 def digest(path: str) -> str:
-    """The file's sha256 (bench.resume.file_sha256), shortened: a folder name on a node."""
-    from bench.resume import file_sha256
+    """The file's sha256 (bench.pipeline.resume.file_sha256), shortened: a folder name on a node."""
+    from bench.pipeline.resume import file_sha256
 
     return file_sha256(path)[:32]

@@ -19,7 +19,6 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,12 +31,9 @@ from bench.data.formats import (
     option_error,
     ordered,
 )
-from bench.tasks import Task
+from bench.task_kinds import Task
 
-if TYPE_CHECKING:
-    from bench.config import DataConfig
-
-__all__ = ["FORMATS", "DataBundle", "Format", "LoadRequest", "Source", "Split",
+__all__ = ["FORMATS", "DataBundle", "DataConfig", "Format", "LoadRequest", "Source", "Split",
            "SyntheticSizes", "check", "load_dataset", "resolve", "spec_forms",
            "synthetic_bundle"]
 
@@ -78,6 +74,21 @@ class SyntheticSizes:
     test: int = 800
     calibration: int = 128
     transfer: int = 8000  # unlabelled images for distillation (their labels are dropped)
+
+
+@dataclass
+class DataConfig:
+    """The run configuration's data section (bench.config.sections.RunConfig.data)."""
+
+    dataset: str = "synthetic"  # synthetic, a card name (with data_root), or FORMAT:PATH
+    data_root: str | None = None
+    uncertainty: str = "u-ones"  # CheXpert-style uncertain labels: u-ones, u-zeros, u-ignore
+    frontal_only: bool = False
+    labels: list[str] | None = None  # findings / classes to keep, in order
+    task: str = "binary"  # the synthetic dataset's task and classes (real data has its own)
+    num_classes: int = 2
+    image_size: int = 64
+    sizes: SyntheticSizes = field(default_factory=SyntheticSizes)
 
 
 def spec_forms() -> str:
@@ -167,8 +178,6 @@ def check(data: DataConfig) -> Source:
     """Everything about the data section that is cheap to check, without reading an image:
     the spec, paths and card, the image size, and that every option given applies to the
     format. The run calls it before any training, so bad input costs no minutes."""
-    from bench.config import DataConfig
-
     default = DataConfig()
     # --task and --num-classes shape the generated data; "given" is read as "differs from
     # the default", as for the options below
@@ -249,7 +258,7 @@ def load_dataset(data: DataConfig, seed: int) -> DataBundle:
     bundle = FORMATS.get(src.format)().load(src.path, request)
     if not isinstance(bundle, DataBundle) or not isinstance(bundle.task, Task):
         raise TypeError(f"dataset format {src.format!r} returned {type(bundle).__name__}, not "
-                        "a DataBundle with a bench.tasks.Task")
+                        "a DataBundle with a bench.task_kinds.Task")
     if card is not None:
         if not data.labels and (bundle.task.kind != card.task
                                 or list(bundle.task.class_names) != list(card.classes)):

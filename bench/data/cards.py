@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from bench.tasks import TASK_KINDS
+from bench.task_kinds import TASK_KINDS
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 _TEXT = ("name", "title", "format", "task", "layout", "obtain", "licence", "citation")

@@ -35,7 +35,7 @@ from bench.data.common import (
 )
 from bench.data.formats import FORMATS, UNCERTAINTY_POLICIES, Format, LoadRequest
 from bench.inputs import damage, plural
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 POLICIES = UNCERTAINTY_POLICIES
 COMPETITION = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")

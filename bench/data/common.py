@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.data import DataBundle, Split
 from bench.inputs import LFS_ADVICE, LFS_HEADER, one_line, preview, reason
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 LOADER_VERSION = 1  # bump when decoding or splitting changes: it is part of every fingerprint
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")

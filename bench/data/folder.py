@@ -29,7 +29,7 @@ from bench.data.common import (
     stratified_split,
 )
 from bench.data.formats import FORMATS, Format, LoadRequest
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 EXPECTED = "a folder with one sub-folder of images per class, optionally inside train/ val/ test/"
 OBTAIN = "the dataset's own site (see its card: python -m bench list)"

@@ -29,7 +29,7 @@ from bench.data.common import (
 )
 from bench.data.formats import FORMATS, Format, LoadRequest
 from bench.inputs import plural
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 ISIC2019 = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")

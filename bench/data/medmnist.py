@@ -18,7 +18,7 @@ from bench.data import DataBundle
 from bench.data.common import data_error, files_digest, make_bundle, resize_array
 from bench.data.formats import FORMATS, Format, LoadRequest
 from bench.inputs import damage
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 OBTAIN = "https://zenodo.org/records/10519652 (MedMNIST v2/MedMNIST+, e.g. pathmnist.npz)"
 EXPECTED = ("a MedMNIST .npz with train_images, train_labels, val_images, val_labels, "

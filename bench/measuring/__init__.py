@@ -1,8 +1,11 @@
-"""Measuring: fresh worker processes per (model, backend), and the rows they become.
+"""Measuring, the bench's side: fresh worker processes per (model, backend), and the rows
+they become. What runs inside those processes is bench.child (with the Job / ProcessResult
+records both sides read).
 
-  records.py  the immutable Job a process runs and the ProcessResult it returns
   launch.py   starting a process (fork server or new interpreter) on a job file, reading
               its results file; the machine probe
+  station.py  where processes run (this machine: LocalStation), the machine's description
+              and key, NodeLost
   plan.py     the measuring plan: first pass, teacher twice, the adaptive pass
   rows.py     a row's parts (processes, quality, teacher) and the one step that builds
               the Result from them

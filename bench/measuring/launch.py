@@ -12,10 +12,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bench import forkserver
-from bench.forkserver import ChildExit
-from bench.measure import memory
-from bench.measuring.records import Job, ProcessResult, append_result, read_results
+from bench.child import forkserver, memory
+from bench.child.forkserver import ChildExit
+from bench.child.records import Job, ProcessResult, append_result, read_results
 
 #: a machine probe is reused for this long on the same machine and settings
 PROBE_MAX_AGE_S = 12 * 3600
@@ -43,7 +42,7 @@ def measure_machine(threads: int, device: str, use_cache: bool, work: Path) -> d
             return {**probe, "cached": str(cached)}
     path, result = work / "job-machine.json", work / "machine.json"
     path.write_text(json.dumps({**job, "result_out": str(result)}))
-    proc = subprocess.run([sys.executable, "-m", "bench.worker", str(path)],
+    proc = subprocess.run([sys.executable, "-m", "bench.child.worker", str(path)],
                           env=worker_env(threads))
     try:
         probe = {**json.loads(result.read_text()), "probed_at": time.time()}
@@ -81,7 +80,7 @@ def run_worker(job: Job, job_path: Path, server=None) -> list[ProcessResult]:
     inference in a fresh process but 17.3 ms in a process that had first run two
     MobileNetV2 models, so models sharing a process do not get equal conditions.
     --quick shares one process per backend to stay fast: a smoke test, not a measurement.
-    With a `server` (bench.forkserver) the process is forked from it instead of started.
+    With a `server` (bench.child.forkserver) the process is forked from it instead of started.
 
     A process that dies (a signal, an exit before reporting) or hangs (no result within
     the job's item timeout: killed) costs the item it was measuring, which gets a failed
@@ -126,7 +125,7 @@ def _run_process(job: Job, job_path: Path, server) -> tuple[ChildExit | None, ob
         except (RuntimeError, OSError) as exc:  # the server died: a plain process instead
             sys.stderr.write(f"{exc}; measuring in a new process instead\n")
             return None, None
-    proc = subprocess.Popen([sys.executable, "-m", "bench.worker", str(job_path)],
+    proc = subprocess.Popen([sys.executable, "-m", "bench.child.worker", str(job_path)],
                             env=worker_env(job.threads))
     try:
         end = forkserver.supervise(proc.pid, job.result_out, job.item_timeout_s,

@@ -1,6 +1,6 @@
 """The measuring plan: which row gets a fresh process when, and what each process adds.
 
-1. Per backend, in order, a fork server is started (bench.forkserver) and waited for;
+1. Per backend, in order, a fork server is started (bench.child.forkserver) and waited for;
    nothing runs beside a timed child: the next backend's server starts after this pass.
 2. First pass: every row in `repeats` interleaved rounds of fresh processes (so a slow
    drift of the machine spreads over every row); the teacher once more after the others,
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measuring.records import Job, JobItem, ProcessResult
+from bench.child.records import Job, JobItem, ProcessResult
 from bench.measuring.rows import RowState, Target, against_student, build_row, quality_of
 from bench.measuring.station import NodeLost
 from bench.progress import log
-from bench.result import Result
-from bench.store import RunStore, stem
+from bench.results.row import Result, row_key
+from bench.results.store import RunStore, stem
 
 
 @dataclass(frozen=True)
@@ -182,18 +182,18 @@ def _first_pass(s: _Session, backend: str, rows: list) -> None:
 def _restored(s: _Session, backend: str, target: Target) -> RowState:
     """The row as an earlier, killed attempt at this run left it: its processes (figures
     and raw samples) and quality from its stored predictions; a fresh state if none."""
-    from bench.measuring.records import ProcessResult
+    from bench.child.records import ProcessResult
     from bench.stats.latency import latency_row
 
     state = RowState(target)
     model, variant = target.base.model, target.variant
-    stored = next((r for r in s.store.rows if (r.model, r.backend, r.precision)
-                   == (model, backend, target.base.precision)), None)
+    stored = next((r for r in s.store.rows
+                   if row_key(r) == (model, backend, target.base.precision)), None)
     if (stored is not None and stored.status.split(";")[0] == "failed"
             and not stored.error.startswith("export")):
         return replace(state, error=stored.error)
     lines = s.store.load_process_log(model, backend, variant)
-    from bench.store import load_predictions, load_samples
+    from bench.results.store import load_predictions, load_samples
 
     samples = load_samples(s.store.root, model, backend, target.base.precision) or []
     if not lines or len(lines) != len(samples):

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from bench.measuring.records import ProcessResult
-from bench.result import STATUS_FAILED, STATUS_OK, Result
+from bench.child.records import ProcessResult
+from bench.results.row import STATUS_FAILED, STATUS_OK, Result
 
 PARITY_BATCH = 64
 #: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the

@@ -2,7 +2,7 @@
 says which machine that was; the plan (bench.measuring.plan) sees only this interface.
 
 `LocalStation` is this machine, every process forked from one server per backend
-(bench.forkserver), as every local run; `bench.cluster.station.RayStation` is a node of a
+(bench.child.forkserver), as every local run; `bench.cluster.station.RayStation` is a node of a
 Ray cluster. Each process's result names its machine (`ProcessResult.machine`), and so
 does each row: a backend's rows are all timed on one machine, since every speedup divides
 by that backend's teacher.
@@ -13,11 +13,8 @@ from __future__ import annotations
 import platform
 from dataclasses import replace
 
+from bench.child.records import Job, ProcessResult
 from bench.measuring import launch
-from bench.measuring.records import Job, ProcessResult
-
-#: runtimes whose versions a machine's description records (distribution names)
-RUNTIMES = ("torch", "onnxruntime", "openvino", "executorch", "ai-edge-litert")
 
 
 class NodeLost(RuntimeError):
@@ -26,12 +23,14 @@ class NodeLost(RuntimeError):
 
 def describe_machine(**extra) -> dict:
     """This machine as a row's reader needs it: CPU, cores, OS, architecture and the
-    runtimes' versions, read here (on a Ray node: on that node)."""
-    from bench import manifest
+    versions of torch and every registered backend's runtime installed here (a plugin
+    backend's too), read here (on a Ray node: on that node)."""
+    from bench.backends import runtime_distributions
+    from bench.results import manifest
 
     return {"hostname": platform.node(), **manifest.machine(), "architecture": platform.machine(),
             "python": platform.python_version(),
-            "runtimes": {d: manifest.version_of(d) for d in RUNTIMES if manifest.version_of(d)},
+            "runtimes": {d: v for d in runtime_distributions() if (v := manifest.version_of(d))},
             **extra}
 
 
@@ -65,7 +64,7 @@ class LocalStation:
         return launch.measure_machine(self.threads, device, use_cache, work)
 
     def start(self, backend: str) -> None:
-        from bench import forkserver
+        from bench.child import forkserver
 
         self.servers[backend] = forkserver.start(backend, launch.worker_env(self.threads))
 

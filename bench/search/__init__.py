@@ -50,7 +50,8 @@ def parse_duration(text: str) -> float:
 
 def check(cfg, opts: SearchOptions):
     """Every bad option as a one-line ValueError; returns (templates, objectives)."""
-    from bench import backends, settings
+    from bench import backends
+    from bench.config import settings
     from bench.search import space, study
 
     settings.validate(cfg)
@@ -80,9 +81,9 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     templates, objectives = check(cfg, opts)
     root = Path(root or cfg.output.out or Path("reports") / "searches"
                 / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    from bench import executors
+    from bench import execution
 
-    executor = executors.for_config(cfg)  # first: a cluster may settle --train-threads
+    executor = execution.connect(cfg)  # first: a cluster may settle --train-threads
     try:
         state = _open(root, cfg, opts)
         return _search(cfg, opts, root, state, templates, objectives, executor)
@@ -94,15 +95,16 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
             executor) -> int:
     import torch
 
-    from bench import artifacts, cache
+    from bench import cache
     from bench.backends import telemetry
+    from bench.config.settings import QUICK_LATENCY
     from bench.data import load_dataset
-    from bench.resume import RunDirectory
+    from bench.modelling.training import use_device
+    from bench.pipeline import artifacts
+    from bench.pipeline.resume import RunDirectory
     from bench.search import finalists, report, study
     from bench.search.sealed import seal
     from bench.search.trials import SEARCH_LATENCY
-    from bench.settings import QUICK_LATENCY
-    from bench.training import use_device
 
     telemetry.switch_off()
     t_start = time.perf_counter()
@@ -121,7 +123,7 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
             log(f"search: {stale} trial{'s' if stale > 1 else ''} the stopped attempt left "
                 f"unfinished recorded as failed; {study.finished(s)} finished trials kept")
         if executor.name == "ray":
-            from bench.cluster.tune import search_trials
+            from bench.search.ray_tune import search_trials
 
             search_trials(s, cfg, data, builder, objectives, templates, opts, root, plan)
         else:
@@ -178,7 +180,7 @@ def _local_trials(s, cfg, data, builder, objectives, templates, opts, root: Path
 def _open(root: Path, cfg, opts: SearchOptions) -> dict:
     """The search directory's state: a new one, or (with --resume) the stopped search of
     the same options and configuration. One-line ValueError otherwise."""
-    from bench.resume import differences
+    from bench.pipeline.resume import differences
 
     path = root / "search.json"
     mine = {"options": {k: v for k, v in asdict(opts).items()

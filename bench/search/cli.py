@@ -34,7 +34,7 @@ def add_options(p) -> None:
 
 
 def run_search(args) -> int:
-    from bench import settings
+    from bench.config import settings
     from bench.search import SearchOptions, parse_duration, search
 
     if args.methods is not None:

@@ -54,7 +54,7 @@ def measure(cfg, root: Path, models: list[str], reference: str | None, backend: 
             executor=None) -> tuple[int, Path]:
     """`bench run` of the finalists' chains (and the reference) into ROOT/finalists; a
     killed search continues it like any run. Returns (exit status, run directory)."""
-    from bench.runner import run_one
+    from bench.pipeline.runner import run_one
 
     out = root / "finalists"
     spec = ",".join(models + ([reference] if reference and reference not in models else []))

@@ -1,5 +1,5 @@
 """One trial's figures, on the validation split only: its chain built from the shared
-teacher (every prefix once, bench.artifacts.Builder), deployed on the search's backend,
+teacher (every prefix once, bench.pipeline.artifacts.Builder), deployed on the search's backend,
 timed with the short plan in a fresh measuring process that also predicts the validation
 images, and compared with the teacher's validation predictions on the same backend
 (paired bootstrap, the bench's non-inferiority verdict).
@@ -20,11 +20,11 @@ import numpy as np
 
 import methods
 from bench import backends
-from bench.artifacts import Builder, static_figures
-from bench.export import file_sizes
-from bench.measure.latency import LatencyPlan
+from bench.child.records import Job, JobItem
+from bench.child.timed_loop import LatencyPlan
 from bench.measuring import launch
-from bench.measuring.records import Job, JobItem
+from bench.pipeline.artifacts import Builder, static_figures
+from bench.pipeline.export import file_sizes
 from bench.progress import log
 
 #: the search's timing plan: a shorter loop than a run's (the finalists get the full one)
@@ -62,8 +62,8 @@ class Evaluator:
     processes: dict = field(default_factory=dict)
 
     def start(self) -> None:
-        from bench import forkserver
-        from bench.runner import save_images
+        from bench.child import forkserver
+        from bench.pipeline.runner import save_images
 
         env = backends.ExportEnv(image_size=self.cfg.data.image_size,
                                  calibration=self.data.calibration,

@@ -2,7 +2,7 @@
 
 Every AUC in the bench (a row's auc_roc, its bootstrap, `bench compare`) goes through
 `weighted_auc` on the columns `one_vs_rest` makes, so the figures cannot drift apart.
-The task kind is always given by the caller (a bench.tasks.Task or its kind), never
+The task kind is always given by the caller (a bench.task_kinds.Task or its kind), never
 guessed from array shapes: a binary task with two score columns and a multiclass task
 look alike.
 
@@ -54,7 +54,7 @@ def weighted_auc(scores: np.ndarray, y: np.ndarray, weights: np.ndarray | None =
 
 
 def kind_of(task) -> str:
-    """The kind of a bench.tasks.Task, or the kind itself when given as a string."""
+    """The kind of a bench.task_kinds.Task, or the kind itself when given as a string."""
     kind = getattr(task, "kind", task)
     if kind not in ("binary", "multiclass", "multilabel"):
         raise ValueError(f"unknown task kind {kind!r}")

@@ -48,7 +48,7 @@ from bench.stats.threshold import (
     predict,
     threshold_for,
 )
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 NAN = float("nan")
 COLUMNS = ("auc_roc", "auc_ci_low", "auc_ci_high", "delta_auc", "delta_auc_ci_low",

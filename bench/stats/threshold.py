@@ -121,7 +121,7 @@ def accuracy(task, y_true: np.ndarray, probs: np.ndarray, threshold: float = 0.5
     """Accuracy at a fixed `threshold` (multiclass: the argmax), as metrics_at counts it;
     for callers with probabilities rather than predicted labels.
 
-    `task` is a bench.tasks.Task or its kind; binary `probs` are P(positive) or the
+    `task` is a bench.task_kinds.Task or its kind; binary `probs` are P(positive) or the
     two-column probabilities. Multilabel: over the known (non-NaN) (case, label) entries.
     """
     kind = getattr(task, "kind", task)

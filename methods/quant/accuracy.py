@@ -64,7 +64,7 @@ class Control:
     """What accuracy control needs: the allowed drop and the validation split."""
 
     max_drop: float
-    task: Any  # bench.tasks.Task
+    task: Any  # bench.task_kinds.Task
     images: np.ndarray  # the validation split's standardised images
     labels: np.ndarray
 

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from bench.backends import Realised
-from bench.models import clone
-from bench.training import batches
+from bench.modelling.architectures import clone
+from bench.modelling.training import batches
 
 
 def dynamic(float_module: nn.Module) -> nn.Module:
@@ -39,7 +39,7 @@ def controlled(float_module: nn.Module, images: np.ndarray, image_size: int, per
     """`static`, then its most sensitive quantized operations back in float until the
     validation AUC drop is at most control.max_drop (methods.quant.accuracy.restore): an
     Outcome whose `model` is the int8 module."""
-    from bench.training import predict_logits
+    from bench.modelling.training import predict_logits
     from methods.quant.accuracy import restore
 
     fx = _Prepared(float_module, images, image_size, per_channel)

@@ -14,11 +14,11 @@ Per (model, backend, precision) row present in both runs:
   * AUC: delta B - A from the saved predictions, paired case by case, which needs the
     same test set and task: y_true must be identical (else 'not paired: different test
     sets', and only the two AUCs are shown). The task comes with the predictions
-    (bench.store.load_predictions); the AUCs are bench.stats.auc's, as in the rows.
+    (bench.results.store.load_predictions); the AUCs are bench.stats.auc's, as in the rows.
     The interval is a paired stratified bootstrap (the same resamples for both runs);
     the p-value is DeLong's test for binary tasks and the paired bootstrap z-test
     otherwise (macro AUC over classes or labels). Significant: p < 0.05.
-  * sizes: exact changes of the columns in the "compare" view of bench.result (params,
+  * sizes: exact changes of the columns in the "compare" view of bench.results.row (params,
     params_nonzero, weights_mib, file_mib, file_gz_mib and macs: deterministic given the
     code, so any change is a change of the method).
   * cost: the seconds and optimiser steps that produced the model from the teacher, in
@@ -35,12 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.result import Result, view
+from bench.results.row import Result, row_key, view
+from bench.results.store import load_predictions, load_rows, load_samples
 from bench.stats.auc import auc_roc, has_both_classes, kind_of, one_vs_rest, weighted_auc
 from bench.stats.bootstrap import percentile_interval, resample_counts
 from bench.stats.delong import delong_test, wald
 from bench.stats.latency import headline, ratio_interval
-from bench.store import load_predictions, load_rows, load_samples
 
 ALPHA = 0.05
 SIZE_COLUMNS = tuple(view("compare"))
@@ -132,7 +132,7 @@ def same_test_set(y_a, y_b) -> bool:
 
 def auc_change(pred_a: dict, pred_b: dict, n_boot: int = 2000, seed: int = 0) -> AucChange:
     """delta AUC B - A on the same test cases (see the module docstring). Each prediction
-    dict holds y_true, y_score and its task (as bench.store.load_predictions gives)."""
+    dict holds y_true, y_score and its task (as bench.results.store.load_predictions gives)."""
     y_a, y_b = np.asarray(pred_a["y_true"]), np.asarray(pred_b["y_true"])
     s_a = np.asarray(pred_a["y_score"], dtype=np.float64)
     s_b = np.asarray(pred_b["y_score"], dtype=np.float64)
@@ -196,7 +196,7 @@ def _by_key(run_dir: Path) -> dict[Key, Result]:
     rows = load_rows(run_dir)
     out: dict[Key, Result] = {}
     for r in rows:
-        key = (r.model, r.backend, r.precision)
+        key = row_key(r)
         if key in out:
             raise ValueError(f"{run_dir}: several rows for {' / '.join(key)} (a --seeds run?): "
                              "compare its seed-<s> directories")

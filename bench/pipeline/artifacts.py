@@ -32,7 +32,7 @@ def build_all(cfg, data, teacher, run=None) -> dict[str, methods.Artifact | Exce
     """model name -> Artifact (or the exception that stopped it): the teacher, the
     baselines (methods declared `baseline`), then every chain of --methods.
 
-    `run` (bench.resume.RunDirectory): float steps are saved there as they are made, and
+    `run` (bench.pipeline.resume.RunDirectory): float steps are saved there as they are made, and
     a step saved by an earlier, killed attempt at this run is loaded instead of rebuilt."""
     builder = Builder(cfg, data, teacher, run)
     chains = chains_of(cfg)
@@ -95,7 +95,7 @@ def load_saved(run, prefix: tuple, ctx, base_key: dict) -> methods.Artifact | No
     saved = run.load_step(name, step_key(base_key, prefix))
     if saved is None:
         return None
-    from bench.resume import restore
+    from bench.pipeline.resume import restore
 
     meta, state = saved
     log(f"{name}: reusing the model an earlier attempt at this run built")
@@ -129,7 +129,7 @@ def apply_one(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
     cls = methods.get(step.method)
     log(f"{name}: " + (f"training {ctx.student_arch} without distillation (the baseline)"
                        if cls.baseline else f"applying {step.method} to {parent.name}"))
-    from bench.training import steps_taken
+    from bench.modelling.training import steps_taken
 
     try:
         before = steps_taken()
@@ -153,7 +153,7 @@ def method_of(model: str, art) -> str:
 
 def static_figures(artifact: methods.Artifact, image_size: int) -> dict:
     """Backend-independent row figures."""
-    from bench.models import count_buffers, count_macs, count_params, state_bytes
+    from bench.modelling.architectures import count_buffers, count_macs, count_params, state_bytes
 
     # Counts come from the float model: an int8 row has its float parent's parameters.
     params, nonzero = count_params(artifact.float_module)
@@ -171,6 +171,6 @@ def static_figures(artifact: methods.Artifact, image_size: int) -> dict:
 def reference_logits(artifact: methods.Artifact, test_images: np.ndarray) -> np.ndarray:
     """PyTorch fp32 logits of the model on the parity batch: what every backend is checked against."""
     from bench.measuring import PARITY_BATCH
-    from bench.training import predict_logits
+    from bench.modelling.training import predict_logits
 
     return predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()

@@ -20,9 +20,8 @@ from torch import nn
 
 from bench import cache
 from bench.data import DataBundle
-from bench.models import EnsembleTeacher, build, load_checkpoint
-from bench.progress import log
-from bench.training import (
+from bench.modelling.architectures import EnsembleTeacher, build, load_checkpoint
+from bench.modelling.training import (
     TrainSettings,
     auc_of,
     from_scratch_settings,
@@ -30,11 +29,12 @@ from bench.training import (
     steps_taken,
     train,
 )
+from bench.progress import log
 
 RECIPE_VERSION = 4  # bump when training code changes what a cached teacher would be
 # 2: initial weights seeded right before the build (they depended on what ran earlier)
 # 3: channels-last training; logits on the unlabelled transfer images cached too
-# 4: the one training rule (AdamW, bench.training), never fewer steps than the students
+# 4: the one training rule (AdamW, bench.modelling.training), never fewer steps than the students
 
 
 @dataclass

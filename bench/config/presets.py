@@ -1,7 +1,7 @@
 """Named setups for `--preset NAME`: a reference paper's documented setup, or CI's.
 
-A preset is a layer of settings (dotted keys of bench.config.RunConfig, e.g.
-`"data.image_size": 224`) that `bench.settings.build` applies above the defaults and
+A preset is a layer of settings (dotted keys of bench.config.sections.RunConfig, e.g.
+`"data.image_size": 224`) that `bench.config.settings.build` applies above the defaults and
 below the profile (`--quick`, `--rigorous`) and the command line: what the user gives
 wins, and a preset never touches the parsed options. Published figures, where a paper
 gives them, are stored with the preset and shown beside ours in the report.
@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bench.measure.latency import LatencyPlan
+from bench.child.timed_loop import LatencyPlan
+from bench.config import profiles
 from bench.registry import Registry
 
 
@@ -27,7 +28,7 @@ class Preset:
     """A named setup.
 
     settings: dotted config key -> value (`"training.teacher"`, `"seeds"`, ...; the keys
-      are bench.settings.KEYS), applied as one layer.
+      are bench.config.settings.KEYS), applied as one layer.
     synthetic: settings applied over `settings` only when the run's dataset is synthetic
       (the task type and label count of the embedded data that stands in for the paper's).
       A paper's image size and seeds are plain settings: `--quick` then keeps its own
@@ -37,7 +38,7 @@ class Preset:
     ours ("Published figures"). Its shape: this bench's model name (teacher, student, kd,
     prune.structured, kd+quant.static, ...) -> {Result column name -> the paper's figure},
     plus an optional "note" (where the figure comes from, e.g. "Table 3, ResNet-18
-    student"). A figure is a number in the column's unit (see bench.result.Result), or a
+    student"). A figure is a number in the column's unit (see bench.results.row.Result), or a
     string when the paper gives more, such as "0.858 ± 0.004". For example:
 
         published={"teacher": {"auc_roc": 0.858, "accuracy": 0.80, "note": "Table 2"},
@@ -78,14 +79,12 @@ def get(name: str) -> Preset:
 def _ci_settings() -> dict[str, Any]:
     """The quick profile's data and training values, written out: the ci preset sets its
     own measurement over them, which a profile (it sits above a preset) would overrule."""
-    from bench import settings as s
-
     return {
-        "data.image_size": s.QUICK_IMAGE_SIZE, "data.sizes": s.QUICK_SIZES,
-        "training.teacher_epochs": s.QUICK_TEACHER_EPOCHS,
-        "training.student_epochs": s.QUICK_STUDENT_EPOCHS,
-        "training.finetune_epochs": s.QUICK_FINETUNE_EPOCHS,
-        "measurement.n_boot": s.QUICK_N_BOOT, "measurement.retime_budget_s": 0.0,
+        "data.image_size": profiles.QUICK_IMAGE_SIZE, "data.sizes": profiles.QUICK_SIZES,
+        "training.teacher_epochs": profiles.QUICK_TEACHER_EPOCHS,
+        "training.student_epochs": profiles.QUICK_STUDENT_EPOCHS,
+        "training.finetune_epochs": profiles.QUICK_FINETUNE_EPOCHS,
+        "measurement.n_boot": profiles.QUICK_N_BOOT, "measurement.retime_budget_s": 0.0,
         "methods.spec": "kd,prune,quant", "seed": 0, "measurement.threads": 1,
         # speedup is gated to +-25%. Measured here: one 1 s process per row at 1 thread
         # moved speedups by up to 43% between two runs (one slow teacher process moves a

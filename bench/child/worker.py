@@ -1,8 +1,8 @@
-"""The measuring process: `python -m bench.worker JOB.json` (or forked by bench.forkserver).
+"""The measuring process: `python -m bench.child.worker JOB.json` (or forked by bench.child.forkserver).
 
 The bench starts one fresh process per (model, backend), so neither another runtime's
 thread pools nor another model's state can slow the one measured. For each model of its
-Job it loads the deployed file(s), times batch-1 latency with bench.measure.latency
+Job it loads the deployed file(s), times batch-1 latency with bench.child.timed_loop
 (energy over exactly the timed loop, peak memory), then (where the item asks) predicts
 the test split with every core, and appends one ProcessResult line to the job's
 `result_out` file. A failure of one model is that model's result, not the process's end:
@@ -68,14 +68,14 @@ def main(job_path: str) -> int:
     _pin_threads(int(doc["threads"]))
     if doc.get("kind") == "machine":
         return _machine(doc)
-    from bench.measuring.records import Job
+    from bench.child.records import Job
 
     job = Job.read(Path(job_path))
     import numpy as np
 
     from bench import backends
     from bench.backends import telemetry
-    from bench.measure import energy
+    from bench.child import energy
 
     telemetry.switch_off()
     if backends.BACKENDS.get(job.backend).runtime == "torch":
@@ -101,8 +101,8 @@ def main(job_path: str) -> int:
 def _measure_one(backend, job, item, example, test, val, energy_probe):
     import numpy as np
 
-    from bench.measure import energy, latency, memory
-    from bench.measuring.records import ProcessResult
+    from bench.child import energy, memory, timed_loop
+    from bench.child.records import ProcessResult
 
     started = time.perf_counter()
     try:
@@ -112,7 +112,7 @@ def _measure_one(backend, job, item, example, test, val, energy_probe):
         rss_loaded = memory.rss_mib()
         energy_probe.join()  # codecarbon's hardware probe: done before anything is timed
         window = energy.EnergyWindow(job.plan.min_s)
-        timing = latency.measure(predict, example, job.plan, timed_window=window,
+        timing = timed_loop.measure(predict, example, job.plan, timed_window=window,
                                  check_first=lambda out: check_finite(out, "the timed example"))
         np.save(item.samples_out, np.asarray(timing["samples_ms"], dtype=np.float64))
         figures = window.result(len(timing["samples_ms"]), job.idle_w)
@@ -166,7 +166,7 @@ def _predict_all(predict, images, where: str, batch: int = 64):
 def _machine(job: dict) -> int:
     """Once per run: idle draw (for energy) and GEMM peaks (for peak_fraction)."""
     from bench.backends import telemetry
-    from bench.measure import machine
+    from bench.child import machine
 
     telemetry.switch_off()
     out = {"model": "machine"}

@@ -16,7 +16,7 @@ GEMM_N = 1024  # 1024^3 = 1.07 GMAC per product: tens of ms, well above timer no
 
 def idle_power_w(seconds: float) -> dict:
     """Mean power codecarbon reads over `seconds` of sleep, and where it came from."""
-    from bench.measure.energy import EnergyWindow
+    from bench.child.energy import EnergyWindow
 
     window = EnergyWindow(seconds)
     with window:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.result import Result, view
-from bench.store import load_rows, write_tables
+from bench.results.row import Result, view
+from bench.results.store import load_rows, write_tables
 
-#: the columns in the "seeds" view of bench.result, in declaration order
+#: the columns in the "seeds" view of bench.results.row, in declaration order
 SUMMARIZED = tuple(view("seeds"))
 KEY = ["model", "backend", "precision"]
 

@@ -6,7 +6,7 @@ The rule (README, "The training rule"), measured on both architectures here:
     batch 32; batch-norm statistics re-estimated on training data at the end (QAT keeps
     the frozen ones it trained against);
   * budget: optimiser steps, given as epochs of the labelled images; the teacher never
-    trains fewer steps than the students (bench.teacher.teacher_plan); a fine-tune of a
+    trains fewer steps than the students (bench.modelling.teacher.teacher_plan); a fine-tune of a
     pruned model trains at most its budget and stops once its validation AUC stops
     improving (EarlyStop), keeping its best weights;
   * optimiser: AdamW (weight decay 0.05) for every architecture and step. One backward
@@ -37,10 +37,10 @@ import torch
 from torch import nn
 
 from bench.progress import log
-from bench.tasks import Task
+from bench.task_kinds import Task
 
 _DEVICE = "cpu"
-#: optimiser steps taken in this process (bench.artifacts reads it around each method step:
+#: optimiser steps taken in this process (bench.pipeline.artifacts reads it around each method step:
 #: a row's cost in steps, whichever method trained)
 _STEPS_TAKEN = 0
 

@@ -75,7 +75,7 @@ class RunDirectory:
             {**meta, "key": key, "sha256": hashlib.sha256(data).hexdigest()}).encode())
 
     def _step_paths(self, name: str) -> tuple[Path, Path]:
-        from bench.store import safe_name
+        from bench.results.store import safe_name
 
         stem = safe_name(name)  # "prune.magnitude": not a suffix to replace
         return self.steps / f"{stem}.json", self.steps / f"{stem}.pt"
@@ -152,7 +152,7 @@ def restore(arch: str, num_outputs: int, state: dict):
     import torch
     from torch import nn
 
-    from bench.models import build
+    from bench.modelling.architectures import build
 
     model = build(arch, num_outputs)
     for name, module in model.named_modules():

@@ -1,7 +1,7 @@
 """One run, in one direction: data -> teacher -> method chains -> artifacts -> backends
 (a fresh worker process per model and backend) -> rows -> store -> report.
 
-The configuration is checked first (bench.settings.validate), so bad input fails before
+The configuration is checked first (bench.config.settings.validate), so bad input fails before
 minutes of training. A method or backend failure becomes a row with status 'failed' and
 the error; the run goes on, and the exit status at the end says whether anything failed.
 """
@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 
 import methods
-from bench import artifacts as made
-from bench import backends, executors, manifest
-from bench.config import RunConfig
+from bench import backends
+from bench.config.sections import RunConfig
+from bench.pipeline import artifacts as made
+from bench.pipeline import executors
+from bench.pipeline.resume import open_run
 from bench.progress import log
-from bench.result import STATUS_FAILED
-from bench.resume import open_run
-from bench.store import RunStore
+from bench.results import manifest
+from bench.results.row import STATUS_FAILED
+from bench.results.store import RunStore
 
 
 def default_out_dir() -> Path:
@@ -32,12 +34,14 @@ def default_out_dir() -> Path:
     return Path("reports") / "runs" / stamp
 
 
-def run(cfg: RunConfig) -> int:
-    """One run, or with --seeds one sub-run per seed plus a summary across them."""
-    from bench.settings import validate
+def run(cfg: RunConfig, connect=None) -> int:
+    """One run, or with --seeds one sub-run per seed plus a summary across them. Once the
+    configuration is valid, `connect(cfg)` gives the executor (bench.execution.connect,
+    which may join a cluster; by default this machine); it is closed at the end."""
+    from bench.config.settings import validate
 
     validate(cfg)
-    executor = executors.for_config(cfg)
+    executor = connect(cfg) if connect else executors.LocalExecutor()
     try:
         return _run_seeds(cfg, executor) if cfg.seeds else run_one(cfg, executor)
     finally:
@@ -45,7 +49,7 @@ def run(cfg: RunConfig) -> int:
 
 
 def _run_seeds(cfg: RunConfig, executor) -> int:
-    from bench import seeds
+    from bench.results import seeds
 
     root = Path(cfg.output.out) if cfg.output.out else default_out_dir()
     codes, runs = [], {}
@@ -71,14 +75,15 @@ def _run_seeds(cfg: RunConfig, executor) -> int:
 def run_one(cfg: RunConfig, executor=None) -> int:
     import torch
 
-    from bench import console, export
     from bench.backends import telemetry
     from bench.data import load_dataset
     from bench.measuring import Paths, measure_all
-    from bench.training import use_device
+    from bench.modelling.training import use_device
+    from bench.pipeline import export
+    from bench.results import console
 
     telemetry.switch_off()  # before any runtime is imported
-    executor = executor or executors.for_config(cfg)
+    executor = executor or executors.LocalExecutor()
     t_start = time.perf_counter()
     use_device(cfg.device)
     torch.set_num_threads(cfg.training.train_threads)  # measuring processes pin their own

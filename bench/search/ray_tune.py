@@ -67,8 +67,8 @@ def run_trial(config: dict, shared: dict) -> None:
 def _trial_figures(model: str, shared: dict) -> dict:
     import ray
 
-    from bench.artifacts import apply_one, static_figures
     from bench.cluster.tasks import on_node
+    from bench.pipeline.artifacts import apply_one, static_figures
 
     cfg, ctx = shared["cfg"], shared["ctx"]
     on_node(cfg.training.train_threads, cfg.device)
@@ -103,7 +103,7 @@ def measure(artifact, model: str, shared: dict) -> dict:
 
     from bench import backends
     from bench.cluster.station import RayStation
-    from bench.export import file_sizes
+    from bench.pipeline.export import file_sizes
     from bench.search.trials import validation_job
 
     cfg = shared["cfg"]
@@ -246,9 +246,9 @@ def search_trials(study, cfg, data, builder, objectives, templates, opts, root: 
 
     import ray
 
-    from bench import artifacts
-    from bench.resume import RunDirectory
-    from bench.runner import save_images
+    from bench.pipeline import artifacts
+    from bench.pipeline.resume import RunDirectory
+    from bench.pipeline.runner import save_images
 
     (root / ".work").mkdir(parents=True, exist_ok=True)
     val_path = save_images(root / ".work" / "val_images.npy", data.val.images)

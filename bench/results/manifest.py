@@ -52,7 +52,7 @@ def machine() -> dict:
     """CPU (name, vendor, family/model/stepping, the ISA extensions above), cores, memory.
 
     Under a hypervisor the name can be generic ("Intel(R) Xeon(R) Processor"): the model
-    numbers and extensions tell two such machines apart (bench.gate keys on them)."""
+    numbers and extensions tell two such machines apart (bench.results.gate keys on them)."""
     import psutil
 
     info = _cpuinfo()

@@ -1,6 +1,6 @@
-"""Where a run's work goes. `local` (the default) trains and measures in this process and
-its measuring processes, exactly as always, and never imports Ray; `ray` sends the
-teachers, the method chains and the measurements to a Ray cluster (bench.cluster).
+"""The local executor: a run's work in this process and its measuring processes, as
+always, Ray never imported. bench.execution picks it, or bench.cluster's RayExecutor for
+`--executor ray`.
 
 An executor offers what the runner needs from it: `teacher`, `build_all`, `station` (where
 the measuring processes run: bench.measuring.station), `prefetch` (start the teachers of
@@ -17,12 +17,12 @@ class LocalExecutor:
     name = "local"
 
     def teacher(self, cfg, data):
-        from bench.teacher import for_config
+        from bench.modelling.teacher import for_config
 
         return for_config(cfg, data)
 
     def build_all(self, cfg, data, teacher, run=None):
-        from bench import artifacts
+        from bench.pipeline import artifacts
 
         return artifacts.build_all(cfg, data, teacher, run)
 
@@ -39,12 +39,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
-
-
-def for_config(cfg):
-    """The executor `cfg.execution` names, connected (a Ray cluster is joined here)."""
-    if cfg.execution.executor == "ray":
-        from bench.cluster import RayExecutor
-
-        return RayExecutor.connect(cfg)
-    return LocalExecutor()

@@ -1,6 +1,6 @@
 """Where a run's configuration comes from, and whether it makes sense, each in one place.
 
-`build(args)` layers, lowest first: the defaults (the dataclasses of bench.config, and
+`build(args)` layers, lowest first: the defaults (the dataclasses of bench.config.sections, and
 the installed backends), the preset (`--preset`), the profile (`--quick` or
 `--rigorous`), the command line. Each layer is a mapping of dotted keys
 (`"data.image_size"`, `"measurement.latency"`, `"seed"`) applied over the ones below, so
@@ -19,30 +19,28 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.config import SECTIONS, RunConfig
-from bench.data import SyntheticSizes, is_synthetic
-from bench.measure.latency import LatencyPlan
+from bench.config import presets
+from bench.config.profiles import (  # noqa: F401 - the profiles' figures, read through here
+    PROFILES,
+    QUICK_FINETUNE_EPOCHS,
+    QUICK_IMAGE_SIZE,
+    QUICK_LATENCY,
+    QUICK_N_BOOT,
+    QUICK_SIZES,
+    QUICK_STUDENT_EPOCHS,
+    QUICK_TEACHER_EPOCHS,
+    RIGOROUS_PLAN,
+    RIGOROUS_REPEATS,
+    RIGOROUS_RETIME_S,
+)
+from bench.config.sections import SECTIONS, RunConfig
+from bench.data import is_synthetic
 
 Layer = Mapping[str, Any]
-
-# --quick: a smoke test, not a measurement. The values are the former
-# bench.config.quick_profile's; the `ci` preset sets the same data and training ones.
-QUICK_IMAGE_SIZE = 32
-QUICK_SIZES = SyntheticSizes(train=256, val=64, test=128, calibration=32, transfer=512)
-QUICK_TEACHER_EPOCHS = 1.0
-QUICK_STUDENT_EPOCHS = 1.0  # at most
-QUICK_FINETUNE_EPOCHS = 0.1  # at most
-QUICK_LATENCY = LatencyPlan(warmup_n=3, warmup_s=0.05, min_n=20, min_s=0.1, max_s=2.0)
-QUICK_N_BOOT = 200  # at most
-
-# --rigorous, for publication: at least 5 fresh processes of at least 10 s each
-RIGOROUS_REPEATS = 5
-RIGOROUS_PLAN = LatencyPlan(warmup_n=10, warmup_s=2.0, min_n=200, min_s=10.0, max_s=60.0)
-RIGOROUS_RETIME_S = 600.0
 
 #: a synthetic task's class count when no layer gives --num-classes
 DEFAULT_CLASSES = {"binary": 2, "multiclass": 4, "multilabel": 5}
@@ -52,7 +50,7 @@ DEFAULT_CLASSES = {"binary": 2, "multiclass": 4, "multilabel": 5}
 #: torch one past 2**64, each after minutes of work; this range fits all three with room
 #: for the offsets
 MAX_SEED = 2**31 - 1
-#: where a run's work can go (bench.config.ExecutionConfig)
+#: where a run's work can go (bench.config.sections.ExecutionConfig)
 EXECUTORS = ("local", "ray")
 #: thread counts reach torch.set_num_threads (a C int) in every worker; a larger value
 #: than any CPU this bench measures on is a typo, caught before the teacher trains
@@ -79,38 +77,6 @@ def apply(cfg: RunConfig, layer: Layer, source: str = "setting") -> RunConfig:
         section, _, name = key.rpartition(".")
         setattr(getattr(cfg, section) if section else cfg, name, copy.deepcopy(value))
     return cfg
-
-
-def quick_profile(below: RunConfig) -> dict[str, Any]:
-    """Smaller data and images, at most one epoch, short latency loops, one process per
-    backend, and a preset's first seed only (the command line beats all of it)."""
-    layer: dict[str, Any] = {
-        "measurement.shared_process": True,
-        "data.image_size": QUICK_IMAGE_SIZE,
-        "data.sizes": QUICK_SIZES,
-        "training.teacher_epochs": QUICK_TEACHER_EPOCHS,
-        "training.student_epochs": min(below.training.student_epochs, QUICK_STUDENT_EPOCHS),
-        "training.finetune_epochs": min(below.training.finetune_epochs, QUICK_FINETUNE_EPOCHS),
-        "measurement.latency": QUICK_LATENCY,
-        "measurement.retime_budget_s": 0.0,  # one shared process per backend: nothing to re-time
-        "measurement.n_boot": min(below.measurement.n_boot, QUICK_N_BOOT),
-    }
-    if below.seeds:
-        layer.update(seed=below.seeds[0], seeds=[])
-    return layer
-
-
-def rigorous_profile(below: RunConfig) -> dict[str, Any]:
-    """At least 5 fresh processes of at least 10 s per row, and a 600 s re-timing budget."""
-    m = below.measurement
-    return {"measurement.repeats": max(m.repeats, RIGOROUS_REPEATS),
-            "measurement.latency": RIGOROUS_PLAN,
-            "measurement.max_repeats": max(m.max_repeats, 2 * RIGOROUS_REPEATS),
-            "measurement.retime_budget_s": max(m.retime_budget_s, RIGOROUS_RETIME_S)}
-
-
-PROFILES: dict[str, Callable[[RunConfig], dict[str, Any]]] = {
-    "quick": quick_profile, "rigorous": rigorous_profile}
 
 
 def _split(text: str) -> list[str]:
@@ -178,7 +144,7 @@ def build(args) -> RunConfig:
     is read, never changed. Nothing is checked here but the preset's name and the keys;
     call `validate` next.
     """
-    from bench import backends, presets
+    from bench import backends
 
     cfg = RunConfig()
     apply(cfg, {"measurement.backends": backends.defaults()}, "defaults")
@@ -332,7 +298,7 @@ def _check_execution(cfg: RunConfig) -> None:
 
 
 def _check_models(cfg: RunConfig) -> None:
-    from bench.models import check_architecture
+    from bench.modelling.architectures import check_architecture
 
     t = cfg.training
     if t.teachers and t.teacher_checkpoint:

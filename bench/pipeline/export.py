@@ -16,18 +16,18 @@ from pathlib import Path
 
 import methods
 from bench import backends
-from bench.artifacts import MIB, method_of
 from bench.inputs import first_line
 from bench.measuring import Target
+from bench.pipeline.artifacts import MIB, method_of
 from bench.progress import log
-from bench.result import STATUS_FAILED, STATUS_NA, Result
+from bench.results.row import STATUS_FAILED, STATUS_NA, Result
 
 
 def export_all(engines, cfg, artifacts: dict, statics: dict, store, env,
                run=None) -> dict[str, list]:
     """backend -> its rows in model order: Target, or a finished Result.
 
-    `run` (bench.resume.RunDirectory): a cell whose export an earlier attempt at this run
+    `run` (bench.pipeline.resume.RunDirectory): a cell whose export an earlier attempt at this run
     recorded, with files that still hash as recorded, is not exported again; every new
     export is recorded in the manifest (`exports`) once its files are complete."""
     cells = Cells(store, run)
@@ -60,7 +60,7 @@ class Cells:
                                                                               variant))
 
     def record(self, model: str, backend: str, variant: str, deployed) -> None:
-        from bench.resume import file_sha256
+        from bench.pipeline.resume import file_sha256
 
         root = self.store.root
         self.records[self.name(model, backend, variant)] = {

@@ -1,9 +1,9 @@
 """The table printed at the end of a run: the columns whose metadata puts them in the
-`console` view (bench.result), with their labels and widths."""
+`console` view (bench.results.row), with their labels and widths."""
 
 from __future__ import annotations
 
-from bench.result import Result, meta, nothing_to_transfer, view
+from bench.results.row import Result, meta, nothing_to_transfer, view
 
 
 def table(rows: list[Result]) -> str:

@@ -1,7 +1,7 @@
 """The run's configuration, in sections: data, training (teacher and student), methods,
 measurement, output; plus what spans them (seed, device, preset, profile).
 
-The sections are plain dataclasses with the defaults; `bench.settings` layers defaults <
+The sections are plain dataclasses with the defaults; `bench.config.settings` layers defaults <
 preset < profile (--quick, --rigorous) < command line into one RunConfig and checks it,
 before anything is trained. Everything downstream reads the finished RunConfig.
 """
@@ -12,8 +12,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
-from bench.data import SyntheticSizes
-from bench.measure.latency import LatencyPlan
+from bench.child.timed_loop import LatencyPlan
+from bench.data import DataConfig  # the data section lives beside its loaders
 
 
 def physical_cores() -> int:
@@ -37,19 +37,6 @@ def default_threads() -> int:
 
 
 @dataclass
-class DataConfig:
-    dataset: str = "synthetic"  # synthetic, a card name (with data_root), or FORMAT:PATH
-    data_root: str | None = None
-    uncertainty: str = "u-ones"  # CheXpert-style uncertain labels: u-ones, u-zeros, u-ignore
-    frontal_only: bool = False
-    labels: list[str] | None = None  # findings / classes to keep, in order
-    task: str = "binary"  # the synthetic dataset's task and classes (real data has its own)
-    num_classes: int = 2
-    image_size: int = 64
-    sizes: SyntheticSizes = field(default_factory=SyntheticSizes)
-
-
-@dataclass
 class TrainingConfig:
     teacher: str = "densenet121"
     teacher_checkpoint: str | None = None
@@ -57,7 +44,7 @@ class TrainingConfig:
     pretrained: bool = False
     student: str = "mobilenet_v2"
     #: the teacher's own budget; it never trains fewer steps than the students'
-    #: (bench.teacher.teacher_plan)
+    #: (bench.modelling.teacher.teacher_plan)
     teacher_epochs: float = 2.0
     student_epochs: float = 6.0  # of the labelled images, for kd and the student alike
     #: pruning's fine-tune: the most it trains (it stops once validation AUC stops improving)

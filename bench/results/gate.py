@@ -1,7 +1,7 @@
 """The CI regression gate: `python -m bench check RUN_DIR --baseline FILE`.
 
 What is gated, per (model, backend, precision) row of the baseline; which columns, is
-their `gate` metadata in bench.result (so a new column is gated by declaring it there):
+their `gate` metadata in bench.results.row (so a new column is gated by declaring it there):
   * exactly ("exact"): params, params_nonzero; within 1e-4 relative (rounding, see
     ROUNDING): weights_mib, compression_ratio.
     These are deterministic given the code, so any change is a change of the method.
@@ -39,9 +39,9 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.manifest import cpu_line
-from bench.result import Result, gated, meta
-from bench.store import load_rows
+from bench.results.manifest import cpu_line
+from bench.results.row import Result, gated, meta, row_label
+from bench.results.store import load_rows
 
 BASELINE_VERSION = 2
 EXACT = tuple(gated("exact"))
@@ -61,10 +61,6 @@ DEFAULT_AUC_MARGIN = 0.02
 #: a machine's description fields (bench.measuring.station.describe_machine) that must be
 #: equal for two machines' speedups and AUCs to be compared; runtimes both record must too
 MACHINE_FIELDS = ("cpu", "cpu_vendor", "cpu_model_id", "isa", "architecture", "logical_cores")
-
-
-def _key(row: dict) -> str:
-    return f"{row['model']} / {row['backend']} / {row['precision']}"
 
 
 def machine_class(description: dict | None) -> dict | None:
@@ -93,11 +89,11 @@ def _runtimes_of(backend: str) -> set[str] | None:
     """The distributions whose versions a backend's rows depend on: torch, which trains
     every model, and the backend's runtime (so installing an edge runtime, or upgrading
     one, leaves the other backends' figures gated); None (all) for an unknown backend."""
-    from bench.backends import BACKENDS
+    from bench.backends import BACKENDS, runtime_distributions
 
     if backend not in BACKENDS:
         return None
-    return {"torch", BACKENDS.get(backend).runtime.replace("_", "-")}
+    return set(runtime_distributions([backend]))
 
 
 def machine_name(machine: dict | None) -> str:
@@ -123,7 +119,7 @@ def _row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | No
 def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_TOLERANCE,
                       auc_margin: float = DEFAULT_AUC_MARGIN) -> dict:
     """The run's ok rows: sizes in `rows`, speedups and AUCs under their machine."""
-    rows = {_key(r.to_dict()): r for r in load_rows(run_dir) if r.ok}
+    rows = {row_label(r.to_dict()): r for r in load_rows(run_dir) if r.ok}
     created = datetime.now(UTC).isoformat(timespec="seconds")
     sections: list[dict] = []
     for key, machine in _row_machines(run_dir, rows).items():
@@ -151,9 +147,9 @@ def merge(old: dict | None, new: dict) -> tuple[dict, list[str]]:
     method changed, so those figures are stale: dropped, one line each)."""
     if old is None:
         return new, []
-    before = {_key(r): r for r in old["rows"]}
-    changed = before.keys() != {_key(r) for r in new["rows"]} or any(
-        not _same_size(before[_key(r)].get(c), r.get(c)) for r in new["rows"] for c in EXACT)
+    before = {row_label(r): r for r in old["rows"]}
+    changed = before.keys() != {row_label(r) for r in new["rows"]} or any(
+        not _same_size(before[row_label(r)].get(c), r.get(c)) for r in new["rows"] for c in EXACT)
     kept, lines = [], []
     for section in old.get("machines", []):
         if any(same_machine(section["machine"], n["machine"]) for n in new["machines"]):
@@ -208,7 +204,7 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
     speedup_tolerance = speedup_tolerance if speedup_tolerance is not None else tol.get(
         "speedup", DEFAULT_SPEEDUP_TOLERANCE)
     auc_margin = auc_margin if auc_margin is not None else tol.get("auc_margin", DEFAULT_AUC_MARGIN)
-    rows = {_key(r.to_dict()): r for r in load_rows(run_dir)}
+    rows = {row_label(r.to_dict()): r for r in load_rows(run_dir)}
     notes = notes if notes is not None else []
     expected = _expected(baseline, rows, _row_machines(run_dir, rows), notes)
     shifts = backend_shifts(expected, rows)
@@ -219,7 +215,7 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
                          "is gated against that shift")
     violations = []
     for base in expected:
-        key = _key(base)
+        key = row_label(base)
         row = rows.get(key)
         if row is None:
             violations.append(f"{key}: missing from the run")
@@ -254,7 +250,7 @@ def _expected(baseline: dict, rows: dict[str, Result], machines: dict[str, dict 
     ungated: dict[str, list[str]] = {}
     out = []
     for base in baseline["rows"]:
-        key = _key(base)
+        key = row_label(base)
         row = rows.get(key)
         if row is None or not row.ok:
             out.append(base)
@@ -263,7 +259,7 @@ def _expected(baseline: dict, rows: dict[str, Result], machines: dict[str, dict 
         section = next((m for m in sections if same_machine(m["machine"], machine, runtimes)),
                        None)
         figures = None if section is None else next(
-            (r for r in section["rows"] if _key(r) == key), None)
+            (r for r in section["rows"] if row_label(r) == key), None)
         if figures is None:
             ungated.setdefault(machine_name(machine), []).append(key)
             out.append(base)
@@ -295,7 +291,7 @@ def backend_shifts(expected: list[dict], rows: dict) -> dict[str, float]:
     apart from the others. Fewer than three rows: no shift (1.0)."""
     ratios: dict[str, list[float]] = {}
     for base in expected:
-        row = rows.get(_key(base))
+        row = rows.get(row_label(base))
         for c in RATIO:
             want = base.get(c)
             got = getattr(row, c, None) if row is not None and row.ok else None
@@ -363,10 +359,10 @@ def diff(old: dict | None, new: dict) -> list[str]:
 
 
 def _diff_rows(old: list[dict], new: list[dict], columns: tuple) -> list[str]:
-    before = {_key(r): r for r in old}
+    before = {row_label(r): r for r in old}
     lines = []
     for row in new:
-        key = _key(row)
+        key = row_label(row)
         prev = before.pop(key, None)
         if prev is None:
             lines.append(f"+ {key}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.measure.latency import LatencyPlan
+from bench.child.timed_loop import LatencyPlan
 
 #: The default per-item timeout (a hung process is killed after it; see item_timeout_s).
 TIMEOUT_FACTOR = 3.0

@@ -15,7 +15,7 @@ Protocol: the server writes `@@READY` once its imports are done (the bench waits
 so a starting server never runs beside a timed process); the bench writes one request per
 job as a JSON line on the server's stdin, `{"job": PATH, "timeout_s": T, "progress":
 RESULTS}` (a bare path is a request without a timeout); the forked child runs
-`bench.worker.main(PATH)`, which writes its results to the job's results file (anything it
+`bench.child.worker.main(PATH)`, which writes its results to the job's results file (anything it
 prints goes to the shared stdout and is passed on to the user, not parsed); the server
 then writes `@@EXIT {"code": C, "peak_rss_mib": R, "hung_s": H}`: C negative where the
 child died of signal -C, R the child's peak resident memory, H set where the server killed
@@ -141,7 +141,7 @@ class Server:
 
     def __init__(self, backend: str, env: dict):
         self.backend = backend
-        self._proc = subprocess.Popen([sys.executable, "-m", "bench.forkserver", backend],
+        self._proc = subprocess.Popen([sys.executable, "-m", "bench.child.forkserver", backend],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                       env=env, bufsize=1)
         # Wait until its imports are done: nothing may run beside a timed process.
@@ -206,10 +206,15 @@ def _preload(backend: str) -> None:
 
     import numpy  # noqa: F401
 
-    from bench import backends, worker  # noqa: F401
+    from bench import backends  # noqa: F401
     from bench.backends import telemetry
-    from bench.measure import energy, latency, memory  # noqa: F401
-    from bench.measuring import records  # noqa: F401
+    from bench.child import (  # noqa: F401
+        energy,
+        memory,
+        records,  # noqa: F401
+        timed_loop,
+        worker,
+    )
 
     telemetry.switch_off()
     adapter = backends.get(backend)  # the adapter module itself
@@ -222,7 +227,7 @@ def _preload(backend: str) -> None:
 
 
 def main(backend: str) -> int:
-    from bench import worker
+    from bench.child import worker
 
     _preload(backend)
     print(READY, flush=True)

@@ -16,7 +16,7 @@ SCHEMA_VERSION = 5  # 2: statistics columns (issue 4), seed, precision variants
 # 4: predictions files and the manifest record the task (kind and class names); the
 #    config in the manifest is in sections; columns carry their views and gate
 # 5: what compressing cost (compress_seconds, compress_steps); the teacher's training rule
-#: the oldest results.json this version still reads (bench.store.load_rows)
+#: the oldest results.json this version still reads (bench.results.store.load_rows)
 OLDEST_READABLE_SCHEMA = 2
 
 STATUS_OK = "ok"
@@ -32,7 +32,7 @@ STATUS_NA = "n/a"
 #:   compare  listed by `bench compare` as an exact change (deterministic figures)
 VIEWS = ("main", "summary", "console", "seeds", "compare")
 #: how `bench check` gates a column (its `gate` metadata):
-#:   exact   equal (counts) or within bench.gate.ROUNDING (sizes)
+#:   exact   equal (counts) or within bench.results.gate.ROUNDING (sizes)
 #:   ratio   within the baseline's relative tolerance (speedup)
 #:   margin  may not fall below the baseline by more than the margin (AUC)
 GATES = ("exact", "ratio", "margin")
@@ -135,6 +135,23 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.status.split(";")[0] == STATUS_OK
+
+
+#: the columns that identify a row within one run: one row per (model, backend, precision)
+KEY_COLUMNS = ("model", "backend", "precision")
+
+
+def row_key(row: Result | dict) -> tuple[str, str, str]:
+    """A row's identity within a run, from a Result or its dict form (the one place it
+    is built: the store, the plan, the gate, compare and the report use it)."""
+    if isinstance(row, dict):
+        return tuple(row[k] for k in KEY_COLUMNS)
+    return tuple(getattr(row, k) for k in KEY_COLUMNS)
+
+
+def row_label(row: Result | dict) -> str:
+    """The row's key as people read it: `model / backend / precision`."""
+    return " / ".join(row_key(row))
 
 
 def _clean(v):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cache import atomic_write_bytes
-from bench.result import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION, Result
+from bench.results.row import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION, Result, row_key
 
 
 def safe_name(model: str) -> str:
@@ -68,7 +68,7 @@ class RunStore:
         self.write_manifest(manifest)
 
     def artifact_dir(self, model: str, backend: str, variant: str = "") -> Path:
-        """Where a cell's deployed files go (made whole by bench.export, not here)."""
+        """Where a cell's deployed files go (made whole by bench.pipeline.export, not here)."""
         return self.root / "artifacts" / safe_name(model) / (backend + (f"-{variant}" if variant else ""))
 
     def predictions_path(self, model: str, backend: str, variant: str = "") -> Path:
@@ -103,7 +103,7 @@ class RunStore:
 
     def save_predictions(self, model: str, backend: str, y_true, y_score, logits,
                          variant: str = "", *, task) -> Path:
-        """`task` (bench.tasks.Task) is stored beside the arrays, so no reader has to
+        """`task` (bench.task_kinds.Task) is stored beside the arrays, so no reader has to
         guess the task kind from their shapes."""
         path = self.predictions_path(model, backend, variant)
         buf = io.BytesIO()
@@ -115,9 +115,8 @@ class RunStore:
     def add(self, row: Result) -> None:
         """Add a row, or replace the one with its (model, backend, precision) where it
         stands, and rewrite both tables at once, so a kill loses nothing."""
-        key = (row.model, row.backend, row.precision)
-        at = next((i for i, r in enumerate(self.rows)
-                   if (r.model, r.backend, r.precision) == key), None)
+        key = row_key(row)
+        at = next((i for i, r in enumerate(self.rows) if row_key(r) == key), None)
         if at is None:
             self.rows.append(row)
         else:
@@ -186,7 +185,7 @@ def _check_schema(path: Path, version) -> None:
 
 def load_predictions(run_dir: Path, model: str, backend: str, precision: str) -> dict | None:
     """A row's saved predictions {y_true, y_score, logits, task}, or None if absent or
-    unreadable. `task` is a bench.tasks.Task: stored in the file since schema 4; for older
+    unreadable. `task` is a bench.task_kinds.Task: stored in the file since schema 4; for older
     runs, from the manifest's data record, or else from the arrays' shapes
     (`legacy_task`), the one place where a task kind is ever inferred."""
     path = Path(run_dir) / "predictions" / f"{row_stem(model, backend, precision)}.npz"
@@ -195,7 +194,7 @@ def load_predictions(run_dir: Path, model: str, backend: str, precision: str) ->
             pred = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # missing or unreadable
         return None
-    from bench.tasks import Task
+    from bench.task_kinds import Task
 
     kind, names = pred.pop("task_kind", None), pred.pop("class_names", None)
     if kind is not None and names is not None:
@@ -209,7 +208,7 @@ def legacy_task(run_dir: Path, y_true, y_score):
     """The task of a schema 2-3 predictions file, which did not record it: the manifest's
     `task` (schema 4), its data record (the generator's), or else the arrays' shapes:
     1-D scores are binary, 2-D scores with 1-D labels multiclass, 2-D both multilabel."""
-    from bench.tasks import Task
+    from bench.task_kinds import Task
 
     try:
         manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
