@@ -8,7 +8,7 @@
 
 Both start from the same ExportedProgram: the fp32 module's, or an int8 realisation's
 (methods/quant/torch_pt2e.py: pt2e with torchao's X86InductorQuantizer). Neither is a
-default backend: their figures against TorchScript (`torch`) are in the README; AOTI
+default backend: their figures against TorchScript (`torch`) are in docs/measuring.md; AOTI
 compiles each model (about 30 s here) and `--backends all` or naming them adds them.
 """
 

@@ -30,7 +30,7 @@ PROBE_TIMEOUT_S = 20.0
 OPT_OUT = "--allow-unauthenticated-ray"
 
 HOW_TO_ENABLE = ("start every node with RAY_AUTH_MODE=token and one token (`ray "
-                 "get-auth-token --generate`; README: Running on a cluster)")
+                 "get-auth-token --generate`; docs/cluster.md)")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Training, distillation and inference loops, and the one training rule every trained
 step follows: the teacher, the `student`, `kd`, pruning's fine-tune and QAT.
 
-The rule (README, "The training rule"), measured on both architectures here:
+The rule (docs/run.md, "The training rule"), measured on both architectures here:
   * schedule: linear warm-up over the first 20% of the steps, then cosine decay to zero;
     batch 32; batch-norm statistics re-estimated on training data at the end (QAT keeps
     the frozen ones it trained against);
@@ -16,7 +16,7 @@ The rule (README, "The training rule"), measured on both architectures here:
     the student's training AUC stayed at 0.67 after 4 epochs); AdamW scales each
     parameter's step. On DenseNet-121 AdamW at 2e-3 matched SGD (lr 0.05, Nesterov)
     from 210 of 378 steps on (validation AUC 0.924-0.942 against 0.905-0.940), while 5e-3
-    trailed it (0.895 against 0.921 at step 252); README, "The training rule";
+    trailed it (0.895 against 0.921 at step 252); docs/run.md, "The training rule";
   * peak learning rate: from scratch 5e-3 for depthwise architectures (MobileNetV2), 2e-3
     for the others (DenseNet-121); fine-tuning a pruned model, 3e-3, distilling the model
     it was made from; quantization-aware fine-tuning, 1e-4 (QAT_LR).

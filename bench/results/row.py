@@ -82,7 +82,7 @@ class Result:
     latency_cold_ms: float | None = col("ms", "lower", "first inference after loading, timed apart (median over processes)")
     latency_n: int | None = col("count", None, "timed iterations behind the latency figures, all processes")
     latency_repeats: int | None = col("count", None, "fresh measuring processes behind the latency figures")
-    latency_cv: float | None = col("", "lower", "coefficient of variation (see README: Statistics)", views=('main',))
+    latency_cv: float | None = col("", "lower", "coefficient of variation (see docs/results.md: Statistics)", views=('main',))
     throughput_per_s: float | None = col("1/s", "higher", "batch-1 inferences per second: 1000 / latency_ms_p50")
     speedup: float | None = col("x", "higher", "teacher's latency_ms_p50 / this row's, same backend", views=('main', 'summary', 'console', 'seeds'), gate='ratio', width=15)
     speedup_ci_low: float | None = col("x", "higher", "95% interval of speedup, low end: bootstrap of both headlines, widened by the noise floor", interval_of='speedup')

@@ -12,7 +12,7 @@ def add_options(p) -> None:
                    help="chain templates in the --methods syntax, where a parameter may be a range "
                         "lo..hi (lo..hi/step: on a grid) or a choice a|b|c, e.g. "
                         "'kd:temperature=2|4|8+prune.structured:ratio=0.2..0.8/0.05' (default: kd, "
-                        "structured pruning and static int8, alone and chained; see the README)")
+                        "structured pruning and static int8, alone and chained; see docs/search.md)")
     p.add_argument("--minimize", default="latency",
                    help="objectives, comma-separated: latency[:BACKEND], file_mib[:BACKEND], macs, "
                         "params; several give a Pareto front (default latency; the backend "

@@ -5,7 +5,7 @@ percentile rests on 6 or more samples beyond it), mean, std, IQR, min, max, and
 throughput = 1000 / median (calls per second at batch 1, one call at a time).
 
 Across R fresh processes of the same model (this machine's noise is mostly between
-processes, see the README):
+processes, see docs/results.md, Statistics):
 - headline p50: the median of the per-process medians.
 - interval: a percentile bootstrap of that headline. With R >= 3 the processes are
   the independent units and are resampled whole (their medians; Davison & Hinkley
@@ -20,7 +20,7 @@ processes, see the README):
   R = 1: the robust within-process CV above 0.10 (a bimodal or disturbed process: one
   process cannot show whether its median would come out again, so this stands in).
   R = 2: latency_cv > 0.10; or the processes disagree, meaning the larger median exceeds
-  the smaller by more than 10% (in the README's table of 3-5 fresh processes per cell,
+  the smaller by more than 10% (measured here over 12 cells of 3-5 fresh processes each,
   6 of 12 cells spread by 1-8% and the other 6 by 20-124%: the line falls in the gap).
   Two processes whose medians agree are reproducible however spread out each is: the
   headline is a median of thousands of calls.
