@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bench.results.manifest import cpu_line
-from reports.format import as_dict, fmt
+from reports.format import fmt
 
 if TYPE_CHECKING:  # the view model imports this module's sections
     from reports.view import RunView
@@ -25,17 +24,6 @@ def by_machine(rows: list[dict]) -> dict[str, list[dict]]:
         key = r.get("machine") or of_backend.get((r.get("backend"), r.get("seed")), "")
         groups.setdefault(key, []).append(r)
     return groups
-
-
-def machine_line(d: dict | None) -> str:
-    """A machine's description in one line: CPU, cores, OS, architecture, runtimes."""
-    if not d:
-        return ""
-    runtimes = ", ".join(f"{k} {v}" for k, v in as_dict(d.get("runtimes")).items())
-    where = f"; Ray node {d['ray_node_id'][:8]} at {d['ip']}" if d.get("ray_node_id") else ""
-    lost = f"; LOST: {d['lost']}" if d.get("lost") else ""
-    return (f"{cpu_line(d)}, {d.get('physical_cores')} cores, {d.get('architecture')}, "
-            f"{d.get('platform')}; {runtimes}{where}{lost}")
 
 
 def chain(info: dict) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from bench.config.sections import flat_config
+from bench.results.machines import machine_line
 from bench.results.row import (
     STATUS_FAILED,
     STATUS_NA,
@@ -27,7 +28,7 @@ from bench.results.row import (
 )
 from bench.results.store import load_predictions, load_rows, load_samples
 from reports.format import as_dict, column, fmt, is_num
-from reports.provenance import by_machine, machine_line
+from reports.provenance import by_machine
 
 #: columns shown as text (left-aligned, wrapping): the record's string fields
 TEXT_COLUMNS = {f.name for f in fields(Result) if f.type in ("str", str)}

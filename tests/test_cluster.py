@@ -22,7 +22,8 @@ import pytest
 from bench import measuring
 from bench.child.records import ProcessResult
 from bench.config.sections import MeasurementConfig, RunConfig, physical_cores
-from bench.measuring.station import LocalStation, NodeLost, describe_machine, machine_key
+from bench.measuring.station import LocalStation, NodeLost
+from bench.results.machines import describe_machine, machine_key
 from bench.results.row import Result
 from bench.results.store import RunStore
 from bench.task_kinds import Task
@@ -458,7 +459,8 @@ def test_measuring_nodes_killed_mid_run_retry_elsewhere_then_fail_naming_the_nod
 
 
 def test_report_groups_rows_by_the_machine_they_were_measured_on():
-    from reports.provenance import by_machine, machine_line
+    from bench.results.machines import machine_line
+    from reports.provenance import by_machine
 
     rows = [{"backend": "torch", "model": "teacher", "machine": "a"},
             {"backend": "torch", "model": "q", "machine": ""},  # n/a: its backend's machine

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import gate
+from bench.results import gate, machines
 from bench.results.row import Result, row_label
 from bench.results.store import RunStore
 
-#: a machine's description as bench.measuring.station.describe_machine writes it
+#: a machine's description as bench.results.machines.describe_machine writes it
 MACHINE = {"hostname": "box", "cpu": "Example CPU", "cpu_vendor": "GenuineIntel",
            "cpu_model_id": "6/143/8", "isa": ["avx2", "avx512f"], "architecture": "x86_64",
            "logical_cores": 2, "physical_cores": 2, "platform": "Linux",
@@ -211,8 +211,8 @@ def test_update_keeps_other_machines_figures_while_the_sizes_hold(tmp_path):
         _run(tmp_path / "c", {"quant.static": {"speedup": 3.0}})))
     assert len(again["machines"]) == 2
     assert gate.diff(merged, gate.baseline_from_run(tmp_path / "c")) == [
-        "~ quant.static / onnxruntime / int8: speedup 2 -> 3 (on " + gate.machine_name(
-            gate.machine_class(MACHINE)) + ")"]
+        "~ quant.static / onnxruntime / int8: speedup 2 -> 3 (on " + machines.machine_name(
+            machines.machine_class(MACHINE)) + ")"]
     # a size within the gate's rounding (the Xeon and the EPYC wrote ONNX Runtime's int8
     # file 3e-6 apart) is the same size: the other machine's figures stay
     rounded = gate.baseline_from_run(_run(tmp_path / "r", {"quant.static": {
@@ -242,9 +242,9 @@ def test_the_machine_description_names_the_cpu_as_proc_cpuinfo_does():
     """Checked against lscpu, an independent reader of the same CPU."""
     import shutil
 
-    from bench.results import manifest
+    from bench.results import machines
 
-    m = manifest.machine()
+    m = machines.hardware()
     lscpu = shutil.which("lscpu")
     if lscpu is None or not Path("/proc/cpuinfo").exists():
         pytest.skip("no lscpu or /proc/cpuinfo on this machine")
@@ -252,7 +252,7 @@ def test_the_machine_description_names_the_cpu_as_proc_cpuinfo_does():
     fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("Flags", "").split())
-    assert set(m["isa"]) == {f for f in manifest.ISA_FLAGS if f in flags}
+    assert set(m["isa"]) == {f for f in machines.ISA_FLAGS if f in flags}
     if "Model name" in fields and fields.get("Vendor ID", "").startswith(("Genuine", "Authentic")):
         assert m["cpu"] == fields["Model name"] and m["cpu_vendor"] == fields["Vendor ID"]
         assert m["cpu_model_id"].split("/")[:2] == [fields["CPU family"], fields["Model"]]

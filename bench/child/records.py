@@ -121,7 +121,7 @@ class ProcessResult:
     val_logits_path: str | None = None
     error: str | None = None
     traceback: str | None = None
-    machine: str | None = None  # where it ran (bench.measuring.station.machine_key)
+    machine: str | None = None  # where it ran (bench.results.machines.machine_key)
 
     @property
     def ok(self) -> bool:

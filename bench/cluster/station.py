@@ -25,8 +25,9 @@ from pathlib import Path
 from bench.child.records import Job, ProcessResult
 from bench.cluster import tasks
 from bench.inputs import first_line
-from bench.measuring.station import NodeLost, machine_key
+from bench.measuring.station import NodeLost
 from bench.progress import log
+from bench.results.machines import machine_key
 
 #: seconds to wait for a node that holds the resource to take the placing task (it may be
 #: busy measuring for another trial of a search)

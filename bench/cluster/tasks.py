@@ -28,11 +28,11 @@ def on_node(threads: int, device: str = "cpu") -> None:
 
 
 def node_description() -> dict:
-    """This node as a row's reader needs it (bench.measuring.station.describe_machine),
+    """This node as a row's reader needs it (bench.results.machines.describe_machine),
     with its Ray node id and address."""
     import ray
 
-    from bench.measuring.station import describe_machine
+    from bench.results.machines import describe_machine
 
     return describe_machine(ray_node_id=ray.get_runtime_context().get_node_id(),
                             ip=ray.util.get_node_ip_address())

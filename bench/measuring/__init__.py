@@ -4,8 +4,7 @@ records both sides read).
 
   launch.py   starting a process (fork server or new interpreter) on a job file, reading
               its results file; the machine probe
-  station.py  where processes run (this machine: LocalStation), the machine's description
-              and key, NodeLost
+  station.py  where processes run (this machine: LocalStation), NodeLost
   plan.py     the measuring plan: first pass, teacher twice, the adaptive pass
   rows.py     a row's parts (processes, quality, teacher) and the one step that builds
               the Result from them

@@ -10,34 +10,15 @@ by that backend's teacher.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import replace
 
 from bench.child.records import Job, ProcessResult
 from bench.measuring import launch
+from bench.results.machines import describe_machine, machine_key
 
 
 class NodeLost(RuntimeError):
     """The machine a backend was measured on went away mid-measurement (a Ray node died)."""
-
-
-def describe_machine(**extra) -> dict:
-    """This machine as a row's reader needs it: CPU, cores, OS, architecture and the
-    versions of torch and every registered backend's runtime installed here (a plugin
-    backend's too), read here (on a Ray node: on that node)."""
-    from bench.backends import runtime_distributions
-    from bench.results import manifest
-
-    return {"hostname": platform.node(), **manifest.machine(), "architecture": platform.machine(),
-            "python": platform.python_version(),
-            "runtimes": {d: v for d in runtime_distributions() if (v := manifest.version_of(d))},
-            **extra}
-
-
-def machine_key(description: dict) -> str:
-    """The short name rows carry in their `machine` column (the manifest's `machines` key)."""
-    node = description.get("ray_node_id")
-    return description["hostname"] + (f" (ray node {node[:8]})" if node else "")
 
 
 class LocalStation:

@@ -39,7 +39,7 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.results.manifest import cpu_line
+from bench.results.machines import machine_class, machine_name, runtimes_of, same_machine
 from bench.results.row import Result, gated, meta, row_label
 from bench.results.store import load_rows
 
@@ -58,53 +58,6 @@ PER_MACHINE = (*RATIO, *MARGIN)
 ROUNDING = 1e-4
 DEFAULT_SPEEDUP_TOLERANCE = 0.25
 DEFAULT_AUC_MARGIN = 0.02
-#: a machine's description fields (bench.measuring.station.describe_machine) that must be
-#: equal for two machines' speedups and AUCs to be compared; runtimes both record must too
-MACHINE_FIELDS = ("cpu", "cpu_vendor", "cpu_model_id", "isa", "architecture", "logical_cores")
-
-
-def machine_class(description: dict | None) -> dict | None:
-    """What of a machine's description decides its speedups and AUCs (MACHINE_FIELDS and
-    the runtimes' versions); None for a description without the CPU's model numbers (runs
-    made before they were recorded, hand-made rows)."""
-    if not isinstance(description, dict) or not description.get("cpu_model_id"):
-        return None
-    return {**{f: description.get(f) for f in MACHINE_FIELDS},
-            "runtimes": dict(description.get("runtimes") or {})}
-
-
-def same_machine(a: dict | None, b: dict | None, runtimes: set[str] | None = None) -> bool:
-    """Equal MACHINE_FIELDS, and equal versions of every runtime both record (of those in
-    `runtimes`, where given)."""
-    if not isinstance(a, dict) or not isinstance(b, dict):
-        return False
-    if any(a.get(f) != b.get(f) for f in MACHINE_FIELDS):
-        return False
-    ra, rb = a.get("runtimes") or {}, b.get("runtimes") or {}
-    both = ra.keys() & rb.keys() & (runtimes if runtimes is not None else ra.keys())
-    return all(ra[k] == rb[k] for k in both)
-
-
-def _runtimes_of(backend: str) -> set[str] | None:
-    """The distributions whose versions a backend's rows depend on: torch, which trains
-    every model, and the backend's runtime (so installing an edge runtime, or upgrading
-    one, leaves the other backends' figures gated); None (all) for an unknown backend."""
-    from bench.backends import BACKENDS, runtime_distributions
-
-    if backend not in BACKENDS:
-        return None
-    return set(runtime_distributions([backend]))
-
-
-def machine_name(machine: dict | None) -> str:
-    """A machine class in one line, as the gate's notes name it."""
-    if not machine:
-        return "a machine the run does not describe (no CPU model numbers in its manifest)"
-    runtimes = ", ".join(f"{k} {v}" for k, v in (machine.get("runtimes") or {}).items())
-    return (f"{cpu_line(machine)}, {machine.get('architecture')}, "
-            f"{machine.get('logical_cores')} cores; {runtimes}")
-
-
 def _row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | None]:
     """Row key -> the class of the machine it was measured on (the manifest's `machines`)."""
     try:
@@ -255,7 +208,7 @@ def _expected(baseline: dict, rows: dict[str, Result], machines: dict[str, dict 
         if row is None or not row.ok:
             out.append(base)
             continue
-        machine, runtimes = machines.get(key), _runtimes_of(base["backend"])
+        machine, runtimes = machines.get(key), runtimes_of(base["backend"])
         section = next((m for m in sections if same_machine(m["machine"], machine, runtimes)),
                        None)
         figures = None if section is None else next(
