@@ -139,14 +139,36 @@ def test_the_right_token_is_accepted(token_head, tmp_path):
     assert auth.refusal(address, answer, allow_open=False) is None
 
 
-def test_the_benchs_own_ray_instance_is_authenticated_on_loopback(tmp_path):
-    """No address: a Ray instance started for the run, token-authenticated with a token
-    held in memory (no ~/.ray/auth_token written), its node on a loopback address."""
+@pytest.fixture
+def squatter():
+    """A cluster without authentication that `ray start` left in Ray's default temp folder
+    (/tmp/ray/ray_current_cluster names it): what `ray.init()` with no address would join.
+    Stopped by killing its own session's processes."""
     pytest.importorskip("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    port = free_port()
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head", "--port",
+                    str(port), "--node-ip-address", NODE_IP, "--num-cpus", "1", "--resources",
+                    json.dumps({"squatter": 1}), "--include-dashboard=false",
+                    "--disable-usage-stats"], env=env, check=True, timeout=180,
+                   capture_output=True)
+    session = Path("/tmp/ray/session_latest").resolve()
+    yield port
+    _stop(session)
+    current = Path("/tmp/ray/ray_current_cluster")
+    if current.exists() and str(port) in current.read_text():
+        current.unlink()
+
+
+def test_the_benchs_own_ray_instance_is_authenticated_on_loopback(tmp_path, squatter):
+    """No address: a Ray instance started for the run, token-authenticated with a token
+    held in memory (no ~/.ray/auth_token written), its node on a loopback address; never
+    the unauthenticated cluster another `ray start` left on this machine."""
     (tmp_path / "home").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
     env.update(HOME=str(tmp_path / "home"), RAY_USAGE_STATS_ENABLED="0")
     code = ("from bench.cluster.connect import connect; import ray, os; j = connect(None); "
+            "assert not any('squatter' in n['Resources'] for n in ray.nodes()), 'joined it'; "
             "print(j.authenticated, os.environ['RAY_AUTH_MODE'], "
             "[n['NodeManagerAddress'] for n in ray.nodes()]); ray.shutdown()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

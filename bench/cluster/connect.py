@@ -73,7 +73,9 @@ def connect(address: str | None, allow_unauthenticated: bool = False) -> Joined:
         _init(address=address)
         return Joined(address, authenticated, tls)
     authenticated = _local_auth(allow_unauthenticated)
-    _init(_node_ip_address=LOOPBACK_NODE_IP, include_dashboard=False)
+    # "local": always a new instance (address=None would join a cluster `ray start` left in
+    # /tmp/ray on this machine, unchecked)
+    _init(address="local", _node_ip_address=LOOPBACK_NODE_IP, include_dashboard=False)
     return Joined(f"a local Ray instance on {LOOPBACK_NODE_IP}", authenticated, tls)
 
 
