@@ -44,9 +44,18 @@ def _start_head(mode: str, token: str | None):
 def _stop(temp: Path) -> None:
     """Kill this head's processes (their command lines name its temp folder), leaving any
     other test cluster alone (`ray stop` would stop every one on the machine)."""
-    for p in psutil.process_iter(["cmdline"]):
-        if str(temp) in " ".join(p.info["cmdline"] or []):
+    victims = [p for p in psutil.process_iter(["cmdline"])
+               if str(temp) in " ".join(p.info["cmdline"] or [])]
+    for p in list(victims):
+        try:  # the agents a raylet starts rename themselves (ray::DashboardAgent)
+            victims += p.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+    for p in victims:
+        try:
             p.kill()
+        except psutil.NoSuchProcess:  # gone with its parent
+            pass
     shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -152,9 +161,11 @@ def squatter():
                     json.dumps({"squatter": 1}), "--include-dashboard=false",
                     "--disable-usage-stats"], env=env, check=True, timeout=180,
                    capture_output=True)
-    session = Path("/tmp/ray/session_latest").resolve()
+    session = next(a.split("=", 1)[1] for p in psutil.process_iter(["cmdline"])
+                   if f"--gcs_server_port={port}" in (p.info["cmdline"] or [])
+                   for a in p.info["cmdline"] if a.startswith("--session-dir="))
     yield port
-    _stop(session)
+    _stop(Path(session))
     current = Path("/tmp/ray/ray_current_cluster")
     if current.exists() and str(port) in current.read_text():
         current.unlink()
