@@ -22,6 +22,7 @@ The contract, split across two processes:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -175,15 +176,22 @@ def runtime_distributions(names: Iterable[str] | None = None) -> list[str]:
     registered one, a plugin's included) depend on: torch, which trains every model, and
     each backend's runtime package as importlib.metadata maps it to its distribution
     (`ai_edge_litert` -> `ai-edge-litert`, a plugin's package -> the plugin)."""
-    from importlib import metadata
-
-    packages = metadata.packages_distributions()
+    packages = _distributions_of_packages()
     found = ["torch"]
     for name in BACKENDS.names() if names is None else names:
         runtime = BACKENDS.get(name).runtime
         if runtime:
             found += packages.get(runtime, [runtime.replace("_", "-")])
     return list(dict.fromkeys(found))
+
+
+@functools.cache
+def _distributions_of_packages() -> dict[str, list[str]]:
+    """importlib.metadata's package -> distributions map: it reads every installed
+    distribution (0.4 s here), and the gate asks once per row, so once per process."""
+    from importlib import metadata
+
+    return metadata.packages_distributions()
 
 
 def defaults() -> list[str]:
