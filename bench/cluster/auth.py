@@ -91,23 +91,31 @@ def _answered(address: str) -> bool:
         return False
 
 
-def _set_mode(mode: str) -> None:
-    from ray._raylet import Config
+def set_auth_mode(mode: str) -> None:
+    """RAY_AUTH_MODE for this process and what it starts; Ray caches its configuration and
+    token when first imported, so it is told to read both again (as Ray's own token setup
+    does)."""
+    from ray._raylet import AuthenticationTokenLoader, Config
 
     os.environ["RAY_AUTH_MODE"] = mode
-    Config.initialize("")  # Ray re-reads its mode from the environment
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def has_token() -> bool:
+    """A token in Ray's usual places (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token),
+    as Ray's own loader finds it."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    return AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
 
 
 def main(address: str) -> None:
-    _set_mode("disabled")
+    set_auth_mode("disabled")
     answer = {"open": _answered(address)}
     if not answer["open"]:
-        from ray._raylet import AuthenticationTokenLoader
-
-        _set_mode("token")
-        loader = AuthenticationTokenLoader.instance()
-        loader.reset_cache()
-        answer["has_token"] = loader.has_token(ignore_auth_mode=True)
+        set_auth_mode("token")
+        answer["has_token"] = has_token()
         answer["token_ok"] = _answered(address) if answer["has_token"] else None
     print(json.dumps(answer))
 

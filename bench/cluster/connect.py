@@ -69,7 +69,7 @@ def connect(address: str | None, allow_unauthenticated: bool = False) -> Joined:
             log(f"WARNING: joining {address} WITHOUT AUTHENTICATION ({auth.OPT_OUT}): anyone "
                 "who can reach the cluster can run code on it and read the images, models "
                 "and predictions of this run")
-        _set_auth_mode("token" if authenticated else "disabled")
+        auth.set_auth_mode("token" if authenticated else "disabled")
         _init(address=address)
         return Joined(address, authenticated, tls)
     authenticated = _local_auth(allow_unauthenticated)
@@ -90,22 +90,10 @@ def _local_auth(allow_unauthenticated: bool) -> bool:
                              f"{auth.OPT_OUT} for a throwaway instance")
         log(f"WARNING: starting a Ray instance WITHOUT AUTHENTICATION ({auth.OPT_OUT})")
         return False
-    has_file = any(os.path.exists(p) for p in (
-        os.environ.get("RAY_AUTH_TOKEN_PATH", ""), os.path.expanduser("~/.ray/auth_token")))
-    if not os.environ.get("RAY_AUTH_TOKEN") and not has_file:
+    if not auth.has_token():
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    _set_auth_mode("token")
+    auth.set_auth_mode("token")
     return True
-
-
-def _set_auth_mode(mode: str) -> None:
-    """RAY_AUTH_MODE for this process and what it starts; Ray caches its configuration
-    when first imported, so it is told to read it again (as Ray's own token setup does)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    os.environ["RAY_AUTH_MODE"] = mode
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _init(**where) -> None:
