@@ -250,7 +250,7 @@ def _run(args) -> int:
 
 def _user_path(text: str, what: str, kind: str) -> Path:
     """A path the user named for `check`, `report` or `compare`, checked before bench.results.store
-    or bench.results.gate read under it: a run directory that is a file, a baseline that is a
+    or bench.results.baseline read under it: a run directory that is a file, a baseline that is a
     folder, or a name the OS refuses (too long) would otherwise end in an OSError's
     traceback. `kind` is "dir" (must be one), "file" (must be one) or "new" (a file that
     may not exist yet, but not a folder)."""
@@ -276,9 +276,7 @@ def _tolerance(flag: str, value: float | None) -> float | None:
 
 
 def _check(args) -> int:
-    import json
-
-    from bench.results import gate
+    from bench.results import baseline, gate
 
     _tolerance("--speedup-tolerance", args.speedup_tolerance)
     _tolerance("--auc-margin", args.auc_margin)
@@ -286,36 +284,23 @@ def _check(args) -> int:
     _user_path(args.baseline, "baseline", "new" if args.update else "file")
     if args.update:
         path = Path(args.baseline)
-        old = gate.load_baseline(path) if path.exists() else None
-        tol = (old or {}).get("tolerances", {})
-        new = gate.baseline_from_run(
-            run_dir,
-            args.speedup_tolerance if args.speedup_tolerance is not None else tol.get(
-                "speedup", gate.DEFAULT_SPEEDUP_TOLERANCE),
-            args.auc_margin if args.auc_margin is not None else tol.get(
-                "auc_margin", gate.DEFAULT_AUC_MARGIN))
-        changes = gate.diff(old, new)
-        new, dropped = gate.merge(old, new)
-        print("\n".join(changes + dropped) if changes or dropped else "no change in gated figures")
+        new, changes = baseline.update(path, run_dir, args.speedup_tolerance, args.auc_margin)
+        print("\n".join(changes) if changes else "no change in gated figures")
         if not new["machines"]:
             print(f"warning: {run_dir}'s manifest does not describe the machine its rows were "
                   "measured on: the baseline gates sizes only", file=sys.stderr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from bench.cache import atomic_write_bytes
-
-        atomic_write_bytes(path, (json.dumps(new, indent=1) + "\n").encode())
+        baseline.write(path, new)
         print(f"wrote {path} ({len(new['rows'])} rows, speedups and AUCs of "
               f"{len(new['machines'])} machines)")
         return 0
-    baseline = gate.load_baseline(Path(args.baseline))
+    base = baseline.load_baseline(Path(args.baseline))
     notes: list[str] = []
-    violations = gate.check(run_dir, baseline, args.speedup_tolerance, args.auc_margin,
-                            notes)
+    violations = gate.check(run_dir, base, args.speedup_tolerance, args.auc_margin, notes)
     for line in violations:
         print(line)
     for line in notes:
         print(f"note: {line}", file=sys.stderr)
-    print(f"gate: {len(baseline['rows'])} rows checked, {len(violations)} violations"
+    print(f"gate: {len(base['rows'])} rows checked, {len(violations)} violations"
           + (f", {len(notes)} notes" if notes else ""), file=sys.stderr)
     return 1 if violations else 0
 

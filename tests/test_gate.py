@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import gate, machines
+from bench.results import baseline, gate, machines
 from bench.results.row import Result, row_label
 from bench.results.store import RunStore
 
@@ -45,18 +45,18 @@ def _ungated(notes):
 
 def test_gate_passes_on_its_own_baseline(tmp_path):
     run = _run(tmp_path / "run")
-    assert gate.check(run, gate.baseline_from_run(run)) == []
+    assert gate.check(run, baseline.baseline_from_run(run)) == []
 
 
 def test_gate_fails_when_a_compression_ratio_changes_by_one_percent(tmp_path):
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     run = _run(tmp_path / "b", {"quant.static": {"compression_ratio": 3.5394 * 0.99}})
     (line,) = gate.check(run, base)
     assert line.startswith("quant.static / onnxruntime / int8: compression_ratio")
 
 
 def test_gate_fails_on_a_missing_model_and_on_a_failed_row(tmp_path):
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     assert gate.check(_run(tmp_path / "b", drop="quant.static"), base) == [
         "quant.static / onnxruntime / int8: missing from the run"]
     run = _run(tmp_path / "c", {"quant.static": {"status": "failed", "error": "export: boom"}})
@@ -64,7 +64,7 @@ def test_gate_fails_on_a_missing_model_and_on_a_failed_row(tmp_path):
 
 
 def test_gate_passes_latency_changes_within_tolerance_and_fails_beyond(tmp_path):
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     within = _run(tmp_path / "b", {"quant.static": {"latency_ms_p50": 2.3, "speedup": 1.74}})
     assert gate.check(within, base) == []
     beyond = _run(tmp_path / "c", {"quant.static": {"speedup": 1.4}})
@@ -73,7 +73,7 @@ def test_gate_passes_latency_changes_within_tolerance_and_fails_beyond(tmp_path)
 
 
 def test_gate_auc_margin(tmp_path):
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     assert gate.check(_run(tmp_path / "b", {"teacher": {"auc_roc": 0.865}}), base) == []
     (line,) = gate.check(_run(tmp_path / "c", {"teacher": {"auc_roc": 0.85}}), base)
     assert "auc_roc 0.8500 fell below" in line
@@ -99,11 +99,11 @@ def test_bad_baseline_is_one_line(tmp_path):
     bad = tmp_path / "b.json"
     bad.write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="not a medbench baseline"):
-        gate.load_baseline(bad)
+        baseline.load_baseline(bad)
 
 
 def test_unstable_speedups_are_reported_not_gated(tmp_path):
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     noisy = _run(tmp_path / "b", {"quant.static": {"speedup": 1.2, "status": "ok;unstable"}})
     notes = []
     assert gate.check(noisy, base, notes=notes) == []
@@ -120,7 +120,7 @@ def test_unstable_speedups_are_reported_not_gated(tmp_path):
 
 
 def test_speedups_on_a_backend_noisier_than_the_tolerance_are_reported_not_gated(tmp_path):
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     quiet = _run(tmp_path / "b", {"quant.static": {"speedup": 1.2},
                                   "teacher": {"noise_floor": 0.05}})
     assert len(gate.check(quiet, base)) == 1  # a 5% floor: the -40% speedup is a regression
@@ -134,9 +134,9 @@ def test_speedups_on_a_backend_noisier_than_the_tolerance_are_reported_not_gated
 def test_gated_columns_come_from_the_column_metadata():
     from bench.results.row import gated
 
-    assert gate.EXACT == ("params", "params_nonzero", "weights_mib", "compression_ratio")
-    assert (gate.RATIO, gate.MARGIN) == (("speedup",), ("auc_roc",))
-    assert gate.GATED == (*gated("exact"), *gated("ratio"), *gated("margin"))
+    assert baseline.EXACT == ("params", "params_nonzero", "weights_mib", "compression_ratio")
+    assert (baseline.RATIO, baseline.MARGIN) == (("speedup",), ("auc_roc",))
+    assert baseline.GATED == (*gated("exact"), *gated("ratio"), *gated("margin"))
 
 
 def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
@@ -146,7 +146,7 @@ def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
     from pathlib import Path
 
     path = Path(__file__).parent.parent / "reports" / "baseline" / "ci.json"
-    base = gate.load_baseline(path)
+    base = baseline.load_baseline(path)
     section = base["machines"][0]
     figures = {row_label(r): r for r in section["rows"]}
 
@@ -175,7 +175,7 @@ def test_figures_are_gated_only_against_the_same_machine(tmp_path):
     """Measured: the `ci` preset's student on ONNX Runtime ran 11.0x on the AMD EPYC the
     first baseline came from and 4.0x on an Intel Xeon; the Xeon's teacher AUC was 0.557
     against 0.605. Such figures are compared only between equal CPUs and runtimes."""
-    base = gate.baseline_from_run(_run(tmp_path / "a"))
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
     slow = {"quant.static": {"speedup": 0.8, "auc_roc": 0.5}}
     assert len(gate.check(_run(tmp_path / "b", slow), base)) == 2
     for change in ({"cpu_model_id": "25/17/1"}, {"isa": ["avx2"]}, {"logical_cores": 4},
@@ -187,7 +187,7 @@ def test_figures_are_gated_only_against_the_same_machine(tmp_path):
     # a runtime only one side has, or another backend's, does not matter
     extra = {**MACHINE, "runtimes": {**MACHINE["runtimes"], "ai-edge-litert": "2.3.0"}}
     assert len(gate.check(_run(tmp_path / "d", slow, machine=extra), base)) == 2
-    with_litert = gate.baseline_from_run(_run(tmp_path / "g", machine=extra))
+    with_litert = baseline.baseline_from_run(_run(tmp_path / "g", machine=extra))
     other_litert = {**MACHINE, "runtimes": {**MACHINE["runtimes"], "ai-edge-litert": "2.4.0"}}
     assert len(gate.check(_run(tmp_path / "h", slow, machine=other_litert), with_litert)) == 2
     # a size is gated on any machine
@@ -202,25 +202,25 @@ def test_figures_are_gated_only_against_the_same_machine(tmp_path):
 
 def test_update_keeps_other_machines_figures_while_the_sizes_hold(tmp_path):
     amd = {**MACHINE, "cpu_vendor": "AuthenticAMD", "cpu_model_id": "25/17/1"}
-    first = gate.baseline_from_run(_run(tmp_path / "a"))
-    merged, dropped = gate.merge(first, gate.baseline_from_run(_run(tmp_path / "b", machine=amd)))
+    first = baseline.baseline_from_run(_run(tmp_path / "a"))
+    merged, dropped = baseline.merge(first, baseline.baseline_from_run(_run(tmp_path / "b", machine=amd)))
     assert dropped == [] and [m["machine"]["cpu_model_id"] for m in merged["machines"]] == [
         "25/17/1", "6/143/8"]
     # the same machine again replaces its own figures
-    again, _ = gate.merge(merged, gate.baseline_from_run(
+    again, _ = baseline.merge(merged, baseline.baseline_from_run(
         _run(tmp_path / "c", {"quant.static": {"speedup": 3.0}})))
     assert len(again["machines"]) == 2
-    assert gate.diff(merged, gate.baseline_from_run(tmp_path / "c")) == [
+    assert baseline.diff(merged, baseline.baseline_from_run(tmp_path / "c")) == [
         "~ quant.static / onnxruntime / int8: speedup 2 -> 3 (on " + machines.machine_name(
             machines.machine_class(MACHINE)) + ")"]
     # a size within the gate's rounding (the Xeon and the EPYC wrote ONNX Runtime's int8
     # file 3e-6 apart) is the same size: the other machine's figures stay
-    rounded = gate.baseline_from_run(_run(tmp_path / "r", {"quant.static": {
+    rounded = baseline.baseline_from_run(_run(tmp_path / "r", {"quant.static": {
         "compression_ratio": 3.5394 * (1 + 3e-6)}}, machine=amd))
-    assert len(gate.merge(merged, rounded)[0]["machines"]) == 2
+    assert len(baseline.merge(merged, rounded)[0]["machines"]) == 2
     # a change of sizes makes every other machine's figures stale
-    resized = gate.baseline_from_run(_run(tmp_path / "d", {"quant.static": {"weights_mib": 7.0}}))
-    kept, dropped = gate.merge(merged, resized)
+    resized = baseline.baseline_from_run(_run(tmp_path / "d", {"quant.static": {"weights_mib": 7.0}}))
+    kept, dropped = baseline.merge(merged, resized)
     assert len(kept["machines"]) == 1 and len(dropped) == 1 and "stale" in dropped[0]
 
 
@@ -231,7 +231,7 @@ def test_a_version_1_baseline_gates_its_sizes_only(tmp_path):
                     "compression_ratio": 3.5394, "speedup": 9.0, "auc_roc": 0.99}]}
     path = tmp_path / "v1.json"
     path.write_text(json.dumps(v1))
-    base = gate.load_baseline(path)
+    base = baseline.load_baseline(path)
     assert base["machines"] == []
     notes = []
     assert gate.check(_run(tmp_path / "run"), base, notes=notes) == []
@@ -273,7 +273,7 @@ def _backend_run(path, speedups: dict):
 def test_a_shift_every_row_of_a_backend_shares_is_the_teachers_not_a_regression(tmp_path):
     """Measured in a CI run: OpenVINO's three teacher processes all ran slow (2.6-2.9 ms
     against 1.4-2.1 in other runs), and every OpenVINO speedup rose 47-76% together."""
-    base = gate.baseline_from_run(_backend_run(tmp_path / "a", {"kd": 8.5, "student": 8.2,
+    base = baseline.baseline_from_run(_backend_run(tmp_path / "a", {"kd": 8.5, "student": 8.2,
                                                                 "pruned": 3.5, "int8": 2.6}))
     shifted = _backend_run(tmp_path / "b", {"kd": 12.6, "student": 12.9, "pruned": 5.2,
                                             "int8": 3.9})

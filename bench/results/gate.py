@@ -1,9 +1,10 @@
 """The CI regression gate: `python -m bench check RUN_DIR --baseline FILE`.
 
-What is gated, per (model, backend, precision) row of the baseline; which columns, is
-their `gate` metadata in bench.results.row (so a new column is gated by declaring it there):
+What is gated, per (model, backend, precision) row of the baseline (bench.results.baseline,
+the file and how `--update` writes it); which columns, is their `gate` metadata in
+bench.results.row (so a new column is gated by declaring it there):
   * exactly ("exact"): params, params_nonzero; within 1e-4 relative (rounding, see
-    ROUNDING): weights_mib, compression_ratio.
+    baseline.ROUNDING): weights_mib, compression_ratio.
     These are deterministic given the code, so any change is a change of the method.
   * as a ratio with a tolerance ("ratio"): speedup (default +-25%). Speedup is a ratio
     measured within one run, which cancels most of a machine's speed, but not its noise:
@@ -18,132 +19,30 @@ their `gate` metadata in bench.results.row (so a new column is gated by declarin
   * as a margin ("margin"): auc_roc may not fall below the baseline's by more than 0.02.
   * a row the baseline has that the run lacks, or that failed, is a violation.
 Energy is never gated: on most machines it is an estimate proportional to time.
-
-Speedup and AUC belong to a machine; sizes do not. A speedup is a ratio of two latencies
-on one CPU, and another CPU (its microarchitecture, its int8 instructions) gives another
-ratio; training's float rounding follows the kernels the CPU's ISA selects, so the same
-seed trains other weights there (measured: the `ci` preset's student on ONNX Runtime ran
-11.0x on the AMD EPYC the old baseline was recorded on, 6.7x on a CI machine and 4.0x on
-an Intel Xeon with AMX, whose teacher AUC was 0.557 against 0.605; two runs on that Xeon
-agreed to 6%). So a baseline (version 2) holds the sizes once, for every machine, and the
-speedups and AUCs per machine they were measured on (`machines`, keyed by
-MACHINE_FIELDS and the runtimes' versions); a row measured on a machine the baseline
-holds no figures for has them reported as not gated, with the command that records them.
+Speedups and AUCs are gated only against the figures the baseline holds for the machine
+the row was measured on; a row measured on a machine the baseline holds no figures for
+has them reported as not gated, with the command that records them.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import statistics
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.results.machines import machine_class, machine_name, runtimes_of, same_machine
-from bench.results.row import Result, gated, meta, row_label
+from bench.results.baseline import (
+    DEFAULT_AUC_MARGIN,
+    DEFAULT_SPEEDUP_TOLERANCE,
+    EXACT,
+    MARGIN,
+    PER_MACHINE,
+    RATIO,
+    figure,
+    row_machines,
+    same_size,
+)
+from bench.results.machines import machine_name, runtimes_of, same_machine
+from bench.results.row import Result, meta, row_label
 from bench.results.store import load_rows
-
-BASELINE_VERSION = 2
-EXACT = tuple(gated("exact"))
-#: latency ratios (speedup): the baseline's tolerance "speedup" applies to each
-RATIO = tuple(gated("ratio"))
-#: quality figures (auc_roc): the baseline's "auc_margin" applies to each
-MARGIN = tuple(gated("margin"))
-GATED = (*EXACT, *RATIO, *MARGIN)
-#: the columns a baseline holds per machine (the rest, EXACT, once for every machine)
-PER_MACHINE = (*RATIO, *MARGIN)
-#: relative difference that still counts as equal. Counts are compared exactly; sizes to
-#: 1e-4: a TorchScript file embeds the source paths of the installed torchvision, so the
-#: same model saved from another checkout differed by 1e-5 in size (CI's clone vs here).
-ROUNDING = 1e-4
-DEFAULT_SPEEDUP_TOLERANCE = 0.25
-DEFAULT_AUC_MARGIN = 0.02
-def _row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | None]:
-    """Row key -> the class of the machine it was measured on (the manifest's `machines`)."""
-    try:
-        manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    machines = manifest.get("machines") if isinstance(manifest, dict) else None
-    machines = machines if isinstance(machines, dict) else {}
-    return {key: machine_class(machines.get(row.machine)) for key, row in rows.items()}
-
-
-def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_TOLERANCE,
-                      auc_margin: float = DEFAULT_AUC_MARGIN) -> dict:
-    """The run's ok rows: sizes in `rows`, speedups and AUCs under their machine."""
-    rows = {row_label(r.to_dict()): r for r in load_rows(run_dir) if r.ok}
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    sections: list[dict] = []
-    for key, machine in _row_machines(run_dir, rows).items():
-        if machine is None:
-            continue
-        section = next((m for m in sections if m["machine"] == machine), None)
-        if section is None:
-            section = {"machine": machine, "created": created, "source_run": str(run_dir),
-                       "rows": []}
-            sections.append(section)
-        r = rows[key]
-        section["rows"].append({"model": r.model, "backend": r.backend, "precision": r.precision,
-                                **{c: getattr(r, c) for c in PER_MACHINE}})
-    return {"baseline_version": BASELINE_VERSION, "created": created,
-            "source_run": str(run_dir),
-            "tolerances": {"speedup": speedup_tolerance, "auc_margin": auc_margin},
-            "rows": [{"model": r.model, "backend": r.backend, "precision": r.precision,
-                      **{c: getattr(r, c) for c in EXACT}} for r in rows.values()],
-            "machines": sections}
-
-
-def merge(old: dict | None, new: dict) -> tuple[dict, list[str]]:
-    """What --update writes: the run's sizes, its machines' figures in place of those
-    machines' old ones, and the other machines' figures kept, unless the sizes changed (a
-    method changed, so those figures are stale: dropped, one line each)."""
-    if old is None:
-        return new, []
-    before = {row_label(r): r for r in old["rows"]}
-    changed = before.keys() != {row_label(r) for r in new["rows"]} or any(
-        not _same_size(before[row_label(r)].get(c), r.get(c)) for r in new["rows"] for c in EXACT)
-    kept, lines = [], []
-    for section in old.get("machines", []):
-        if any(same_machine(section["machine"], n["machine"]) for n in new["machines"]):
-            continue
-        if changed:
-            lines.append(f"- speedups and AUCs of {machine_name(section['machine'])}: the sizes "
-                         "changed, so they are stale (record them again on that machine)")
-        else:
-            kept.append(section)
-    return {**new, "machines": new["machines"] + kept}, lines
-
-
-def load_baseline(path: Path) -> dict:
-    """A baseline file as version 2; a version 1 file (figures of an unnamed machine) keeps
-    its sizes, and its speedups and AUCs are not gated."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: baseline not found (write one with --update)") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if (not isinstance(doc, dict) or doc.get("baseline_version") not in (1, BASELINE_VERSION)
-            or not isinstance(doc.get("rows"), list)):
-        raise ValueError(f"{path}: not a medbench baseline (expected baseline_version "
-                         f"{BASELINE_VERSION} and a list of rows)")
-    if doc["baseline_version"] == 1:
-        doc = {**doc, "baseline_version": BASELINE_VERSION, "machines": []}
-    machines = doc.get("machines")
-    if not isinstance(machines, list) or not all(
-            isinstance(m, dict) and isinstance(m.get("machine"), dict)
-            and isinstance(m.get("rows"), list) for m in machines):
-        raise ValueError(f"{path}: `machines` must be a list of {{machine, rows}} objects")
-    for where, rows in [("rows", doc["rows"])] + [(f"machines[{i}].rows", m["rows"])
-                                                   for i, m in enumerate(machines)]:
-        for i, row in enumerate(rows):
-            missing = {"model", "backend", "precision"} - set(row if isinstance(row, dict) else ())
-            if missing:
-                raise ValueError(f"{path}: {where}[{i}] lacks {', '.join(sorted(missing))}")
-    # sizes only: a version 1 file's speedups and AUCs were measured on an unnamed machine
-    return {**doc, "rows": [{k: v for k, v in r.items() if k not in PER_MACHINE}
-                            for r in doc["rows"]]}
 
 
 def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
@@ -159,7 +58,7 @@ def check(run_dir: Path, baseline: dict, speedup_tolerance: float | None = None,
     auc_margin = auc_margin if auc_margin is not None else tol.get("auc_margin", DEFAULT_AUC_MARGIN)
     rows = {row_label(r.to_dict()): r for r in load_rows(run_dir)}
     notes = notes if notes is not None else []
-    expected = _expected(baseline, rows, _row_machines(run_dir, rows), notes)
+    expected = _expected(baseline, rows, row_machines(run_dir, rows), notes)
     shifts = backend_shifts(expected, rows)
     for backend, shift in shifts.items():
         if abs(shift - 1) > speedup_tolerance / 2:
@@ -260,8 +159,8 @@ def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
     out = []
     for c in EXACT:
         want, got = base.get(c), getattr(row, c)
-        if want is not None and not _same_size(want, got):
-            out.append((c, f"{key}: {c} {_fmt(got)} != baseline {_fmt(want)}"))
+        if want is not None and not same_size(want, got):
+            out.append((c, f"{key}: {c} {figure(got)} != baseline {figure(want)}"))
     for c in RATIO:
         want, got, unit = base.get(c), getattr(row, c), meta(c)["unit"]
         if not want:
@@ -284,49 +183,3 @@ def _check_row(key: str, base: dict, row: Result, speedup_tolerance: float,
             out.append((c, f"{key}: {c} {got:.4f} fell below baseline {want:.4f} by more "
                            f"than {auc_margin}"))
     return out
-
-
-def _same_size(want, got) -> bool:
-    """Counts exactly, sizes within ROUNDING: how the gate compares an EXACT column."""
-    if want is None or got is None:
-        return want is got
-    if isinstance(want, int) and isinstance(got, int):
-        return got == want
-    return math.isclose(got, want, rel_tol=ROUNDING, abs_tol=1e-12)
-
-
-def diff(old: dict | None, new: dict) -> list[str]:
-    """What --update would change, one line per changed figure (sizes, then each of the
-    run's machines' speedups and AUCs)."""
-    lines = _diff_rows((old or {}).get("rows", []), new["rows"], EXACT)
-    for section in new["machines"]:
-        prev = next((m for m in (old or {}).get("machines", [])
-                     if same_machine(m["machine"], section["machine"])), None)
-        name = machine_name(section["machine"])
-        if prev is None:
-            lines.append(f"+ speedups and AUCs of {len(section['rows'])} rows on {name}")
-            continue
-        lines += [f"{line} (on {name})" for line in
-                  _diff_rows(prev["rows"], section["rows"], PER_MACHINE)]
-    return lines
-
-
-def _diff_rows(old: list[dict], new: list[dict], columns: tuple) -> list[str]:
-    before = {row_label(r): r for r in old}
-    lines = []
-    for row in new:
-        key = row_label(row)
-        prev = before.pop(key, None)
-        if prev is None:
-            lines.append(f"+ {key}")
-            continue
-        for c in columns:
-            if prev.get(c) != row.get(c):
-                lines.append(f"~ {key}: {c} {_fmt(prev.get(c))} -> {_fmt(row.get(c))}")
-    return lines + [f"- {key}" for key in before]
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "none"
-    return f"{v:.6g}" if isinstance(v, float) else str(v)

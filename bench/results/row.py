@@ -32,7 +32,7 @@ STATUS_NA = "n/a"
 #:   compare  listed by `bench compare` as an exact change (deterministic figures)
 VIEWS = ("main", "summary", "console", "seeds", "compare")
 #: how `bench check` gates a column (its `gate` metadata):
-#:   exact   equal (counts) or within bench.results.gate.ROUNDING (sizes)
+#:   exact   equal (counts) or within bench.results.baseline.ROUNDING (sizes)
 #:   ratio   within the baseline's relative tolerance (speedup)
 #:   margin  may not fall below the baseline by more than the margin (AUC)
 GATES = ("exact", "ratio", "margin")
