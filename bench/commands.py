@@ -89,7 +89,8 @@ def run_report(args) -> int:
 
 
 def run_compare(args) -> int:
-    from bench.results.compare import compare_runs, format_comparison
+    from bench.results.compare import compare_runs
+    from bench.results.compare_text import format_comparison
 
     if args.bootstrap < 0:
         raise ValueError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more")

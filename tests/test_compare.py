@@ -6,7 +6,8 @@ import pytest
 from runfactory import make_run
 from sklearn.metrics import roc_auc_score
 
-from bench.results.compare import auc_change, compare_runs, format_comparison, latency_change
+from bench.results.compare import auc_change, compare_runs, latency_change
+from bench.results.compare_text import format_comparison
 from bench.results.store import RunStore, load_predictions, load_rows
 from bench.stats.delong import delong_test
 from bench.stats.latency import ratio_interval

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.results.compare import compare_runs, format_comparison
+from bench.results.compare import compare_runs
+from bench.results.compare_text import format_comparison
 from bench.results.row import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION
 from bench.results.store import load_predictions, load_rows, load_samples
 
