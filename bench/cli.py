@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run_options(r) -> None:
     """The options of `run`, which `search` takes too (one configuration, bench.config.settings)."""
     from bench.config import settings as s
+    from bench.config.checks import EXECUTORS
     from bench.config.sections import RunConfig
 
     d = RunConfig()
@@ -162,7 +163,7 @@ def _run_options(r) -> None:
                    help="smoke test: smaller data and images, fewer epochs and iterations")
     r.add_argument("--out", default=None, help="run directory (default reports/runs/<UTC time>)")
     r.add_argument("--no-cache", action="store_true", help="retrain the teacher and do not cache it")
-    r.add_argument("--executor", default=None, choices=list(s.EXECUTORS),
+    r.add_argument("--executor", default=None, choices=list(EXECUTORS),
                    help="local (default: this machine, Ray not imported) or ray: teachers, "
                         "chains and measurements as Ray tasks on a cluster (the [cluster] extra)")
     r.add_argument("--ray-address", default=None,

@@ -299,14 +299,14 @@ def assert_sane(cfg):
     import math
 
     import methods
-    from bench.config import settings as s
+    from bench.config.checks import MAX_SEED, MAX_THREADS
 
     t, m = cfg.training, cfg.measurement
     for value in (t.teacher_epochs, t.student_epochs, t.finetune_epochs, m.margin,
                   m.retime_budget_s):
         assert math.isfinite(value) and value >= 0, value
-    assert 1 <= m.threads <= s.MAX_THREADS and 1 <= t.train_threads <= s.MAX_THREADS
-    assert all(0 <= seed <= s.MAX_SEED for seed in [cfg.seed, *cfg.seeds])
+    assert 1 <= m.threads <= MAX_THREADS and 1 <= t.train_threads <= MAX_THREADS
+    assert all(0 <= seed <= MAX_SEED for seed in [cfg.seed, *cfg.seeds])
     for chain in methods.expand(cfg.methods.spec):
         for step in chain:
             assert all(math.isfinite(v) for _, v in step.params if isinstance(v, float)), step
