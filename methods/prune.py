@@ -16,14 +16,8 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 from bench.modelling.architectures import clone, count_params
-from bench.modelling.training import (
-    FINETUNE_LR,
-    EarlyStop,
-    auc_of,
-    finetune_settings,
-    predict_logits,
-    train,
-)
+from bench.modelling.training import EarlyStop, auc_of, predict_logits, train
+from bench.modelling.training_rule import FINETUNE_LR, finetune_settings
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 from methods.student import distillation_set
@@ -71,7 +65,7 @@ def distillation(parent: Artifact, ctx: Context, distil_from: str, temperature: 
 
 def _finetune(model, ctx: Context, label: str, epochs: float, distilled: tuple, alpha,
               temperature, lr):
-    """The fine-tuning rule (bench.modelling.training.finetune_settings) with distillation; the budget
+    """The fine-tuning rule (bench.modelling.training_rule.finetune_settings) with distillation; the budget
     counts epochs of the labelled images, whatever unlabelled ones are added."""
     if epochs <= 0:
         return model.eval()

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from bench.modelling.architectures import build
-from bench.modelling.training import from_scratch_settings, train
+from bench.modelling.training import train
+from bench.modelling.training_rule import from_scratch_settings
 from methods import register
 from methods.base import Artifact, Context, Method
 

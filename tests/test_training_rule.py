@@ -1,4 +1,4 @@
-"""The one training rule (bench.modelling.training), the teacher's early stop, pruning's fine-tune
+"""The one training rule (bench.modelling.training_rule), the teacher's early stop, pruning's fine-tune
 from its parent, iterative pruning, and what a step cost (optimiser steps counted)."""
 
 from dataclasses import replace
@@ -8,15 +8,12 @@ import pytest
 import torch
 
 import methods
-from bench.modelling.training import (
+from bench.modelling.training import EarlyStop, as_input, steps_taken, train
+from bench.modelling.training_rule import (
     FINETUNE_LR,
     QAT_LR,
-    EarlyStop,
-    as_input,
     finetune_settings,
     from_scratch_settings,
-    steps_taken,
-    train,
 )
 from tests.helpers import TinyNet
 

@@ -21,14 +21,8 @@ from torch import nn
 from bench import cache
 from bench.data import DataBundle
 from bench.modelling.architectures import EnsembleTeacher, build, load_checkpoint
-from bench.modelling.training import (
-    TrainSettings,
-    auc_of,
-    from_scratch_settings,
-    predict_logits,
-    steps_taken,
-    train,
-)
+from bench.modelling.training import auc_of, predict_logits, steps_taken, train
+from bench.modelling.training_rule import TrainSettings, from_scratch_settings
 from bench.progress import log
 
 RECIPE_VERSION = 4  # bump when training code changes what a cached teacher would be

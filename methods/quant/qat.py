@@ -3,7 +3,7 @@ deployed as learned on every backend (never recalibrated).
 
 The parent's fp32 model is fake-quantized with a library's QAT API, its observers are
 initialised on `calibration_size` training images, then it is fine-tuned on the labelled
-images with distillation from the parent (bench.modelling.training's fine-tuning recipe), with
+images with distillation from the parent (bench.modelling.training_rule's fine-tuning rule), with
 observers and batch-norm statistics frozen for the second half of the steps (as
 torchvision's QAT recipe does) so that the weights adapt to the scales they ship with:
 
@@ -30,7 +30,8 @@ from torch import nn
 
 from bench.backends import ExportEnv, NotApplicable, Realised
 from bench.modelling.architectures import clone
-from bench.modelling.training import QAT_LR, batches, finetune_settings, predict_logits, train
+from bench.modelling.training import batches, predict_logits, train
+from bench.modelling.training_rule import QAT_LR, finetune_settings
 from methods import register
 from methods.base import Artifact, Context, Method, Param
 
@@ -111,7 +112,7 @@ class Recipe:
 
     @property
     def steps(self) -> int:
-        """Set explicitly, so the freeze point is known (bench.modelling.training's own rule)."""
+        """Set explicitly, so the freeze point is known (bench.modelling.training_rule's own rule)."""
         per_epoch = -(-len(self.images) // finetune_settings(1, 0).batch_size)
         return max(1, int(round(self.epochs * per_epoch)))
 
