@@ -14,7 +14,8 @@ torchvision's QAT recipe does) so that the weights adapt to the scales they ship
   executorch, litert, torch-export, torch-aoti
                pt2e QAT (prepare_qat_pt2e) with the backend's own quantizer in its QAT
                config, trained with the same recipe when deployed (each quantizer places
-               its fake-quant nodes differently, so FX's scales cannot be handed over)
+               its fake-quant nodes differently, so FX's scales cannot be handed over):
+               methods.quant.qat_pt2e
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bench.modelling.training import batches, predict_logits, train
 from bench.modelling.training_rule import QAT_LR, finetune_settings
 from methods import register
 from methods.base import Artifact, Context, Method, Param
+from methods.quant.qat_pt2e import QUANTIZERS, Pt2eQat
 
 FREEZE_AT = 0.5  # share of the steps after which observers and batch-norm statistics freeze
 
@@ -74,7 +76,7 @@ class QuantAwareTraining(Method):
             from torch.ao.quantization.quantize_fx import convert_fx
 
             q = convert_fx(prepared.eval())
-        edge = {b: _Pt2e(recipe, b) for b in _PT2E}
+        edge = {b: Pt2eQat(recipe, b) for b in QUANTIZERS}
         return Artifact(
             name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
             precision="int8",
@@ -233,102 +235,3 @@ def _register_batch_norm() -> None:
 
     for op, relu in (("quantized::batch_norm2d", False), ("quantized::batch_norm2d_relu", True)):
         register_custom_op_symbolic(op, symbolic(relu), 13)
-
-
-# -- pt2e (executorch, litert, torch-export, torch-aoti) -----------------------------------------
-
-def _xnnpack():
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
-
-    return XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_qat=True)), "XNNPACK quantizer"
-
-
-def _litert():
-    from bench.backends.litert_backend import converter
-
-    converter()  # imported quietly first
-    from litert_torch.quantize.pt2e_quantizer import (
-        PT2EQuantizer,
-        get_symmetric_quantization_config,
-    )
-
-    return PT2EQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_qat=True)), "litert-torch PT2EQuantizer"
-
-
-def _x86():
-    import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
-
-    config = x86.get_default_x86_inductor_quantization_config(is_qat=True)
-    return x86.X86InductorQuantizer().set_global(config), "X86InductorQuantizer"
-
-
-_PT2E = {"executorch": _xnnpack, "litert": _litert, "torch-export": _x86, "torch-aoti": _x86}
-
-
-class _Pt2e:
-    """A torch.export backend's realisation: pt2e QAT of the parent with the backend's
-    quantizer, trained with the step's recipe when (and only where) it is deployed."""
-
-    def __init__(self, recipe: Recipe, backend: str):
-        self.recipe, self.backend = recipe, backend
-
-    def __call__(self, artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
-        from bench.backends.torch_export import export_program, quiet_torchao
-        from methods.quant import pt2e
-
-        quiet_torchao()
-        quantizer, what = _PT2E[self.backend]()
-        litert = self.backend == "litert"
-        converted = self.trained(float_module, quantizer, what, env.image_size, not litert)
-        note = (f"{what} pt2e QAT (per-channel symmetric int8 weights), fine-tuned with the "
-                f"same recipe when deployed: its own trained scales (not recalibrated); int8 "
-                f"layers: {pt2e.coverage(converted)}")
-        if litert:
-            from litert_torch.quantize.quant_config import QuantConfig
-
-            from bench.backends.litert_backend import convert
-
-            path = Path(out_dir) / "model.tflite"
-            convert(converted, env, path, QuantConfig(pt2e_quantizer=quantizer))
-            return Realised(path, "int8", (note,))
-        program = export_program(pt2e.without_unused_weights(converted), env.image_size)
-        return Realised(program, "int8", (note,))
-
-    def trained(self, float_module, quantizer, what: str, image_size: int, fold: bool = True):
-        from torchao.quantization.pt2e import allow_exported_model_train_eval
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
-
-        batch = torch.export.Dim("batch", min=1, max=64)
-        example = (torch.zeros(2, 3, image_size, image_size),)
-        captured = torch.export.export(clone(float_module).train(), example,
-                                       dynamic_shapes=({0: batch},)).module()
-        try:
-            prepared = prepare_qat_pt2e(captured, quantizer)
-        except Exception as exc:  # noqa: BLE001 - litert-torch's QAT conv-bn annotation here
-            raise NotApplicable(f"{what}: its QAT config fails to annotate this graph with "
-                                f"this torch/torchao ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0][:160]})") from exc
-        allow_exported_model_train_eval(prepared)  # train() switches modes with .train/.eval
-        self.recipe.calibrate(prepared, lambda m: m.eval())
-        self.recipe.fine_tune(prepared, f"quant.qat ({self.backend})", _freeze_pt2e)
-        prepared.eval()
-        converted = convert_pt2e(prepared, fold_quantize=fold)
-        for module in converted.modules():  # as pt2e.quantize: the graph computes inference
-            module.training = False
-        return converted
-
-
-def _freeze_pt2e(model) -> None:
-    """torchao's documented QAT freeze: observers off, batch norm nodes in inference mode."""
-    from torchao.quantization.pt2e import disable_observer
-
-    model.apply(disable_observer)  # torchao's fake-quant classes, not torch.ao's
-    for node in model.graph.nodes:
-        if node.target is torch.ops.aten.batch_norm.default:
-            node.args = (*node.args[:5], False, *node.args[6:])
-    model.recompile()
