@@ -33,8 +33,9 @@ from bench.data.common import (
     make_bundle,
     read_splits,
 )
+from bench.data.csv_tables import csv_rows, found_columns, numeric_column, read_csv
 from bench.data.formats import FORMATS, UNCERTAINTY_POLICIES, Format, LoadRequest
-from bench.inputs import damage, plural
+from bench.inputs import plural
 from bench.task_kinds import Task
 
 POLICIES = UNCERTAINTY_POLICIES
@@ -110,25 +111,6 @@ def _load(csv: Path, image_size: int, seed: int, calibration: int, uncertainty: 
                    name or f"chexpert:{csv.parent.name}", "chexpert")
 
 
-def read_csv(path: Path, expected: str, obtain: str):
-    import pandas as pd
-
-    if not path.is_file():
-        raise data_error(path, "file not found", expected, obtain)
-    problem = damage(path)
-    if problem:
-        raise data_error(path, problem, expected, obtain)
-    suffix = path.suffix.lower()  # Dataverse serves tables as tab-separated .tab
-    sep = "\t" if suffix in (".tab", ".tsv") else "," if suffix else None
-    try:
-        if sep is None:  # no extension: let the python engine sniff the separator
-            return pd.read_csv(path, sep=None, engine="python")
-        return pd.read_csv(path, sep=sep, low_memory=False)
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        problem = " ".join(str(exc).split())[:200]
-        raise data_error(path, f"not a readable CSV ({problem})", expected, obtain) from None
-
-
 def _chexpert_rows(csv: Path, df, names: list[str], uncertainty: str, frontal_only: bool) -> dict:
     if frontal_only:
         if "Frontal/Lateral" in df.columns:
@@ -155,37 +137,6 @@ def _chexpert_rows(csv: Path, df, names: list[str], uncertainty: str, frontal_on
     y[raw == -1] = {"u-ones": 1.0, "u-zeros": 0.0, "u-ignore": np.nan}[uncertainty]
     return {"paths": paths, "groups": patients, "y": y.astype(np.float32),
             "uncertain": int((raw == -1).sum()), "blank": int(np.isnan(raw).sum())}
-
-
-def csv_rows(df) -> np.ndarray:
-    """Each data row's number as in the file: the header is row 1, the first data row 2
-    (pandas' index, which survives filtering, counts data rows from 0)."""
-    return np.asarray(df.index, dtype=np.int64) + 2
-
-
-def found_columns(df, show: int = 12) -> str:
-    """The CSV's columns for an error message: the first few, and how many in all."""
-    cols = [str(c) for c in df.columns]
-    more = f", ... ({len(cols)} columns)" if len(cols) > show else ""
-    return ", ".join(map(repr, cols[:show])) + more if cols else "none"
-
-
-def numeric_column(csv: Path, col, name: str, rows: np.ndarray, expected: str,
-                   obtain: str) -> np.ndarray:
-    """A label column as floats, blanks NaN; a non-numeric cell names its row and value."""
-    import pandas as pd
-
-    if pd.api.types.is_numeric_dtype(col):  # pandas parsed every cell as a number
-        return col.to_numpy(np.float64)
-    text = col.astype(str).str.strip()
-    blank = col.isna().to_numpy() | (text == "").to_numpy()
-    values = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(np.float64)
-    bad = np.isnan(values) & ~blank
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise data_error(csv, f"row {rows[i]}: column {name!r} holds {text.iloc[i]!r}, not a "
-                         f"number ({plural(int(bad.sum()), 'such cell')})", expected, obtain)
-    return values
 
 
 def _outside(csv: Path, rel: list[str], rows: np.ndarray) -> None:

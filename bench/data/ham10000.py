@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import DataBundle
-from bench.data.chexpert import csv_rows, found_columns, numeric_column, read_csv
 from bench.data.common import (
     TEST_FRACTION,
     VAL_FRACTION,
@@ -27,6 +26,7 @@ from bench.data.common import (
     make_bundle,
     read_splits,
 )
+from bench.data.csv_tables import csv_rows, found_columns, numeric_column, read_csv
 from bench.data.formats import FORMATS, Format, LoadRequest
 from bench.inputs import plural
 from bench.task_kinds import Task
