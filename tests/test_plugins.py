@@ -95,8 +95,9 @@ FORMAT = '''
 and integer labels y (N,)."""
 import numpy as np
 
-from bench.data.common import make_bundle, resize_array, stratified_split
+from bench.data.common import make_bundle, stratified_split
 from bench.data.formats import FORMATS, Format
+from bench.data.images import resize_array
 from bench.task_kinds import Task
 
 

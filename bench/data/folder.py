@@ -18,17 +18,15 @@ import numpy as np
 
 from bench.data import DataBundle
 from bench.data.common import (
-    IMAGE_EXTENSIONS,
     TEST_FRACTION,
     VAL_FRACTION,
     data_error,
-    files_digest,
     make_bundle,
     normal_first,
-    read_splits,
     stratified_split,
 )
 from bench.data.formats import FORMATS, Format, LoadRequest
+from bench.data.images import IMAGE_EXTENSIONS, files_digest, read_splits
 from bench.task_kinds import Task
 
 EXPECTED = "a folder with one sub-folder of images per class, optionally inside train/ val/ test/"

@@ -16,18 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import DataBundle
-from bench.data.common import (
-    TEST_FRACTION,
-    VAL_FRACTION,
-    data_error,
-    files_digest,
-    grouped_split,
-    index_images,
-    make_bundle,
-    read_splits,
-)
+from bench.data.common import TEST_FRACTION, VAL_FRACTION, data_error, grouped_split, make_bundle
 from bench.data.csv_tables import csv_rows, found_columns, numeric_column, read_csv
 from bench.data.formats import FORMATS, Format, LoadRequest
+from bench.data.images import files_digest, index_images, read_splits
 from bench.inputs import plural
 from bench.task_kinds import Task
 

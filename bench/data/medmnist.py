@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import DataBundle
-from bench.data.common import data_error, files_digest, make_bundle, resize_array
+from bench.data.common import data_error, make_bundle
 from bench.data.formats import FORMATS, Format, LoadRequest
+from bench.data.images import files_digest, resize_array
 from bench.inputs import damage
 from bench.task_kinds import Task
 
