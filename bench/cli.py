@@ -5,7 +5,7 @@ exit codes.
 Exit codes: 0; 1 (a row failed, or the gate found a regression); 2, bad input, with
 exactly one `error: ...` line on stderr and no traceback: argparse's usage errors too,
 and a message holding a line break (a path as typed) has it escaped; 130, interrupted.
-tests/test_fuzz_cli.py throws random command lines at this promise.
+tests/cli/test_fuzz_cli.py throws random command lines at this promise.
 """
 
 from __future__ import annotations

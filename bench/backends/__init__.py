@@ -100,7 +100,7 @@ class Realisation(Protocol):
     `deploy` with the artifact, the backend's fp32 graph in the backend's own form (what its
     `float_graph` returns: a torch module, an ONNX file's path, an OpenVINO model), the
     export environment and the folder to write into. Every adapter in `methods/quant/`
-    satisfies it (tests/test_methods.py binds each one's signature)."""
+    satisfies it (tests/methods/test_methods.py binds each one's signature)."""
 
     def __call__(self, artifact: Any, float_graph: Any, env: ExportEnv, out_dir: Path,
                  /) -> Realised: ...

@@ -12,7 +12,7 @@ negatives are sorted by score once; per resample only a cumulative sum of their
 counts and a lookup at each positive's place among them remain, in integers (exact;
 int32 counts halve the memory traffic, the sums are taken in int64).
 Ties between a positive and a negative count one half, as in roc_auc_score, which it
-equals within 1e-12 (tests/test_metrics.py, tests/test_stats.py).
+equals within 1e-12 (tests/stats/test_metrics.py, tests/stats/test_stats.py).
 """
 
 from __future__ import annotations

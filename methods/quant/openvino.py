@@ -53,7 +53,7 @@ def _controlled(ov_model, data, subset_size: int, per_channel: bool, control):
     squared error of the logits against the float model's (NNCF's own ranking measure,
     its sign made "higher is better"). NNCF 3.4's logits mode sorts the groups by that
     error ascending and reverts the last, the one whose revert leaves the most error: on
-    a model with one broken layer (tests/test_accuracy_control.py) it reverted every
+    a model with one broken layer (tests/methods/test_accuracy_control.py) it reverted every
     other layer first. NNCF does not return which operations it reverted: it logs them."""
     import nncf
     import numpy as np

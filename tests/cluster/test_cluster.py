@@ -27,7 +27,7 @@ from bench.results.machines import describe_machine, machine_key
 from bench.results.row import Result
 from bench.results.store import RunStore
 from bench.task_kinds import Task
-from tests.ray_nodes import (
+from tests.helpers.ray_nodes import (
     NODE_IP,
     assert_loopback,
     free_port,

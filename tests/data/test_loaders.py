@@ -715,7 +715,7 @@ def test_cli_missing_npz_exits_2_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--dataset",
                            "medmnist:/nonexistent.npz"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: /nonexistent.npz: not found"), lines
@@ -751,7 +751,7 @@ def test_quick_run_on_a_medmnist_npz(tmp_path):
     f = tmp_path / "toymnist.npz"
     np.savez(f, **arrays)
     env = {**os.environ, "MEDBENCH_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": str(Path(__file__).parents[1])}
+           "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--dataset",
                            f"medmnist:{f}", "--methods", "quant.dynamic", "--backends", "torch",
                            "--out", str(tmp_path / "run")], capture_output=True, text=True,

@@ -145,7 +145,7 @@ def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
     tolerance fails with the usual message; on another CPU only the sizes are gated."""
     from pathlib import Path
 
-    path = Path(__file__).parent.parent / "reports" / "baseline" / "ci.json"
+    path = Path(__file__).parent.parent.parent / "reports" / "baseline" / "ci.json"
     base = baseline.load_baseline(path)
     section = base["machines"][0]
     figures = {row_label(r): r for r in section["rows"]}

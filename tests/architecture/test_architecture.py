@@ -4,7 +4,7 @@ folder (`bench/stats/` ... `delong.py`). A module added without a word there fai
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "architecture.md").read_text()
 
 

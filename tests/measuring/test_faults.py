@@ -23,7 +23,7 @@ from bench.child.records import Job, JobItem, ProcessResult, read_results
 from bench.child.timed_loop import LatencyPlan
 from bench.measuring import launch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_TEST = 40
 PLAN = LatencyPlan(warmup_n=1, warmup_s=0.0, min_n=3, min_s=0.01, max_s=0.2)
 HANG_S = 4.0  # the hang cases' timeout: longer than a good item takes here
@@ -90,7 +90,7 @@ class FaultBackend(Backend):
 
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
-    from tests.plugin_dist import install_plugin
+    from tests.helpers.plugin_dist import install_plugin
 
     return install_plugin(tmp_path_factory.mktemp("faulty"), "medbench-faulty", "medbench_faulty",
                           {"backend": FAULTS},

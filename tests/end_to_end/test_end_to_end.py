@@ -24,7 +24,7 @@ BACKENDS = ["torch", "onnxruntime", "openvino"]
 @pytest.fixture(scope="module")
 def quick_run(local_quick_run):
     """One --quick run on every backend, with HOME pointed at an empty folder (shared with
-    tests/test_cluster.py, which compares a cluster's run with it)."""
+    tests/cluster/test_cluster.py, which compares a cluster's run with it)."""
     return local_quick_run
 
 
@@ -175,7 +175,7 @@ def test_bench_latency_agrees_with_benchmark_app(tmp_path):
     from bench.backends import ExportEnv, deploy, get
     from bench.config.sections import default_threads
     from bench.modelling.architectures import build
-    from tests.crosscheck import bench_median, benchmark_app_median
+    from tests.helpers.crosscheck import bench_median, benchmark_app_median
 
     torch.manual_seed(0)
     teacher = build("densenet121", 2).eval()
@@ -215,6 +215,7 @@ def edge_run(quick_run):
     return root, home, proc
 
 
+@pytest.mark.edge
 def test_quick_run_on_the_edge_runtimes(edge_run):
     root, home, proc = edge_run
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,6 @@ significant, AUC deltas are scikit-learn's, unpaired test sets and one-sided row
 
 import numpy as np
 import pytest
-from runfactory import make_run
 from sklearn.metrics import roc_auc_score
 
 from bench.results.compare import auc_change, compare_runs, latency_change
@@ -12,6 +11,7 @@ from bench.results.store import RunStore, load_predictions, load_rows
 from bench.stats.delong import delong_test
 from bench.stats.latency import ratio_interval
 from bench.task_kinds import Task
+from tests.helpers.runfactory import make_run
 
 BINARY = Task("binary", ("n", "p"))
 

@@ -3,7 +3,8 @@ with pip into a folder of its own, never into the project's environment.
 
 The folder is put on PYTHONPATH by the test, so the plugin's `medbench.*` entry points are
 found by every process the test starts (a `bench` command, a fork server, a worker), which
-an in-process registration could not reach (tests/test_plugins.py, tests/test_faults.py).
+an in-process registration could not reach (tests/registry/test_plugins.py,
+tests/measuring/test_faults.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from bench.results.compare_text import format_comparison
 from bench.results.row import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION
 from bench.results.store import load_predictions, load_rows, load_samples
 
-FIXTURE = Path(__file__).parent / "fixtures" / "schema2-run"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "schema2-run"
 ROWS = [("teacher", "torch", "fp32"), ("student", "torch", "fp32"), ("kd", "torch", "fp32"),
         ("quant.static", "torch", "int8"), ("teacher", "onnxruntime", "fp32"),
         ("student", "onnxruntime", "fp32"), ("kd", "onnxruntime", "fp32"),

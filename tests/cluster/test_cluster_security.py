@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.ray_nodes import NODE_IP, assert_loopback, free_port, node_addresses
+from tests.helpers.ray_nodes import NODE_IP, assert_loopback, free_port, node_addresses
 
 pytestmark = pytest.mark.cluster
 

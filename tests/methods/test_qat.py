@@ -124,6 +124,7 @@ def test_bad_parameters_are_one_line_errors(bad, tiny_teacher, tiny_context):
 
 
 @pytest.mark.slow
+@pytest.mark.edge
 @pytest.mark.parametrize("name", ["executorch", "torch-export"])
 def test_edge_backends_train_their_own_quantizer(name, qat, env, tmp_path, tiny_data):
     deployed, predict = deploy(name, qat, env, tmp_path / name)
@@ -135,6 +136,7 @@ def test_edge_backends_train_their_own_quantizer(name, qat, env, tmp_path, tiny_
     assert np.abs(predict(x) - ref).max() < 0.2 * np.abs(ref).max() + 0.05
 
 
+@pytest.mark.edge
 def test_litert_qat_is_deployed_or_says_why(qat, env, tmp_path):
     from bench.backends import NotApplicable
 

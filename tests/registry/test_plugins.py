@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.plugin_dist import install_plugin
+from tests.helpers.plugin_dist import install_plugin
 
 METHOD = '''
 """A method from outside the project: weights rounded to bfloat16 precision, kept in fp32
@@ -122,8 +122,8 @@ class DemoNpz(Format):
 @pytest.fixture(scope="module")
 def plugin_site(tmp_path_factory):
     """The plugin distribution, built from source and installed with pip into a folder
-    of its own (tests/plugin_dist.py; put on PYTHONPATH by the tests): nothing is
-    installed into the project's environment."""
+    of its own (tests/helpers/plugin_dist.py; put on PYTHONPATH by the tests): nothing
+    is installed into the project's environment."""
     return install_plugin(
         tmp_path_factory.mktemp("plugin"), "medbench-demo-plugin", "medbench_demo",
         {"method": METHOD, "backend": BACKEND, "format": FORMAT},

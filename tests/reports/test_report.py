@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runfactory import make_run
 
 from bench.results.row import Result, view
 from bench.results.store import RunStore, load_rows
 from reports.html import write_report
 from reports.plots import pareto_front, reliability_bins, roc_points
 from reports.view import best_compressed, load_run
+from tests.helpers.runfactory import make_run
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -165,10 +165,10 @@ def test_report_for_other_tasks(tmp_path, kind):
 
 
 def test_roc_and_reliability_match_independent_computations():
-    from runfactory import labels, scores
     from sklearn.metrics import roc_auc_score
 
     from bench.stats.calibration import ece
+    from tests.helpers.runfactory import labels, scores
 
     for kind in ("binary", "multiclass", "multilabel"):
         y = labels(kind, 300)
@@ -365,9 +365,8 @@ def test_number_filters():
 
 
 def test_summary_says_when_distillation_had_nothing_to_transfer(tmp_path, monkeypatch):
-    import runfactory
-
     from bench.results.row import nothing_to_transfer
+    from tests.helpers import runfactory
 
     clear = make_run(tmp_path / "clear", failed=False)  # the student is clearly worse
     assert nothing_to_transfer([r.to_dict() for r in load_rows(clear)]) is None
