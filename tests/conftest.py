@@ -12,7 +12,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture
 def tiny_data():
-    from bench.data import SyntheticSizes, synthetic_bundle
+    from bench.data import SyntheticSizes
+    from bench.data.generated import synthetic_bundle
 
     return synthetic_bundle(16, 0, "binary", 2, SyntheticSizes(train=96, val=32, test=64, calibration=32))
 

@@ -16,9 +16,10 @@ import torch
 from PIL import Image
 
 from bench import cache
-from bench.data import FORMATS, LoadRequest, SyntheticSizes, synthetic_bundle
+from bench.data import FORMATS, LoadRequest, SyntheticSizes
 from bench.data.chexpert import EXPECTED as CXR_EXPECTED
 from bench.data.chexpert import OBTAIN as CXR_OBTAIN
+from bench.data.generated import synthetic_bundle
 from bench.data.ham10000 import EXPECTED as HAM_EXPECTED
 from bench.data.ham10000 import OBTAIN as HAM_OBTAIN
 from bench.inputs import check_checkpoint_file

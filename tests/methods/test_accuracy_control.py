@@ -21,7 +21,8 @@ SIZE = 16
 
 @pytest.fixture(scope="module")
 def data():
-    from bench.data import SyntheticSizes, synthetic_bundle
+    from bench.data import SyntheticSizes
+    from bench.data.generated import synthetic_bundle
 
     return synthetic_bundle(SIZE, 0, "binary", 2, SyntheticSizes(train=32, val=96, test=32,
                                                                  calibration=32))
