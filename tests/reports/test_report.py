@@ -17,8 +17,8 @@ import pytest
 
 from bench.results.row import Result, view
 from bench.results.store import RunStore, load_rows
+from reports.curves import pareto_front, reliability_bins, roc_points
 from reports.html import write_report
-from reports.plots import pareto_front, reliability_bins, roc_points
 from reports.view import best_compressed, load_run
 from tests.helpers.runfactory import make_run
 
