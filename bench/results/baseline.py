@@ -20,6 +20,7 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.cache import atomic_write_bytes
 from bench.results.machines import machine_class, machine_name, same_machine
 from bench.results.row import Result, gated, row_label
 from bench.results.store import load_rows
@@ -118,8 +119,6 @@ def update(path: Path, run_dir: Path, speedup_tolerance: float | None,
 
 def write(path: Path, baseline: dict) -> None:
     """The baseline as indented JSON, written atomically (a kill leaves the old file)."""
-    from bench.cache import atomic_write_bytes
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, (json.dumps(baseline, indent=1) + "\n").encode())
