@@ -487,7 +487,7 @@ def test_an_empty_preset_name_is_unknown(capsys, monkeypatch):
 
 
 def test_a_baseline_that_is_a_json_list(capsys, monkeypatch, tmp_path):
-    # found by the fuzzing (an AttributeError traceback): bench.results.gate.load_baseline refuses
+    # found by the fuzzing (an AttributeError traceback): bench.results.baseline.load_baseline refuses
     # it as it refuses a wrong baseline_version
     baseline = tmp_path / "b.json"
     baseline.write_text("[1, 2]")
