@@ -1,4 +1,5 @@
-"""The report's figures: which rows go into each plot, drawn by reports.plots.
+"""The report's figures: which rows go into each plot (the ROC and reliability pair among
+them: the teacher and the best compressed row), drawn by reports.plots.
 
 Each figure comes back as plain data (a base64 PNG, or why there is none, or the error
 that stopped it), so one figure that cannot be drawn never stops the page.
@@ -7,12 +8,13 @@ that stopped it), so one figure that cannot be drawn never stops the page.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from reports.format import is_num
-from reports.view import RunView, best_compressed, is_ok
+from reports.run import RunView, is_ok
 
 
 @dataclass
@@ -44,6 +46,32 @@ def draw(fig: Figure, make) -> Figure:
     if png:
         fig.png = base64.b64encode(png).decode("ascii")
     return fig
+
+
+def best_compressed(run: RunView) -> tuple[dict | None, dict | None, str]:
+    """(teacher row, best compressed row, why): the ok non-teacher row with predictions and
+    the highest AUC, preferring rows with a teacher on their backend and compression
+    methods over the student baseline; ties go to the faster row."""
+    ok = [r for r in run.rows if is_ok(r) and run.predictions(r) is not None]
+    teachers = {r["backend"]: r for r in ok if r["model"] == "teacher"}
+    cands = [r for r in ok if r["model"] != "teacher" and is_num(r.get("auc_roc"))]
+    if not cands:
+        return (next(iter(teachers.values()), None), None,
+                "no ok compressed row with predictions and an AUC")
+
+    def rank(r):
+        return (r["backend"] in teachers, r.get("method") != "baseline", r["auc_roc"],
+                -(r.get("latency_ms_p50") or math.inf))
+
+    best = max(cands, key=rank)
+    why = ("the highest AUC-ROC among ok compressed rows with predictions"
+           + (" (compression methods first, then the student baseline)"
+              if best.get("method") != "baseline" else " (the student baseline: no compression "
+                                                       "method row qualified)")
+           + (f"; the teacher on the same backend ({best['backend']})"
+              if best["backend"] in teachers
+              else "; no teacher row with predictions on its backend"))
+    return teachers.get(best["backend"]), best, why
 
 
 def figures(run: RunView) -> list[Figure]:

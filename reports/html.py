@@ -2,8 +2,9 @@
 
 `write_report(run_dir)` reads only the run directory (results.json, manifest.json,
 predictions/*.npz, latency/*.npz), so any run, old schemas included, can be re-rendered
-(`python -m bench report RUN`). What the page shows is decided in reports.view (and
-reports.figures), how numbers read in reports.format, and the markup lives in
+(`python -m bench report RUN`). The run is read through reports.run; what the page shows
+is decided in reports.sections (with reports.tables), reports.figures and
+reports.provenance, how numbers read in reports.format, and the markup lives in
 reports/templates, rendered by Jinja2 with autoescaping: every string that comes from the
 run (model names, parameters, paths, errors, notes, class names) is escaped there, never
 by hand. The page has no script and no external style, font or image (plots are PNG data
@@ -34,19 +35,11 @@ from pathlib import Path
 
 from reports.figures import figures
 from reports.provenance import manifest, provenance
-from reports.view import (
-    RunView,
-    best_compressed,
-    facts,
-    load_run,
-    published,
-    results,
-    status,
-    summary,
-    warnings,
-)
+from reports.run import RunView, load_run
+from reports.sections import facts, published, results, summary, warnings
+from reports.tables import status
 
-__all__ = ["best_compressed", "load_run", "render", "write_report"]
+__all__ = ["render", "write_report"]
 
 
 @cache

@@ -1,15 +1,11 @@
 """Where a run's figures came from, as the report shows it: each model's chain, the
-machines the rows were measured on, and the manifest's records (sections of the view
-model in reports.view)."""
+machines the rows were measured on, and the manifest's records (sections of the page
+beside reports.sections, which groups its results by machine here)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from reports.format import fmt
-
-if TYPE_CHECKING:  # the view model imports this module's sections
-    from reports.view import RunView
+from reports.run import RunView
 
 
 def by_machine(rows: list[dict]) -> dict[str, list[dict]]:

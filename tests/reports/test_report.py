@@ -18,8 +18,9 @@ import pytest
 from bench.results.row import Result, view
 from bench.results.store import RunStore, load_rows
 from reports.curves import pareto_front, reliability_bins, roc_points
+from reports.figures import best_compressed
 from reports.html import write_report
-from reports.view import best_compressed, load_run
+from reports.run import load_run
 from tests.helpers.runfactory import make_run
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"

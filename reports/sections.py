@@ -1,19 +1,16 @@
-"""A run directory as the report's view model: plain dicts and lists the template renders.
+"""The page's sections as plain data, from a loaded run (reports.run): the facts at the top,
+the summary per backend, the warnings, a preset's published figures, and the results.
 
-Everything the page shows is decided here (which rows, which roles, which warnings, which
-published figures), from the run directory alone and from the columns' metadata in
+Everything these sections show is decided here (which rows, which roles, which warnings,
+which published figures), from the run directory alone and from the columns' metadata in
 bench.results.row; nothing here knows HTML, so the template is the only place markup lives
-and autoescaping covers every string that came from the run.
+and autoescaping covers every string that came from the run. The figures (reports.figures)
+and the provenance and manifest (reports.provenance) are the page's other sections;
+reports.html assembles them all into the page.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import dataclass, field, fields
-from pathlib import Path
-
-from bench.config.sections import flat_config
 from bench.results.machines import machine_line
 from bench.results.row import (
     STATUS_FAILED,
@@ -21,148 +18,15 @@ from bench.results.row import (
     STATUS_OK,
     Result,
     nothing_to_transfer,
-    row_key,
     row_label,
     view,
     with_intervals,
 )
-from bench.results.store import load_predictions, load_rows, load_samples
 from reports.format import as_dict, column, fmt, is_num
 from reports.provenance import by_machine
+from reports.run import RunView, base_status, is_ok, qualifiers
+from reports.tables import header, table
 
-#: columns shown as text (left-aligned, wrapping): the record's string fields
-TEXT_COLUMNS = {f.name for f in fields(Result) if f.type in ("str", str)}
-
-
-@dataclass
-class RunView:
-    """What the report reads: the rows, the manifest, and the files of each row."""
-
-    root: Path
-    rows: list[dict]
-    manifest: dict
-    problems: list[str] = field(default_factory=list)
-    _cache: dict = field(default_factory=dict)
-
-    @property
-    def config(self) -> dict:
-        """The manifest's config, flat whichever layout wrote it (schema 2-3 or 4)."""
-        cfg = self.manifest.get("config")
-        return flat_config(cfg if isinstance(cfg, dict) else None)
-
-    def files(self, row: dict) -> Path:
-        """The directory holding a row's predictions and samples (a --seeds run keeps
-        them in its seed-<s> directories)."""
-        seeds = self.manifest.get("seed_runs")
-        if isinstance(seeds, dict) and row.get("seed") is not None:
-            sub = seeds.get(str(row["seed"]))
-            if sub:
-                return self.root / Path(str(sub)).name
-        return self.root
-
-    def _load(self, kind: str, row: dict):
-        key = (kind, *row_key(row), row.get("seed"))
-        if key not in self._cache:
-            loader = load_predictions if kind == "pred" else load_samples
-            self._cache[key] = loader(self.files(row), row["model"], row["backend"],
-                                      row["precision"])
-        return self._cache[key]
-
-    def predictions(self, row: dict) -> dict | None:
-        """{y_true, y_score, task, ...} of a row, or None if absent or unreadable."""
-        pred = self._load("pred", row)
-        return pred if pred and "y_true" in pred and "y_score" in pred else None
-
-    def samples(self, row: dict) -> list | None:
-        return self._load("lat", row)
-
-    def backends(self) -> list[str]:
-        return list(dict.fromkeys(r["backend"] for r in self.rows))
-
-
-def load_run(run_dir: Path) -> RunView:
-    """The run directory's rows and manifest; ValueError (one line) if it is not a run."""
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise ValueError(f"{root}: no such run directory")
-    rows = [r.to_dict() for r in load_rows(root)]
-    problems = []
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-        if not isinstance(manifest, dict):
-            raise ValueError("not a JSON object")
-    except FileNotFoundError:
-        manifest = {}
-        problems.append("no manifest.json: provenance, versions and machine are unknown")
-    except ValueError as exc:
-        manifest = {}
-        problems.append(f"manifest.json is unreadable ({exc}): provenance is unknown")
-    return RunView(root, rows, manifest, problems)
-
-
-def base_status(row: dict) -> str:
-    return (row.get("status") or "").split(";")[0]
-
-
-def qualifiers(row: dict) -> list[str]:
-    return [q for q in (row.get("status") or "").split(";")[1:] if q]
-
-
-def is_ok(row: dict) -> bool:
-    return base_status(row) == STATUS_OK
-
-
-# ---------------------------------------------------------------------------- tables
-
-def header(spec: tuple, interval_note: str = "") -> dict:
-    """A column head from its metadata: name, unit, direction arrow, tooltip."""
-    name = spec[0]
-    m = column(name)
-    extra = interval_note if len(spec) == 3 and interval_note else ""
-    return {"name": name, "spec": spec, "unit": m.get("unit") or "",
-            "arrow": {"higher": "↑", "lower": "↓"}.get(m.get("better"), ""),
-            "title": m.get("doc", "") + (f" ({extra})" if extra else ""),
-            "text": name in TEXT_COLUMNS}
-
-
-def best_value(rows: list[dict], name: str):
-    """The best value of a column among ok rows, by its declared direction (None if none)."""
-    better = column(name).get("better")
-    values = [r.get(name) for r in rows if is_ok(r) and is_num(r.get(name))]
-    if not values or better not in ("higher", "lower"):
-        return None
-    return max(values) if better == "higher" else min(values)
-
-
-def table(rows: list[dict], specs, mark_best: bool, exact: bool = False, cls: str = "",
-          interval_note: str = "") -> dict:
-    """A table of rows: column heads, and per row its class and its best-marked columns."""
-    best = {s[0]: best_value(rows, s[0]) for s in specs} if mark_best else {}
-    body = [{"row": r,
-             "cls": {STATUS_FAILED: "failed", STATUS_NA: "na"}.get(base_status(r), ""),
-             "best": {n for n, b in best.items()
-                      if b is not None and is_ok(r) and r.get(n) == b}}
-            for r in rows]
-    return {"cls": cls, "exact": exact, "columns": [header(s, interval_note) for s in specs],
-            "rows": body}
-
-
-def status(row: dict) -> dict:
-    """A status as badges (base status and qualifiers) and the reason behind it."""
-    base = base_status(row) or "?"
-    badges = [(base, {STATUS_OK: "ok", STATUS_FAILED: "failed", STATUS_NA: "na"}.get(base, "na"))]
-    badges += [(q, q if q in ("quick", "unstable") else "other") for q in qualifiers(row)]
-    reason = ""
-    if base != STATUS_OK and row.get("error"):
-        reason = row["error"]
-    elif "unstable" in qualifiers(row):
-        notes = row.get("notes") or ""
-        at = notes.find("unstable: ")
-        reason = notes[at:].split("; latency interval")[0] if at >= 0 else "unstable latency"
-    return {"badges": badges, "reason": reason}
-
-
-# ---------------------------------------------------------------------------- sections
 
 def facts(run: RunView) -> list[tuple[str, str]]:
     m, cfg = run.manifest, run.config
@@ -328,29 +192,3 @@ def results(run: RunView) -> dict:
             "groups": groups,
             "notes": [(row_label(r), r["notes"]) for r in run.rows if r.get("notes")],
             "full": table(run.rows, every, mark_best=False, exact=True, cls="full")}
-
-
-def best_compressed(run: RunView) -> tuple[dict | None, dict | None, str]:
-    """(teacher row, best compressed row, why): the ok non-teacher row with predictions and
-    the highest AUC, preferring rows with a teacher on their backend and compression
-    methods over the student baseline; ties go to the faster row."""
-    ok = [r for r in run.rows if is_ok(r) and run.predictions(r) is not None]
-    teachers = {r["backend"]: r for r in ok if r["model"] == "teacher"}
-    cands = [r for r in ok if r["model"] != "teacher" and is_num(r.get("auc_roc"))]
-    if not cands:
-        return (next(iter(teachers.values()), None), None,
-                "no ok compressed row with predictions and an AUC")
-
-    def rank(r):
-        return (r["backend"] in teachers, r.get("method") != "baseline", r["auc_roc"],
-                -(r.get("latency_ms_p50") or math.inf))
-
-    best = max(cands, key=rank)
-    why = ("the highest AUC-ROC among ok compressed rows with predictions"
-           + (" (compression methods first, then the student baseline)"
-              if best.get("method") != "baseline" else " (the student baseline: no compression "
-                                                       "method row qualified)")
-           + (f"; the teacher on the same backend ({best['backend']})"
-              if best["backend"] in teachers
-              else "; no teacher row with predictions on its backend"))
-    return teachers.get(best["backend"]), best, why
