@@ -33,6 +33,7 @@ Where fork is unavailable, `start` returns None and the bench starts plain proce
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -42,6 +43,10 @@ import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, replace
+
+from bench import backends
+from bench.backends import telemetry
+from bench.child import energy, worker  # the worker's own imports: loaded once, in the server
 
 EXIT_PREFIX = "@@EXIT "
 READY = "@@READY"
@@ -201,21 +206,8 @@ def start(backend: str, env: dict) -> Server | None:
 
 
 def _preload(backend: str) -> None:
-    """Import (never run) what a worker of this backend imports."""
-    import importlib
-
-    import numpy  # noqa: F401
-
-    from bench import backends  # noqa: F401
-    from bench.backends import telemetry
-    from bench.child import (  # noqa: F401
-        energy,
-        memory,
-        records,  # noqa: F401
-        timed_loop,
-        worker,
-    )
-
+    """Import (never run) this backend's adapter and runtime, as a worker would (the
+    worker's own modules are imported with this one)."""
     telemetry.switch_off()
     adapter = backends.get(backend)  # the adapter module itself
     if adapter.runtime:
@@ -227,8 +219,6 @@ def _preload(backend: str) -> None:
 
 
 def main(backend: str) -> int:
-    from bench.child import worker
-
     _preload(backend)
     print(READY, flush=True)
     for line in sys.stdin:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 
+from bench.child.energy import EnergyWindow
+
 GEMM_N = 1024  # 1024^3 = 1.07 GMAC per product: tens of ms, well above timer noise
 
 
 def idle_power_w(seconds: float) -> dict:
     """Mean power codecarbon reads over `seconds` of sleep, and where it came from."""
-    from bench.child.energy import EnergyWindow
-
     window = EnergyWindow(seconds)
     with window:
         time.sleep(seconds)

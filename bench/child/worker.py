@@ -22,6 +22,14 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
+from bench import backends
+from bench.backends import telemetry
+from bench.child import energy, machine, memory, timed_loop
+from bench.child.records import Job, ProcessResult
+from bench.inputs import first_line
+
 
 def _pin_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -34,8 +42,6 @@ class NonFiniteOutputs(ValueError):
 
 def check_finite(outputs, where: str) -> None:
     """Raise NonFiniteOutputs, counting the values, where `outputs` hold NaN or inf."""
-    import numpy as np
-
     values = np.asarray(outputs)
     if values.dtype.kind not in "fc":
         return
@@ -48,8 +54,6 @@ def check_finite(outputs, where: str) -> None:
 def describe_error(exc: BaseException) -> str:
     """A failed item's error in one line: out of memory said as such, whichever layer
     raised it (Python's MemoryError, a runtime's bad_alloc or allocation failure)."""
-    from bench.inputs import first_line
-
     text = str(exc).strip().splitlines()
     first = text[0][:300] if text else ""
     if isinstance(exc, NonFiniteOutputs):
@@ -68,15 +72,7 @@ def main(job_path: str) -> int:
     _pin_threads(int(doc["threads"]))
     if doc.get("kind") == "machine":
         return _machine(doc)
-    from bench.child.records import Job
-
     job = Job.read(Path(job_path))
-    import numpy as np
-
-    from bench import backends
-    from bench.backends import telemetry
-    from bench.child import energy
-
     telemetry.switch_off()
     if backends.BACKENDS.get(job.backend).runtime == "torch":
         import torch
@@ -99,11 +95,6 @@ def main(job_path: str) -> int:
 
 
 def _measure_one(backend, job, item, example, test, val, energy_probe):
-    import numpy as np
-
-    from bench.child import energy, memory, timed_loop
-    from bench.child.records import ProcessResult
-
     started = time.perf_counter()
     try:
         memory.reset_peak()  # per model where the OS allows (else the process peak)
@@ -137,8 +128,6 @@ def _predict_splits(backend, job, item, timed, example, test, val):
     """Predict the test (and validation) split after timing, so nothing of it can touch
     the timed loop, through the same file loaded again with `predict_threads` (every
     core: the split is untimed). The two loads must agree on the timed example."""
-    import numpy as np
-
     fast_threads = max(job.threads, job.predict_threads or job.threads)
     predict = timed
     if fast_threads != job.threads and backend.split_threads:
@@ -155,8 +144,6 @@ def _predict_splits(backend, job, item, timed, example, test, val):
 
 
 def _predict_all(predict, images, where: str, batch: int = 64):
-    import numpy as np
-
     logits = np.concatenate([np.asarray(predict(np.ascontiguousarray(images[i:i + batch])))
                              for i in range(0, len(images), batch)]).astype(np.float32)
     check_finite(logits, where)  # after the cast: a value beyond float32's range is inf too
@@ -165,9 +152,6 @@ def _predict_all(predict, images, where: str, batch: int = 64):
 
 def _machine(job: dict) -> int:
     """Once per run: idle draw (for energy) and GEMM peaks (for peak_fraction)."""
-    from bench.backends import telemetry
-    from bench.child import machine
-
     telemetry.switch_off()
     out = {"model": "machine"}
     try:
