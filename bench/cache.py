@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from bench.inputs import damage, reason
+
 T = TypeVar("T")
 
 
@@ -44,8 +46,6 @@ def read_or_rebuild(path: Path, read: Callable[[Path], T], label: str) -> T | No
     stderr and deletes the file, so the caller rebuilds it; `read` should also raise on
     content that does not fit (a missing key, a wrong shape) so that counts as corrupt.
     """
-    from bench.inputs import damage, reason
-
     path = Path(path)
     if not path.is_file():
         return None

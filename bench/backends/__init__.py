@@ -26,11 +26,13 @@ import functools
 import importlib.util
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from bench.backends.onnx_export import export_onnx
 from bench.registry import Registry
 
 BACKENDS: Registry = Registry("backend", builtins=(
@@ -86,8 +88,6 @@ class ExportEnv:
         """The fp32 ONNX export of `module`, made once per run and shared by backends."""
         key = id(module)
         if key not in self._onnx:
-            from bench.backends.onnx_export import export_onnx
-
             path = self.work_dir / "onnx" / f"float-{len(self._onnx)}.onnx"
             path.parent.mkdir(parents=True, exist_ok=True)
             export_onnx(module, path, self.image_size)
@@ -189,8 +189,6 @@ def runtime_distributions(names: Iterable[str] | None = None) -> list[str]:
 def _distributions_of_packages() -> dict[str, list[str]]:
     """importlib.metadata's package -> distributions map: it reads every installed
     distribution (0.4 s here), and the gate asks once per row, so once per process."""
-    from importlib import metadata
-
     return metadata.packages_distributions()
 
 

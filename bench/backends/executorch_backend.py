@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, Realised, register
+from bench.backends.native import quiet_stderr
+from bench.backends.torch_export import as_program, quiet_torchao
 
 
 @register
@@ -40,8 +42,6 @@ class ExecuTorchBackend(Backend):
         if precision != "fp32":
             raise NotApplicable(f"ExecuTorch {precision}: the XNNPACK delegate's half-precision "
                                 "kernels target ARM; this bench does not deploy them on x86")
-        from bench.backends.torch_export import as_program, quiet_torchao
-
         quiet_torchao()
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.devtools.backend_debug import get_delegation_info
@@ -64,8 +64,6 @@ class ExecuTorchBackend(Backend):
 
     def load(self, files, threads, device="cpu", options=None):
         import torch
-
-        from bench.backends.native import quiet_stderr
 
         if device != "cpu":
             raise RuntimeError(f"--device {device}: the ExecuTorch backend runs on the CPU only")

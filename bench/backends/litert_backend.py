@@ -11,12 +11,14 @@ Installed as an extra (`pip install -e '.[litert]'`); not a default backend.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, Realised, register
+from bench.backends.native import quiet_stderr
 from bench.backends.torch_export import quiet_torchao
 
 
@@ -32,8 +34,6 @@ class LiteRTBackend(Backend):
     def check(self, env: ExportEnv) -> None:
         if env.device == "cuda":
             raise NotApplicable("--device cuda: the LiteRT interpreter here runs on the CPU")
-        import importlib.util
-
         if importlib.util.find_spec("litert_torch") is None:
             raise NotApplicable("the LiteRT converter is not installed: pip install -e '.[litert]'")
 
@@ -55,8 +55,6 @@ class LiteRTBackend(Backend):
 
     def load(self, files, threads, device="cpu", options=None):
         from ai_edge_litert.interpreter import Interpreter
-
-        from bench.backends.native import quiet_stderr
 
         if device != "cpu":
             raise RuntimeError(f"--device {device}: the LiteRT backend runs on the CPU only")
@@ -82,8 +80,6 @@ def converter():
     """litert-torch, imported quietly: its TensorFlow/absl start-up lines (oneDNN notice,
     "All log messages before absl::InitializeLog()") go to fd 2, and its converter prints
     a progress line per stage unless told not to."""
-    from bench.backends.native import quiet_stderr
-
     quiet_torchao()
     with quiet_stderr():
         import litert_torch
@@ -93,8 +89,6 @@ def converter():
 
 def convert(module, env: ExportEnv, path: Path, quant_config=None) -> None:
     import torch
-
-    from bench.backends.native import quiet_stderr
 
     litert_torch = converter()
     example = (torch.zeros(1, 3, env.image_size, env.image_size),)

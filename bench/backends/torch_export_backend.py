@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.backends import Backend, Deployed, ExportEnv, NotApplicable, Realised, register
-from bench.backends.torch_export import quiet_torchao
+from bench.backends.torch_export import as_program, quiet_torchao
+from bench.cache import cache_dir
 
 
 class _ExportedBackend(Backend):
@@ -34,8 +35,6 @@ class _ExportedBackend(Backend):
 
     def save(self, realised: Realised, out_dir: Path, env: ExportEnv,
              precision: str = "fp32") -> Deployed:
-        from bench.backends.torch_export import as_program
-
         if precision != "fp32":
             raise NotApplicable(f"{self.name} {precision}: not deployed by this bench (the "
                                 "torch backend has bf16 and fp16 rows)")
@@ -101,8 +100,6 @@ class TorchAOTIBackend(_ExportedBackend):
 
     def _write(self, program, path: Path, env: ExportEnv) -> None:
         import torch
-
-        from bench.cache import cache_dir
 
         # Inductor's compile cache goes under the bench's cache, not /tmp (STACK-NOTES)
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
