@@ -8,6 +8,7 @@ made here, above both, so the pipeline never imports the cluster package.
 
 from __future__ import annotations
 
+from bench.cluster import RayExecutor  # imports Ray only when it connects: Ray is optional
 from bench.pipeline.executors import LocalExecutor
 
 
@@ -15,7 +16,5 @@ def connect(cfg):
     """The executor `cfg.execution` names (a Ray cluster is joined here: with the cluster's
     defaults, such as --train-threads, settled in `cfg`)."""
     if cfg.execution.executor == "ray":
-        from bench.cluster import RayExecutor  # only with --executor ray: Ray is optional
-
         return RayExecutor.connect(cfg)
     return LocalExecutor()

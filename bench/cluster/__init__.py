@@ -1,4 +1,5 @@
-"""`--executor ray`: a run's work as Ray tasks on a cluster (never imported by a local run).
+"""`--executor ray`: a run's work as Ray tasks on a cluster (Ray itself is imported only
+when joining one: a local run never imports it).
 
   auth.py      before joining: does the head answer without a token, does it take
                ours (Ray's GCS client in a child process); the one-line refusals

@@ -19,7 +19,9 @@ on a node still alive fails only its models, as a crashed process does locally.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
+import time
+from collections import Counter
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from bench.child.records import Job, ProcessResult
@@ -83,8 +85,6 @@ class RayStation:
     def _find(self) -> str:
         """A node for the next backend: the alive holder of the resource with the fewest
         backends placed on it so far, or without --measure-on the bench's own node."""
-        from collections import Counter
-
         if not self.resource:
             return self._describe(self.ray.get_runtime_context().get_node_id())
         holders = self._holders()
@@ -152,9 +152,6 @@ class RayStation:
         """Nothing to start here: the node's worker starts its fork server on first use."""
 
     def run(self, job: Job, job_path, backend: str) -> list[ProcessResult]:
-        import time
-        from dataclasses import asdict
-
         key = self.place(backend)
         start = time.perf_counter()
         files = {p: self._send(p) for p in _inputs(job)}
@@ -196,8 +193,6 @@ class RayStation:
     def _alive(self, node_id: str) -> bool:
         """Whether the node is still alive once the cluster has had DEATH_WAIT_S to notice
         a death (a task's failure reaches the bench before the health checks do)."""
-        import time
-
         deadline = time.monotonic() + DEATH_WAIT_S
         while time.monotonic() < deadline:
             if not any(n["NodeID"] == node_id and n.get("Alive") for n in self.ray.nodes()):

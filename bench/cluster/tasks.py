@@ -12,6 +12,13 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from bench.backends import telemetry
+from bench.child import forkserver
+from bench.child.records import Job
+from bench.measuring import launch
+from bench.pipeline.artifacts import apply_one
+from bench.results.machines import describe_machine
+
 #: this worker process's fork servers, kept between measuring jobs: backend -> server
 _SERVERS: dict = {}
 
@@ -19,7 +26,6 @@ _SERVERS: dict = {}
 def on_node(threads: int, device: str = "cpu") -> None:
     import torch
 
-    from bench.backends import telemetry
     from bench.modelling.training import use_device
 
     telemetry.switch_off()
@@ -31,8 +37,6 @@ def node_description() -> dict:
     """This node as a row's reader needs it (bench.results.machines.describe_machine),
     with its Ray node id and address."""
     import ray
-
-    from bench.results.machines import describe_machine
 
     return describe_machine(ray_node_id=ray.get_runtime_context().get_node_id(),
                             ip=ray.util.get_node_ip_address())
@@ -56,8 +60,6 @@ def train_teacher(cfg, data) -> tuple:
 def apply_step(parent, prefix: tuple, ctx, threads: int, device: str) -> tuple:
     """One method step on its parent's model (bench.pipeline.artifacts.apply_one: a failure comes back
     as the exception, as in a local run); and where and how long."""
-    from bench.pipeline.artifacts import apply_one
-
     on_node(threads, device)
     start = time.perf_counter()
     made = apply_one(parent, prefix, ctx)
@@ -73,8 +75,6 @@ def _where(start: float) -> dict:
 
 def probe(threads: int, device: str, use_cache: bool) -> dict:
     """The node's idle power draw and GEMM peaks (bench.measuring.launch.measure_machine)."""
-    from bench.measuring import launch
-
     with tempfile.TemporaryDirectory(prefix="medbench-probe-") as work:
         return launch.measure_machine(threads, device, use_cache, Path(work))
 
@@ -88,9 +88,6 @@ def measure(job_doc: dict, files: dict, backend: str) -> dict:
     the bytes): the folder is a digest of the contents, shared by one model's files (an
     OpenVINO .xml beside its .bin), so a file sent again is not written again."""
     import ray
-
-    from bench.child.records import Job
-    from bench.measuring import launch
 
     job = Job.read_doc(job_doc)
     root = Path(tempfile.gettempdir()) / "medbench-station"
@@ -129,9 +126,6 @@ def measure(job_doc: dict, files: dict, backend: str) -> dict:
 def _server(backend: str, threads: int):
     """This worker process's fork server for `backend`, started on first use: as in a
     local run, a model's process is forked from it rather than started from nothing."""
-    from bench.child import forkserver
-    from bench.measuring import launch
-
     key = (backend, threads)
     server = _SERVERS.get(key)
     if server is None or not server.alive():

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 
+from bench import cache
+from bench.backends import telemetry
 from bench.child import forkserver, memory
 from bench.child.forkserver import ChildExit
 from bench.child.records import Job, ProcessResult, append_result, read_results
@@ -28,10 +32,6 @@ def measure_machine(threads: int, device: str, use_cache: bool, work: Path) -> d
     """Idle power draw (subtracted from energy) and GEMM peaks per precision: probed in a
     process of its own, and reused from the cache for PROBE_MAX_AGE_S on the same CPU,
     threads, device and torch (the manifest says when it was probed)."""
-    import platform
-
-    from bench import cache
-
     job = {"kind": "machine", "threads": threads, "device": device, "idle_s": IDLE_WINDOW_S}
     key = cache.key({**job, "node": platform.node(), "cpu": platform.processor(),
                      "python": sys.version, "torch": _torch_version()})
@@ -65,8 +65,6 @@ def _read_probe(path: Path) -> dict:
 
 
 def _torch_version() -> str:
-    from importlib import metadata
-
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
@@ -159,8 +157,6 @@ def describe_exit(end: ChildExit, model: str) -> str:
 
 def worker_env(threads: int) -> dict:
     """The measuring process's environment: pinned threads, no telemetry, no noise."""
-    from bench.backends import telemetry
-
     # c10's own deprecation notices bypass Python warnings; TORCH_CPP_LOG_LEVEL hides them.
     pinned = {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                             "OPENBLAS_NUM_THREADS")}

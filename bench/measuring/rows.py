@@ -16,6 +16,7 @@ import numpy as np
 
 from bench.child.records import ProcessResult
 from bench.results.row import STATUS_FAILED, STATUS_OK, Result
+from bench.stats.latency import speedup_interval
 
 PARITY_BATCH = 64
 #: fp32 rows whose probabilities differ from PyTorch fp32 by more than this fail (the
@@ -189,8 +190,6 @@ def _against_teacher(state: RowState, teacher: RowState | None, fields: dict, ba
                      cfg) -> dict:
     """compression_ratio, speedup with its interval, and the noise floor, against the
     teacher's fp32 row on the same backend (see bench.stats.latency)."""
-    from bench.stats.latency import speedup_interval
-
     if teacher is None or teacher.latency is None or teacher.error:
         return {}
     t_file = teacher.target.base.file_mib

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from bench.child import forkserver
 from bench.child.records import Job, ProcessResult
 from bench.measuring import launch
 from bench.results.machines import describe_machine, machine_key
@@ -45,8 +46,6 @@ class LocalStation:
         return launch.measure_machine(self.threads, device, use_cache, work)
 
     def start(self, backend: str) -> None:
-        from bench.child import forkserver
-
         self.servers[backend] = forkserver.start(backend, launch.worker_env(self.threads))
 
     def run(self, job: Job, job_path, backend: str) -> list[ProcessResult]:
