@@ -3,6 +3,7 @@ the dispatch, so the command line of a search lives beside the search."""
 
 from __future__ import annotations
 
+from bench.search import SearchOptions, parse_duration, search
 from bench.search.finalists import REFERENCE
 from bench.search.space import DEFAULT_SPACE
 
@@ -35,7 +36,6 @@ def add_options(p) -> None:
 
 def run_search(args) -> int:
     from bench.config import settings
-    from bench.search import SearchOptions, parse_duration, search
 
     if args.methods is not None:
         raise ValueError("--methods: a search takes --space (the chains it may try), not --methods")

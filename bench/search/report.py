@@ -10,9 +10,12 @@ import base64
 import csv
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from reports.plots import png, pyplot, style
 
 VAL_COLUMNS = ("latency_ms", "latency_processes", "latency_ms_process", "file_mib", "macs", "params", "val_auc", "val_delta_auc",
                "val_delta_ci_low", "val_delta_ci_high", "val_verdict")
@@ -118,13 +121,9 @@ def write(root: Path, study, objectives, state: dict, run_dir: Path | None, marg
 
 def _plots(study, objectives, margin: float, state: dict) -> list[dict]:
     """(title, PNG as base64, or why there is none) per figure."""
-    from reports.plots import png, pyplot, style
-
     plots = []
 
     def add(title, make):
-        import warnings
-
         try:
             with style(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Optuna marks its matplotlib plots experimental

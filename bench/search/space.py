@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 import methods
-from methods import Step
+from methods import Step, split_items
 
 #: the default space: distillation's two knobs, structured pruning's ratio, the static
 #: quantizer's calibration size and weight granularity, alone and chained as the
@@ -80,8 +80,6 @@ class ChainTemplate:
 
 def parse(spec: str) -> list[ChainTemplate]:
     """Every chain template of `spec`, or a one-line ValueError quoting the bad part."""
-    from methods import split_items
-
     templates: list[ChainTemplate] = []
     for item in split_items(spec):
         steps = tuple(_parse_step(part.strip(), item) for part in item.split("+"))

@@ -13,10 +13,12 @@ away, and a failed trial is kept as FAIL with its error.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from bench.progress import log
 from bench.search import space as search_space
+from methods import chain_name
 
 #: objective name -> (trial figure, unit, needs a backend)
 OBJECTIVES = {"latency": ("latency_ms", "ms", True), "file_mib": ("file_mib", "MiB", True),
@@ -121,8 +123,6 @@ def optimize(study, evaluator, templates, objectives: Objectives, margin: float,
              trials: int | None, seconds: float | None) -> None:
     """Trials until `trials` are finished in the study (over every attempt) or `seconds`
     of this attempt have passed, whichever comes first."""
-    import time
-
     start = time.perf_counter()
     left = None if trials is None else max(0, trials - finished(study))
     if left == 0:
@@ -131,8 +131,6 @@ def optimize(study, evaluator, templates, objectives: Objectives, margin: float,
 
     def objective(trial):
         chain = search_space.suggest(trial, templates)
-        from methods import chain_name
-
         name = chain_name(chain)
         trial.set_user_attr("model", name)
         try:
@@ -161,8 +159,6 @@ def optimize(study, evaluator, templates, objectives: Objectives, margin: float,
 
 def log_trial(t, objectives: Objectives, start: float) -> None:
     """Logged once Optuna has stored the trial: a line here is a trial a kill keeps."""
-    import time
-
     a = t.user_attrs
     head = f"trial {t.number}: {a.get('model', '?')}: "
     if t.values is None:

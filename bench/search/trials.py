@@ -20,6 +20,7 @@ import numpy as np
 
 import methods
 from bench import backends
+from bench.child import forkserver
 from bench.child.records import Job, JobItem
 from bench.child.timed_loop import LatencyPlan
 from bench.measuring import launch
@@ -62,7 +63,6 @@ class Evaluator:
     processes: dict = field(default_factory=dict)
 
     def start(self) -> None:
-        from bench.child import forkserver
         from bench.pipeline.runner import save_images
 
         env = backends.ExportEnv(image_size=self.cfg.data.image_size,
