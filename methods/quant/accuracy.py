@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.stats.auc import auc_roc
 from methods.base import Param
 
 OFF = -1.0  # max_drop's default: no accuracy control (plain static int8)
@@ -88,8 +89,6 @@ class Control:
         """The row's AUC (bench.stats.auc.auc_roc) of validation logits: of the whole
         split, or of the images at `index`."""
         import torch
-
-        from bench.stats.auc import auc_roc
 
         labels = np.asarray(self.labels) if index is None else np.asarray(self.labels)[index]
         probs = self.task.probabilities(torch.as_tensor(np.asarray(logits, dtype=np.float32)))

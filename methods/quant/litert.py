@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.backends import ExportEnv, Realised
+from bench.backends.litert_backend import convert, converter
 from methods.quant import pt2e
 
 
@@ -34,8 +35,6 @@ def dynamic(artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
 
 def _convert(float_module, env: ExportEnv, out_dir: Path, dynamic: bool,
              per_channel: bool = True):
-    from bench.backends.litert_backend import convert, converter
-
     converter()  # imported quietly first
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,

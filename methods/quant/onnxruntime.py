@@ -9,9 +9,14 @@ net is only the classifier, and the row says so.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from bench.backends import ExportEnv, Realised
+from bench.backends.onnxruntime_backend import quiet
 
 
 def static(artifact, float_onnx: Path, env: ExportEnv, out_dir: Path,
@@ -20,8 +25,6 @@ def static(artifact, float_onnx: Path, env: ExportEnv, out_dir: Path,
     the most sensitive quantized nodes are excluded (`nodes_to_exclude`) until the
     validation AUC drop is at most control.max_drop."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from bench.backends.onnxruntime_backend import quiet
 
     out = Path(out_dir) / "model.onnx"
     pre = env.work_dir / "onnx" / f"{Path(out_dir).parent.name}-pre.onnx"
@@ -61,9 +64,6 @@ def _controlled(pre: Path, out: Path, float_onnx: Path, env: ExportEnv, per_chan
     sits between a DequantizeLinear and a QuantizeLinear (seen in 1.32), so excluding a
     node can leave it int8 and only the measured drop tells (the tests' model needs its
     neighbour excluded too)."""
-    import shutil
-    import tempfile
-
     import onnx
 
     from methods.quant.accuracy import restore
@@ -91,7 +91,6 @@ def _controlled(pre: Path, out: Path, float_onnx: Path, env: ExportEnv, per_chan
 
 
 def _predict(path: Path, images, batch_size: int = 64):
-    import numpy as np
     import onnxruntime as ort
     import torch
 
@@ -104,8 +103,6 @@ def _predict(path: Path, images, batch_size: int = 64):
 
 def dynamic(artifact, float_onnx: Path, env: ExportEnv, out_dir: Path) -> Realised:
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from bench.backends.onnxruntime_backend import quiet
 
     out = Path(out_dir) / "model.onnx"
     with quiet():

@@ -12,6 +12,8 @@ import io
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from bench.backends import ExportEnv, Realised
 
 NO_DYNAMIC = ("OpenVINO has no dynamic int8 for conv nets (its dynamic quantization is a "
@@ -56,7 +58,6 @@ def _controlled(ov_model, data, subset_size: int, per_channel: bool, control):
     a model with one broken layer (tests/methods/test_accuracy_control.py) it reverted every
     other layer first. NNCF does not return which operations it reverted: it logs them."""
     import nncf
-    import numpy as np
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     from methods.quant.accuracy import RANKING_SIZE, Outcome, within

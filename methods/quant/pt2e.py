@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from bench.backends import ExportEnv, Realised
-from bench.backends.torch_export import quiet_torchao
+from bench.backends.torch_export import export_program, quiet_torchao
 
 CALIBRATION_BATCH = 16
 _CONV = {"conv1d", "conv2d", "conv3d", "convolution", "conv_transpose2d"}
@@ -50,8 +50,6 @@ def realise(float_module, env: ExportEnv, quantizer, what: str, dynamic: bool,
             per_channel: bool = True) -> Realised:
     """The int8 ExportedProgram (batch 1) of `float_module` by `quantizer`, and its row's
     note: `what` made it, how it was calibrated, which layers got int8 weights."""
-    from bench.backends.torch_export import export_program
-
     converted = quantize(float_module, quantizer, env)
     how = ("dynamic int8 (per-channel weights, activations quantized per call)" if dynamic
            else f"static int8 ({'per-channel' if per_channel else 'per-tensor'} weights) "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -107,8 +108,6 @@ def _operations(prepared) -> dict:
     and its activations cost more AUC than its convolutions) by its module, kind and
     place in that module's forward (set_module_name_object_type_order), named
     `module/kind#place`."""
-    from collections import defaultdict
-
     from torch.ao.quantization import FakeQuantizeBase, ObserverBase
 
     scope = prepared.meta["_observed_graph_module_attrs"].node_name_to_scope
