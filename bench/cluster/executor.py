@@ -113,44 +113,39 @@ class RayExecutor:
 
     # -- chains ------------------------------------------------------------------------
 
-    def build_all(self, cfg, data, teacher, run=None) -> dict:
+    def build_all(self, cfg, data, teacher, saved=None) -> dict:
         """As bench.pipeline.artifacts.build_all, each step a task: model name -> Artifact or the
-        exception that stopped it."""
+        exception that stopped it. `saved`: the steps already made (SavedSteps of the run
+        directory: found there, not sent to the cluster; each new one saved as it comes)."""
         import time
 
         start = time.perf_counter()
-        builder = made.Builder(cfg, data, teacher, run)
+        builder = made.Builder(cfg, data, teacher, saved)
         ctx_ref = self.ray.put(builder.ctx)
         chains = made.chains_of(cfg)
-        done: dict = {(): builder.teacher}
         refs: dict = {(): self.ray.put(builder.teacher)}
         for length in range(1, max((len(c) for c in chains), default=0) + 1):
             wave = list(dict.fromkeys(c[:length] for c in chains if len(c) >= length))
             pending = {}
             for prefix in wave:
-                parent = done[prefix[:-1]]
-                saved = (made.load_saved(run, prefix, builder.ctx, builder.base_key)
-                         if run is not None and not isinstance(parent, Exception) else None)
-                if isinstance(parent, Exception) or saved is not None:
-                    done[prefix] = parent if saved is None else saved
-                    refs[prefix] = self.ray.put(done[prefix])
-                    continue
-                if not methods.get(prefix[-1].method).travels:  # made here (its docstring)
-                    done[prefix] = made.make_step(parent, prefix, builder.ctx, run, builder.base_key)
-                    refs[prefix] = self.ray.put(done[prefix])
+                parent = builder.chain(prefix[:-1])
+                if (prefix in builder.made or isinstance(parent, Exception)
+                        or not methods.get(prefix[-1].method).travels):  # made here (its docstring)
+                    refs[prefix] = self.ray.put(builder.chain(prefix))
                     continue
                 art_ref, where_ref = self._remote["apply_step"].options(
                     num_returns=2, **self._train_options(cfg)).remote(
                     refs[prefix[:-1]], prefix, ctx_ref, cfg.training.train_threads, cfg.device)
                 pending[where_ref] = (prefix, art_ref)
-            self._collect(pending, done, refs, run, builder.base_key)
+            self._collect(pending, builder.made, refs)
         self.spent["chains_s"] += time.perf_counter() - start
         return {"teacher": builder.teacher,
-                **{methods.chain_name(c): done[c] for c in chains}}
+                **{methods.chain_name(c): builder.chain(c) for c in chains}}
 
-    def _collect(self, pending: dict, done: dict, refs: dict, run, base_key: dict) -> None:
-        """Each step as it finishes: saved into the run directory (a float model), then
-        logged; its object in the store is what the next wave's steps receive."""
+    def _collect(self, pending: dict, done, refs: dict) -> None:
+        """Each step as it finishes: put into `done` (the builder's steps, which saves a
+        float model into the run directory), then logged; its object in the store is what
+        the next wave's steps receive."""
         from ray.exceptions import RayError
 
         left = list(pending)
@@ -166,8 +161,6 @@ class RayExecutor:
                 where, art = None, RuntimeError(f"lost on the Ray cluster: {first_line(exc)}")
                 refs[prefix] = self.ray.put(art)
             done[prefix] = art
-            if run is not None:
-                made.save_made(run, prefix, base_key, art)
             if where is None:
                 log(f"{name}: FAILED: {art}")
             elif not isinstance(art, Exception):

@@ -6,11 +6,16 @@ records both sides read).
               its results file; the machine probe
   station.py  where processes run (this machine: LocalStation), NodeLost
   plan.py     the measuring plan: first pass, teacher twice, the adaptive pass
+  session.py  what the plan holds while it runs (every row's state, the machines)
+  rounds.py   one round of fresh processes: the job, the station running it, each
+              result folded into its row, stored and kept
+  kept_rows.py a row's processes kept after each one, restored by a resumed run
   rows.py     a row's parts (processes, quality, teacher) and the one step that builds
               the Result from them
 """
 
-from bench.measuring.plan import Paths, measure_all
+from bench.measuring.plan import measure_all
 from bench.measuring.rows import PARITY_BATCH, PARITY_TOLERANCE_FP32, Target
+from bench.measuring.session import Paths
 
 __all__ = ["Paths", "measure_all", "PARITY_BATCH", "PARITY_TOLERANCE_FP32", "Target"]

@@ -28,92 +28,51 @@ def context(cfg, data, teacher) -> methods.Context:
     )
 
 
-def build_all(cfg, data, teacher, run=None) -> dict[str, methods.Artifact | Exception]:
+def build_all(cfg, data, teacher, saved=None) -> dict[str, methods.Artifact | Exception]:
     """model name -> Artifact (or the exception that stopped it): the teacher, the
     baselines (methods declared `baseline`), then every chain of --methods.
 
-    `run` (bench.pipeline.resume.RunDirectory): float steps are saved there as they are made, and
-    a step saved by an earlier, killed attempt at this run is loaded instead of rebuilt."""
-    builder = Builder(cfg, data, teacher, run)
-    chains = chains_of(cfg)
+    `saved`: the steps already made (bench.pipeline.saved_stages.SavedSteps for a run directory,
+    which also saves each new one); see Builder."""
+    builder = Builder(cfg, data, teacher, saved)
     out: dict[str, methods.Artifact | Exception] = {"teacher": builder.teacher}
-    for chain in chains:
+    for chain in chains_of(cfg):
         out[methods.chain_name(chain)] = builder.chain(chain)
     return out
 
 
-class Builder:
-    """Chains from one teacher, each prefix made once (in memory, and in `run` where one
-    is given): what `build_all` and a search's trials share."""
+def base_key(cfg, data, teacher) -> dict:
+    """What every step of a run is made from (its data, teacher, seed and training
+    settings): with the chain, the key of a saved step."""
+    # a teacher trained by a killed attempt comes from the cache in the next one: the
+    # same weights, so the same key (its saved steps are reused)
+    source = "cache" if teacher.source == "trained" else teacher.source
+    return {"teacher": {"source": source, **teacher.info}, "data": data.fingerprint,
+            "seed": cfg.seed, "training": cfg.to_dict()["training"]}
 
-    def __init__(self, cfg, data, teacher, run=None):
+
+class Builder:
+    """Chains from one teacher, each prefix made once: what `build_all`, the Ray executor
+    and a search's trials share.
+
+    `made` maps a chain prefix to its model; a step is applied only where `made` lacks
+    it. A plain dict by default; for a run directory, bench.pipeline.saved_stages.SavedSteps,
+    which finds the steps an earlier, killed attempt saved and saves each new one."""
+
+    def __init__(self, cfg, data, teacher, saved=None):
         self.ctx = context(cfg, data, teacher)
-        self.run = run
-        # a teacher trained by a killed attempt comes from the cache in the next one: the
-        # same weights, so the same key (its saved steps are reused)
-        source = "cache" if teacher.source == "trained" else teacher.source
-        self.base_key = {"teacher": {"source": source, **teacher.info},
-                         "data": data.fingerprint, "seed": cfg.seed,
-                         "training": cfg.to_dict()["training"]}
         self.teacher = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
                                         float_module=teacher.module,
                                         notes=(f"teacher ({teacher.source})",))
-        self.memo: dict[tuple, methods.Artifact | Exception] = {(): self.teacher}
+        self.made = {} if saved is None else saved
 
-    def chain(self, chain: tuple) -> methods.Artifact | Exception:
-        for i in range(1, len(chain) + 1):
-            prefix = chain[:i]
-            if prefix not in self.memo:
-                self.memo[prefix] = make_step(self.memo[chain[:i - 1]], prefix, self.ctx, self.run,
-                                          self.base_key)
-        return self.memo[chain]
-
-
-def make_step(parent, prefix: tuple, ctx, run, base_key: dict) -> methods.Artifact | Exception:
-    """The step's artifact: loaded from `run` where an earlier attempt saved it, else
-    applied (and saved, where it is one float model)."""
-    if isinstance(parent, Exception) or run is None:
-        return apply_one(parent, prefix, ctx)
-    saved = load_saved(run, prefix, ctx, base_key)
-    if saved is not None:
-        return saved
-    made = apply_one(parent, prefix, ctx)
-    save_made(run, prefix, base_key, made)
-    return made
-
-
-def step_key(base_key: dict, prefix: tuple) -> str:
-    from bench import cache
-
-    return cache.key({**base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
-
-
-def load_saved(run, prefix: tuple, ctx, base_key: dict) -> methods.Artifact | None:
-    """The chain `prefix` as an earlier, killed attempt at this run saved it, or None. Its
-    steps are the prefix itself: every chain starts at the teacher, which has none."""
-    name = methods.chain_name(prefix)
-    saved = run.load_step(name, step_key(base_key, prefix))
-    if saved is None:
-        return None
-    from bench.pipeline.resume import restore
-
-    meta, state = saved
-    log(f"{name}: reusing the model an earlier attempt at this run built")
-    module = restore(meta["arch"], ctx.task.num_outputs, state)
-    return methods.Artifact(name=name, arch=meta["arch"], module=module, float_module=module,
-                            steps=tuple(prefix), precision=meta["precision"],
-                            notes=tuple(meta["notes"]), seconds=meta["seconds"],
-                            train_steps=meta.get("train_steps", 0))
-
-
-def save_made(run, prefix: tuple, base_key: dict, made) -> None:
-    """Save a made step in `run` where it is one float model (int8 is realised per backend
-    from its float parent, which is saved)."""
-    if isinstance(made, methods.Artifact) and not made.realisations:
-        run.save_step(methods.chain_name(prefix), step_key(base_key, prefix),
-                      made.module.state_dict(),
-                      {"arch": made.arch, "precision": made.precision, "notes": list(made.notes),
-                       "seconds": made.seconds, "train_steps": made.train_steps})
+    def chain(self, prefix: tuple) -> methods.Artifact | Exception:
+        """The model of `prefix` (the teacher for the empty chain), made where needed."""
+        if not prefix:
+            return self.teacher
+        if prefix not in self.made:
+            self.made[prefix] = apply_one(self.chain(prefix[:-1]), prefix, self.ctx)
+        return self.made[prefix]
 
 
 def chains_of(cfg) -> list[tuple]:

@@ -21,10 +21,10 @@ class LocalExecutor:
 
         return for_config(cfg, data)
 
-    def build_all(self, cfg, data, teacher, run=None):
+    def build_all(self, cfg, data, teacher, saved=None):
         from bench.pipeline import artifacts
 
-        return artifacts.build_all(cfg, data, teacher, run)
+        return artifacts.build_all(cfg, data, teacher, saved)
 
     def station(self, cfg):
         from bench.measuring.station import LocalStation

@@ -24,15 +24,16 @@ from bench.results.row import STATUS_FAILED, STATUS_NA, Result
 
 
 def export_all(engines, cfg, artifacts: dict, statics: dict, store, env,
-               run=None) -> dict[str, list]:
+               deployed=None) -> dict[str, list]:
     """backend -> its rows in model order: Target, or a finished Result.
 
-    `run` (bench.pipeline.resume.RunDirectory): a cell whose export an earlier attempt at this run
-    recorded, with files that still hash as recorded, is not exported again; every new
-    export is recorded in the manifest (`exports`) once its files are complete."""
-    cells = Cells(store, run)
+    `deployed` maps a cell (`cell_name`) to its backends.Deployed; a cell is exported only
+    where it lacks one, and each new export is added once its files are whole. A plain
+    dict by default; for a run directory, bench.pipeline.saved_stages.SavedExports, which finds
+    the cells an earlier, killed attempt exported and records each new one."""
+    deployed = {} if deployed is None else deployed
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = {e.name: _export_backend(e, cfg, artifacts, statics, cells, env, pool)
+        pending = {e.name: _export_backend(e, cfg, artifacts, statics, store, deployed, env, pool)
                    for e in engines}
         return {name: [row if isinstance(row, Result) else _with_sizes(*row)
                        for row in rows] for name, rows in pending.items()}
@@ -44,34 +45,12 @@ def _with_sizes(target: Target, sizes) -> Target:
                   target.options, target.variant)
 
 
-class Cells:
-    """Where each (model, backend, variant) cell is deployed, and its export records."""
-
-    def __init__(self, store, run):
-        self.store, self.run = store, run
-        self.records = dict((run.manifest.get("exports") or {}) if run is not None else {})
-
-    @staticmethod
-    def name(model: str, backend: str, variant: str) -> str:
-        return "/".join(filter(None, (model, backend, variant)))
-
-    def recorded(self, model: str, backend: str, variant: str) -> dict | None:
-        return None if self.run is None else self.run.export_record(self.name(model, backend,
-                                                                              variant))
-
-    def record(self, model: str, backend: str, variant: str, deployed) -> None:
-        from bench.pipeline.resume import file_sha256
-
-        root = self.store.root
-        self.records[self.name(model, backend, variant)] = {
-            "files": [str(Path(f).relative_to(root)) for f in deployed.files],
-            "sha256": [file_sha256(f) for f in deployed.files],
-            "precision": deployed.precision, "notes": list(deployed.notes),
-            "options": {str(k): str(v) for k, v in deployed.options.items()}}
-        self.store.update_manifest(exports=self.records)
+def cell_name(model: str, backend: str, variant: str) -> str:
+    """A (model, backend, variant) cell's name: 'model/backend[/variant]'."""
+    return "/".join(filter(None, (model, backend, variant)))
 
 
-def _export_backend(engine, cfg, artifacts, statics, cells, env, pool) -> list:
+def _export_backend(engine, cfg, artifacts, statics, store, deployed, env, pool) -> list:
     """A float model is deployed once in fp32 and once more per --precision variant."""
     m = cfg.measurement
     log(f"{engine.name}: exporting {len(artifacts)} models"
@@ -87,32 +66,31 @@ def _export_backend(engine, cfg, artifacts, statics, cells, env, pool) -> list:
         row = row.with_(notes="; ".join(art.notes), **statics[model])
         variants = [""] + (list(m.precisions) if not art.realisations else [])
         for variant in variants:
-            out.append(_export_one(engine, art, row, variant, cells, env, pool))
+            out.append(_export_one(engine, art, row, variant, store, deployed, env, pool))
     return out
 
 
-def _export_one(engine, art: methods.Artifact, row: Result, variant: str, cells: Cells, env,
-                pool):
-    model, name, store = row.model, engine.name, cells.store
+def _export_one(engine, art: methods.Artifact, row: Result, variant: str, store, deployed,
+                env, pool):
+    model, name = row.model, engine.name
     if variant:
         row = row.with_(precision=variant)
-    record = cells.recorded(model, name, variant)
+    cell = cell_name(model, name, variant)
     try:
-        if record is not None:  # exported by an earlier attempt at this run, files intact
-            deployed = backends.Deployed([store.root / f for f in record["files"]],
-                                         record["precision"], record["notes"], record["options"])
+        if cell in deployed:  # exported before (by an earlier attempt at this run)
+            made = deployed[cell]
         else:
-            deployed = _deploy_atomically(engine, art, store.artifact_dir(model, name, variant),
-                                          env, variant or "fp32")
-            cells.record(model, name, variant, deployed)
+            made = _deploy_atomically(engine, art, store.artifact_dir(model, name, variant),
+                                      env, variant or "fp32")
+            deployed[cell] = made
     except backends.NotApplicable as exc:  # nothing deployed, no folder left behind
         return row.with_(status=STATUS_NA, error=str(exc))
     except Exception as exc:  # noqa: BLE001
         return row.with_(status=STATUS_FAILED, error=f"export: {first_line(exc)}")
-    row = row.with_(precision=deployed.precision, notes="; ".join([*art.notes, *deployed.notes]))
-    target = Target(row, tuple(str(f) for f in deployed.files),
-                    tuple((str(k), str(v)) for k, v in deployed.options.items()), variant)
-    return target, pool.submit(file_sizes, deployed.files)
+    row = row.with_(precision=made.precision, notes="; ".join([*art.notes, *made.notes]))
+    target = Target(row, tuple(str(f) for f in made.files),
+                    tuple((str(k), str(v)) for k, v in made.options.items()), variant)
+    return target, pool.submit(file_sizes, made.files)
 
 
 def _deploy_atomically(engine, art, final: Path, env, precision: str):

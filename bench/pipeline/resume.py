@@ -1,108 +1,40 @@
-"""Continuing a killed run: what a run directory already holds, and whether it may be used.
+"""Continuing a killed run: whether a run directory may be continued, and the pieces its
+saved outputs are read back with.
 
 A run directory is resumable while its manifest has no `wall_seconds` (written last).
-Running again with the same `--out` and the same configuration continues it:
+Running again with the same `--out` and the same configuration continues it: each stage
+finds what the killed attempt saved (bench.results.saved, one mechanism for all):
 
-  * the models each method step built are kept under RUN/.resume/steps as weights
-    (a state_dict, loaded weights-only) with their sha256 in a JSON record beside them;
-    a step whose record and file agree is loaded, not rebuilt (a trained student, a
-    pruned and fine-tuned model); int8 steps are cheap and deterministic, so made again;
-  * every deployed file's sha256 is recorded once its export finished (manifest
-    `exports`); a cell whose files still match is not exported again;
-  * every measuring process's figures are kept beside its raw samples
-    (RUN/latency/<stem>.processes.json); a row's processes and predictions are restored,
-    so a row that finished its first pass is not measured again.
+  * the models each method step built (weights, loaded weights-only with `restore`);
+    int8 steps are cheap and deterministic, so made again;
+  * the deployed files of every (model, backend, variant) cell, not exported again;
+  * every measuring process's figures beside its raw samples
+    (RUN/latency/<stem>.processes.jsonl), so a row that finished its first pass is not
+    measured again.
 
-Every file here is written atomically (a temporary file, then os.replace), so a kill
-leaves either the old file or the new one, never half of one.
+Every file is written atomically (a temporary file, then os.replace), so a kill leaves
+either the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 from pathlib import Path
-
-from bench.progress import log
 
 #: configuration sections that do not change what a run measures
 IGNORED = ("output", "execution")
 
 
 class RunDirectory:
-    """The resumable state of one run directory (empty for a new run)."""
+    """A run directory and its manifest (empty for a new run)."""
 
     def __init__(self, root: Path, manifest: dict | None):
         self.root = Path(root)
         self.manifest = manifest or {}
-        self.steps = self.root / ".resume" / "steps"
 
     @property
     def resuming(self) -> bool:
         return bool(self.manifest)
-
-    # ------------------------------------------------------------------ method steps
-
-    def load_step(self, name: str, key: str):
-        """The saved module of step `name` (a chain prefix), or None."""
-        import torch
-
-        meta_path, weights = self._step_paths(name)
-        try:
-            meta = json.loads(meta_path.read_text())
-            data = weights.read_bytes()
-        except (OSError, ValueError):
-            return None
-        if meta.get("key") != key or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
-            log(f"{name}: the saved step does not match (changed or half-written); rebuilding")
-            return None
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        return meta, state
-
-    def save_step(self, name: str, key: str, state: dict, meta: dict) -> None:
-        import torch
-
-        from bench.cache import atomic_write_bytes
-
-        meta_path, weights = self._step_paths(name)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        data = buf.getvalue()
-        atomic_write_bytes(weights, data)
-        atomic_write_bytes(meta_path, json.dumps(
-            {**meta, "key": key, "sha256": hashlib.sha256(data).hexdigest()}).encode())
-
-    def _step_paths(self, name: str) -> tuple[Path, Path]:
-        from bench.results.store import safe_name
-
-        stem = safe_name(name)  # "prune.magnitude": not a suffix to replace
-        return self.steps / f"{stem}.json", self.steps / f"{stem}.pt"
-
-    # ------------------------------------------------------------------ exports
-
-    def export_record(self, cell: str) -> dict | None:
-        """The recorded export of a (model, backend, variant) cell whose files still
-        hash as recorded, or None."""
-        record = (self.manifest.get("exports") or {}).get(cell)
-        if not record:
-            return None
-        for rel, digest in zip(record["files"], record["sha256"], strict=True):
-            try:
-                if file_sha256(self.root / rel) != digest:
-                    return None
-            except OSError:
-                return None
-        return record
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_run(root: Path, config: dict) -> RunDirectory:

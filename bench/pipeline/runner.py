@@ -1,5 +1,7 @@
-"""One run, in one direction: data -> teacher -> method chains -> artifacts -> backends
-(a fresh worker process per model and backend) -> rows -> store -> report.
+"""One run, in one direction, as its stages: data -> teacher -> method steps -> exports
+(every model to every backend) -> measurements (a fresh process per model and backend)
+-> report. Each stage's output is saved once, keyed (bench.results.saved), so a killed
+run continues where it stopped.
 
 The configuration is checked first (bench.config.settings.validate), so bad input fails before
 minutes of training. A method or backend failure becomes a row with status 'failed' and
@@ -23,9 +25,11 @@ from bench.config.sections import RunConfig
 from bench.pipeline import artifacts as made
 from bench.pipeline import executors
 from bench.pipeline.resume import open_run
+from bench.pipeline.saved_stages import SavedExports, saved_steps
 from bench.progress import log
 from bench.results import manifest
 from bench.results.row import STATUS_FAILED
+from bench.results.saved import SavedOutputs
 from bench.results.store import RunStore
 
 
@@ -73,14 +77,13 @@ def _run_seeds(cfg: RunConfig, executor) -> int:
 
 
 def run_one(cfg: RunConfig, executor=None) -> int:
+    """One run, as its stages: each takes what the one before produced, and each output is
+    saved once, keyed, in the run directory (bench.results.saved), so running a killed
+    run again is each stage finding what the earlier attempt saved."""
     import torch
 
     from bench.backends import telemetry
-    from bench.data import load_dataset
-    from bench.measuring import Paths, measure_all
     from bench.modelling.training import use_device
-    from bench.pipeline import export
-    from bench.results import console
 
     telemetry.switch_off()  # before any runtime is imported
     executor = executor or executors.LocalExecutor()
@@ -88,9 +91,29 @@ def run_one(cfg: RunConfig, executor=None) -> int:
     use_device(cfg.device)
     torch.set_num_threads(cfg.training.train_threads)  # measuring processes pin their own
     torch.manual_seed(cfg.seed)
-    engines = [backends.get(b) for b in cfg.measurement.backends]
+    store = open_store(cfg)
+    outputs = SavedOutputs(store.root)
+
+    data = data_stage(cfg, store)
+    teacher = teacher_stage(cfg, data, store, executor)
+    models = executor.build_all(cfg, data, teacher, saved_steps(outputs, cfg, data, teacher))
+    store.update_manifest(models={name: (a.provenance() if isinstance(a, methods.Artifact)
+                                         else {"error": str(a)}) for name, a in models.items()})
+    work = store.root / ".work"  # scratch: made again by every attempt at the run
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    exported, references = export_stage(cfg, data, models, store, SavedExports(outputs), work)
+    measure_stage(cfg, data, exported, references, store, executor, work)
+    shutil.rmtree(work, ignore_errors=True)
+    outputs.clear()  # the run is whole now
+    return report_stage(store, t_start)
+
+
+def open_store(cfg: RunConfig) -> RunStore:
+    """The run directory: new, or the unfinished run of this configuration to continue
+    (its stored rows kept)."""
     root = Path(cfg.output.out) if cfg.output.out else default_out_dir()
-    run = open_run(root, cfg.to_dict())  # a killed run of this configuration continues
+    run = open_run(root, cfg.to_dict())
     store = RunStore(root, resume=run.resuming)
     if run.resuming:
         log(f"run directory: {store.root}: continuing the unfinished run started "
@@ -100,40 +123,66 @@ def run_one(cfg: RunConfig, executor=None) -> int:
     else:
         log(f"run directory: {store.root}")
         store.write_manifest(manifest.initial(cfg))
+    return store
+
+
+def data_stage(cfg: RunConfig, store: RunStore):
+    """The dataset (generated data from the cache where it was made before)."""
+    from bench.data import load_dataset
 
     data = load_dataset(cfg.data, cfg.seed)
     log(f"data: {data.name}, {data.task.kind} {list(data.task.class_names)}, "
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} train/val/test at "
         f"{cfg.data.image_size}px")
-    teacher = executor.teacher(cfg, data)
     store.update_manifest(data=data.info, num_classes=data.task.num_outputs,
                           task={"kind": data.task.kind, "class_names": list(data.task.class_names)},
-                          image_size=cfg.data.image_size,
-                          teacher={"source": teacher.source, **teacher.info})
+                          image_size=cfg.data.image_size)
+    return data
 
-    models = executor.build_all(cfg, data, teacher, run)
-    store.update_manifest(models={name: (a.provenance() if isinstance(a, methods.Artifact)
-                                         else {"error": str(a)}) for name, a in models.items()})
 
-    work = store.root / ".work"  # scratch: made again by every attempt at the run
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
-    paths = Paths(test=save_images(work / "test_images.npy", data.test.images),
-                  val=(save_images(work / "val_images.npy", data.val.images)
-                       if _needs_validation(cfg.measurement.operating_point) else None),
-                  work=work)
+def teacher_stage(cfg: RunConfig, data, store: RunStore, executor):
+    """The shared teacher (trained once and cached across runs, or the user's checkpoint)."""
+    teacher = executor.teacher(cfg, data)
+    store.update_manifest(teacher={"source": teacher.source, **teacher.info})
+    return teacher
+
+
+def export_stage(cfg: RunConfig, data, models: dict, store: RunStore, deployed, work: Path):
+    """Every model deployed to every backend ({backend: [Target or finished row]}), and
+    each model's PyTorch logits on the parity batch (what every backend is checked against).
+    The manifest's `exports` records each deployed cell's files and their sha256."""
+    from bench.pipeline import export
+
+    engines = [backends.get(b) for b in cfg.measurement.backends]
     built = {name: a for name, a in models.items() if isinstance(a, methods.Artifact)}
     statics = {name: made.static_figures(a, cfg.data.image_size) for name, a in built.items()}
     references = {name: made.reference_logits(a, data.test.images) for name, a in built.items()}
     env = backends.ExportEnv(image_size=cfg.data.image_size, calibration=data.calibration,
                              work_dir=work, device=cfg.device)
-    exported = export.export_all(engines, cfg, models, statics, store, env, run)
+    exported = export.export_all(engines, cfg, models, statics, store, env, deployed)
+    store.update_manifest(exports=deployed.manifest_records(),
+                          backends={e.name: e.describe(cfg.measurement.threads) for e in engines})
+    return exported, references
+
+
+def measure_stage(cfg: RunConfig, data, exported: dict, references: dict, store: RunStore,
+                  executor, work: Path) -> None:
+    """Every row measured in fresh processes where the executor places them; each row is
+    stored as it is finished (bench.measuring)."""
+    from bench.measuring import Paths, measure_all
+
+    paths = Paths(test=save_images(work / "test_images.npy", data.test.images),
+                  val=(save_images(work / "val_images.npy", data.val.images)
+                       if _needs_validation(cfg.measurement.operating_point) else None),
+                  work=work)
     measure_all(exported, cfg, data, store, paths, references, executor.station(cfg))
     store.update_manifest(execution=executor.describe())
-    store.update_manifest(backends={e.name: e.describe(cfg.measurement.threads) for e in engines})
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(store.root / ".resume", ignore_errors=True)  # the run is whole now
 
+
+def report_stage(store: RunStore, t_start: float) -> int:
+    """report.html, the run's wall time (which marks it finished) and the console table;
+    exit status 1 if any row failed."""
+    from bench.results import console
     from reports.html import write_report
 
     write_report(store.root)

@@ -101,7 +101,8 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
     from bench.data import load_dataset
     from bench.modelling.training import use_device
     from bench.pipeline import artifacts
-    from bench.pipeline.resume import RunDirectory
+    from bench.pipeline.saved_stages import saved_steps
+    from bench.results.saved import SavedOutputs
     from bench.search import finalists, report, study
     from bench.search.sealed import seal
     from bench.search.trials import SEARCH_LATENCY
@@ -115,7 +116,8 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
     if state.get("finalists") is None:
         data = seal(load_dataset(cfg.data, cfg.seed))
         teacher = executor.teacher(cfg, data)
-        builder = artifacts.Builder(cfg, data, teacher, RunDirectory(root, None))
+        builder = artifacts.Builder(cfg, data, teacher,
+                                    saved_steps(SavedOutputs(root), cfg, data, teacher))
         plan = QUICK_LATENCY if cfg.profile and "quick" in cfg.profile else SEARCH_LATENCY
         s = study.open_study(root / "study.db", objectives, cfg.seed, opts.trials)
         stale = study.close_interrupted(s)

@@ -246,8 +246,6 @@ def search_trials(study, cfg, data, builder, objectives, templates, opts, root: 
 
     import ray
 
-    from bench.pipeline import artifacts
-    from bench.pipeline.resume import RunDirectory
     from bench.pipeline.runner import save_images
 
     (root / ".work").mkdir(parents=True, exist_ok=True)
@@ -274,6 +272,5 @@ def search_trials(study, cfg, data, builder, objectives, templates, opts, root: 
     pooled = search_study.latency_processes(study)
     cache = optimize(study, {**shared, "pooled": pooled}, templates, objectives,
                      cfg.measurement.margin, opts.trials, opts.time_s, root, cfg)
-    run = RunDirectory(root, None)
     for prefix, artifact in ray.get(cache.items.remote()):
-        artifacts.save_made(run, prefix, builder.base_key, artifact)
+        builder.made[prefix] = artifact  # saved in the search directory for the finalists

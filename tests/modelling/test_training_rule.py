@@ -101,10 +101,9 @@ def test_a_chain_records_its_cost_in_steps_from_the_teacher(tiny_data, tiny_cont
 
     ctx = tiny_context
     builder = Builder.__new__(Builder)
-    builder.ctx, builder.run, builder.base_key = ctx, None, {}
-    teacher = methods.Artifact(name="teacher", arch="tiny", module=ctx.teacher,
-                               float_module=ctx.teacher)
-    builder.memo = {(): teacher}
+    builder.ctx, builder.made = ctx, {}
+    builder.teacher = methods.Artifact(name="teacher", arch="tiny", module=ctx.teacher,
+                                       float_module=ctx.teacher)
     kd = builder.chain(_chain("kd"))
     pruned = builder.chain(_chain("kd+prune.structured:ratio=0.3"))
     quant = builder.chain(_chain("kd+prune.structured:ratio=0.3+quant.static"))

@@ -65,7 +65,7 @@ def assert_nothing_half_written(*roots: Path) -> None:
     being deployed (*.partial) and temporary files (*.tmp*) are not files readers open."""
     import torch
 
-    from bench.pipeline.resume import file_sha256
+    from bench.results.saved import file_sha256
 
     for root in roots:
         for path in root.rglob("*"):

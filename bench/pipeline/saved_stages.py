@@ -1,0 +1,141 @@
+"""The method steps and the exports as mappings of what was already made, kept by the
+run's one saving mechanism (bench.results.saved): what artifacts.Builder and
+export.export_all are handed, so neither knows of saving or resuming.
+
+`SavedSteps`: chain prefix -> model (a float model saved as its weights; int8 steps are
+cheap and deterministic, and are realised per backend from their float parent, which is
+saved). `SavedExports`: cell -> deployed files (they stay where the run keeps them).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import MutableMapping
+
+import methods
+from bench import backends, cache
+from bench.cache import atomic_write_bytes
+from bench.pipeline.artifacts import base_key
+from bench.pipeline.resume import restore
+from bench.progress import log
+from bench.results.saved import SavedOutputs
+
+
+class SavedSteps(MutableMapping):
+    """chain prefix -> the model its last step made (methods.Artifact, or the exception that
+    stopped it), as bench.pipeline.artifacts.Builder asks for them: held in memory, and a
+    float model also saved as its weights (int8 steps are cheap and deterministic, and are
+    realised per backend from their float parent, which is saved)."""
+
+    STAGE = "steps"
+
+    def __init__(self, outputs: SavedOutputs, base_key: dict, num_outputs: int):
+        self.outputs, self.base_key, self.num_outputs = outputs, base_key, num_outputs
+        self.made: dict[tuple, methods.Artifact | Exception] = {}
+
+    def key(self, prefix: tuple) -> str:
+        return cache.key({**self.base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
+
+    def __contains__(self, prefix) -> bool:
+        return prefix in self.made or self._load(prefix) is not None
+
+    def __getitem__(self, prefix: tuple):
+        if prefix not in self:
+            raise KeyError(prefix)
+        return self.made[prefix]
+
+    def __setitem__(self, prefix: tuple, made) -> None:
+        self.made[prefix] = made
+        if not isinstance(made, methods.Artifact) or made.realisations:
+            return
+        import torch
+
+        name = methods.chain_name(prefix)
+        buf = io.BytesIO()
+        torch.save(made.module.state_dict(), buf)
+        weights = self.outputs.file_path(self.STAGE, name, ".pt")
+        atomic_write_bytes(weights, buf.getvalue())
+        self.outputs.keep(self.STAGE, name, self.key(prefix), [weights], arch=made.arch,
+                          precision=made.precision, notes=list(made.notes),
+                          seconds=made.seconds, train_steps=made.train_steps)
+
+    def _load(self, prefix: tuple):
+        name = methods.chain_name(prefix)
+        record = self.outputs.find(self.STAGE, name, self.key(prefix))
+        if record is None:
+            return None
+        import torch
+
+        data = (self.outputs.root / record["files"][0]).read_bytes()
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        log(f"{name}: reusing the model an earlier attempt at this run built")
+        module = restore(record["arch"], self.num_outputs, state)
+        self.made[prefix] = methods.Artifact(
+            name=name, arch=record["arch"], module=module, float_module=module,
+            steps=tuple(prefix), precision=record["precision"], notes=tuple(record["notes"]),
+            seconds=record["seconds"], train_steps=record.get("train_steps", 0))
+        return self.made[prefix]
+
+    def __delitem__(self, prefix) -> None:
+        del self.made[prefix]
+
+    def __iter__(self):
+        return iter(self.made)
+
+    def __len__(self) -> int:
+        return len(self.made)
+
+
+class SavedExports(MutableMapping):
+    """cell ('model/backend[/variant]') -> backends.Deployed, as bench.pipeline.export asks
+    for them: the deployed files stay where the run keeps them (RUN/artifacts/...); the
+    record holds their sha256, precision, notes and runtime options."""
+
+    STAGE = "exports"
+
+    def __init__(self, outputs: SavedOutputs):
+        self.outputs = outputs
+        self.made: dict[str, backends.Deployed] = {}
+
+    def __contains__(self, cell) -> bool:
+        if cell in self.made:
+            return True
+        record = self.outputs.find(self.STAGE, cell, cell)
+        if record is None:
+            return False
+        root = self.outputs.root
+        self.made[cell] = backends.Deployed([root / f for f in record["files"]],
+                                            record["precision"], record["notes"],
+                                            record["options"])
+        return True
+
+    def __getitem__(self, cell: str) -> backends.Deployed:
+        if cell not in self:
+            raise KeyError(cell)
+        return self.made[cell]
+
+    def __setitem__(self, cell: str, deployed: backends.Deployed) -> None:
+        self.made[cell] = deployed
+        self.outputs.keep(self.STAGE, cell, cell, deployed.files,
+                          precision=deployed.precision, notes=list(deployed.notes),
+                          options={str(k): str(v) for k, v in deployed.options.items()})
+
+    def manifest_records(self) -> dict[str, dict]:
+        """Every recorded export as the manifest's `exports` keeps it (the run's record of
+        what was deployed: files, sha256, precision, notes, options)."""
+        return {cell: {k: v for k, v in record.items() if k not in ("name", "key")}
+                for cell, record in self.outputs.records(self.STAGE).items()}
+
+    def __delitem__(self, cell) -> None:
+        del self.made[cell]
+
+    def __iter__(self):
+        return iter(self.made)
+
+    def __len__(self) -> int:
+        return len(self.made)
+
+
+def saved_steps(outputs: SavedOutputs, cfg, data, teacher) -> SavedSteps:
+    """The method steps saved in `outputs` (a run's, or a search's) for this teacher."""
+    return SavedSteps(outputs, base_key(cfg, data, teacher), data.task.num_outputs)
