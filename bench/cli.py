@@ -14,6 +14,9 @@ import argparse
 import errno
 import sys
 
+from bench import commands, execution
+from bench.search.cli import add_options, run_search
+
 #: characters str.splitlines() breaks at: an error message holding one (a path or a value
 #: the user typed) is escaped, so bad input always costs exactly one line on stderr
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
@@ -51,8 +54,6 @@ def _parser() -> argparse.ArgumentParser:
     se = sub.add_parser("search", help="find the fastest or smallest chain that stays non-inferior "
                                        "(Optuna, on validation), then test the finalists once")
     _run_options(se)
-    from bench.search.cli import add_options
-
     add_options(se)
     _other_commands(sub)
     return p
@@ -211,8 +212,6 @@ def _other_commands(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        from bench import commands
-
         if args.command == "list":
             return commands.run_list(args)
         if args.command == "check":
@@ -222,8 +221,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return commands.run_compare(args)
         if args.command == "search":
-            from bench.search.cli import run_search
-
             return run_search(args)
         return _run(args)
     except ValueError as exc:  # bad input: one line, no traceback
@@ -245,7 +242,6 @@ def _run(args) -> int:
 
     cfg = settings.build(args)
     settings.validate(cfg)  # every bad input fails here, before any training
-    from bench import execution
     from bench.pipeline.runner import run
 
     return run(cfg, execution.connect)

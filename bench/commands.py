@@ -13,6 +13,11 @@ import math
 import sys
 from pathlib import Path
 
+import methods
+from bench import backends
+from bench.results import baseline, gate
+from reports.browser import find_chromium, load_page
+
 
 def _user_path(text: str, what: str, kind: str) -> Path:
     """A path the user named for `check`, `report` or `compare`, checked before bench.results.store
@@ -42,8 +47,6 @@ def _tolerance(flag: str, value: float | None) -> float | None:
 
 
 def run_check(args) -> int:
-    from bench.results import baseline, gate
-
     _tolerance("--speedup-tolerance", args.speedup_tolerance)
     _tolerance("--auc-margin", args.auc_margin)
     run_dir = _user_path(args.run_dir, "run directory", "dir")
@@ -77,8 +80,6 @@ def run_report(args) -> int:
     path = write_report(_user_path(args.run_dir, "run directory", "dir"))
     print(path)
     if args.screenshot:
-        from reports.browser import find_chromium, load_page
-
         if find_chromium() is None:
             raise ValueError("--screenshot: no Chromium on PATH (install chromium, or set $CHROMIUM)")
         page = load_page(path, screenshot=path.with_name("report.png"))
@@ -101,9 +102,6 @@ def run_compare(args) -> int:
 
 
 def run_list(args) -> int:
-    import methods
-    from bench import backends
-
     print("methods (use with --methods; set parameters as name:key=value,key=value):")
     for name, cls in methods.all_methods().items():
         print(f"  {name}{'  [last step of a chain]' if cls.terminal else ''}")
