@@ -11,11 +11,14 @@ RunConfig, so a preset or a profile can never set a value these did not see.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
+from bench import backends
 from bench.config.profiles import PROFILES, RIGOROUS_REPEATS
 from bench.config.sections import RunConfig
+from bench.inputs import check_checkpoint_file
 
 #: seeds reach numpy, torch.manual_seed and scikit-learn's random_state (plus small
 #: offsets per split): numpy refuses a negative one, scikit-learn one of 2**32 or more,
@@ -85,7 +88,6 @@ def seeds(cfg: RunConfig) -> None:
 
 
 def measurement(cfg: RunConfig) -> None:
-    from bench import backends
     from bench.stats.threshold import parse_operating_point
 
     m = cfg.measurement
@@ -111,8 +113,6 @@ def measurement(cfg: RunConfig) -> None:
 
 
 def execution(cfg: RunConfig) -> None:
-    import importlib.util
-
     e = cfg.execution
     if e.executor not in EXECUTORS:
         raise ValueError(f"--executor: unknown executor {e.executor!r}; choose from "
@@ -150,6 +150,4 @@ def models(cfg: RunConfig) -> None:
                              f"({exc.strerror or exc})") from None
         if not found:
             raise ValueError(f"{t.teacher_checkpoint}: teacher checkpoint not found")
-        from bench.inputs import check_checkpoint_file
-
         check_checkpoint_file(t.teacher_checkpoint)  # empty, cut, an LFS pointer: now

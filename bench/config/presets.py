@@ -13,6 +13,7 @@ naming a module that registers on import or a Preset object itself.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -176,8 +177,6 @@ register(Preset(
 
 def _ensemble_teacher() -> str:
     """ResNet50V2 from timm when installed; else torchvision's ResNet-50 (v1.5) stands in."""
-    import importlib.util
-
     return "timm:resnetv2_50+vgg19" if importlib.util.find_spec("timm") else "resnet50+vgg19"
 
 

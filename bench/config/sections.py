@@ -12,17 +12,14 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+import psutil
+
 from bench.child.timed_loop import LatencyPlan
 from bench.data import DataConfig  # the data section lives beside its loaders
 
 
 def physical_cores() -> int:
-    try:
-        import psutil
-
-        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-    except ImportError:
-        return os.cpu_count() or 1
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def default_threads() -> int:

@@ -22,6 +22,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+import methods
+from bench import backends
 from bench.config import checks, presets
 from bench.config.profiles import (  # noqa: F401 - the profiles' figures, read through here
     PROFILES,
@@ -76,8 +78,6 @@ def _backends(names: list[str]) -> list[str]:
     """`all` stands for every installed backend, edge runtimes included."""
     if "all" not in names:
         return names
-    from bench import backends
-
     return list(dict.fromkeys(n for name in names
                               for n in (backends.installed() if name == "all" else [name])))
 
@@ -133,8 +133,6 @@ def build(args) -> RunConfig:
     is read, never changed. Nothing is checked here but the preset's name and the keys;
     call `validate` next.
     """
-    from bench import backends
-
     cfg = RunConfig()
     apply(cfg, {"measurement.backends": backends.defaults()}, "defaults")
     cli = command_line(args)
@@ -177,7 +175,5 @@ def validate(cfg: RunConfig) -> None:
     data.check(cfg.data)  # the data section: spec, paths, task, labels, options
     checks.measurement(cfg)
     checks.execution(cfg)
-    import methods
-
     methods.expand(cfg.methods.spec)
     checks.models(cfg)
