@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from bench.inputs import damage
 from bench.task_kinds import TASK_KINDS
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
@@ -66,7 +67,6 @@ class Card:
 def load_card(path: Path) -> Card:
     """Parse and validate one card; anything wrong is a one-line ValueError naming the file."""
     from bench.data import FORMATS
-    from bench.inputs import damage
 
     def bad(problem: str) -> ValueError:
         return ValueError(f"{path}: invalid dataset card: {' '.join(problem.split())}")

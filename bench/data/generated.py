@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import cache
 from bench.data import DataBundle, Split, SyntheticSizes
 from bench.task_kinds import Task
 
@@ -33,7 +34,6 @@ def _generated(fingerprint: str, sizes: SyntheticSizes, image_size: int, task: s
                num_classes: int, seed: int) -> dict:
     """The generated splits, (images, labels) each, cached by fingerprint (the default
     11,300 images take about 6 s to make and 0.3 s to read back)."""
-    from bench import cache
     from bench.data import synthetic
 
     path = cache.cache_dir() / "data" / f"synthetic-{fingerprint}.npz"

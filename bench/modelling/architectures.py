@@ -10,11 +10,14 @@ weights from the local torch hub cache, or fails saying where to put them.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import warnings
 
 import torch
 from torch import nn
+
+from bench.inputs import check_checkpoint_file, one_line, plural, reason, sniff
 
 
 def available_architectures() -> list[str]:
@@ -67,8 +70,6 @@ def build(arch: str, num_outputs: int, pretrained: bool = False) -> nn.Module:
 
 def _local_imagenet_weights(arch: str):
     """torchvision's DEFAULT weights for `arch` if their file is in the torch hub cache."""
-    import os
-
     from torchvision import models
 
     weights = models.get_model_weights(arch).DEFAULT
@@ -156,8 +157,6 @@ def load_checkpoint(arch: str, num_outputs: int, path: str) -> nn.Module:
     an LFS pointer or a cut copy is named as such rather than as torch's unpickling
     internals; a state_dict that does not fit names its first differing tensor.
     """
-    from bench.inputs import check_checkpoint_file, one_line, reason, sniff
-
     check_checkpoint_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -215,8 +214,6 @@ def state_dict_mismatch(expected: dict, given: dict, show: int = 3) -> str | Non
     def few(keys):
         more = f", ... {len(keys) - show} more" if len(keys) > show else ""
         return ", ".join(keys[:show]) + more
-
-    from bench.inputs import plural
 
     parts = []
     differ = [k for k in expected if k in given and shape(given[k]) != shape(expected[k])]

@@ -20,6 +20,7 @@ from torch import nn
 
 from bench.modelling.training_rule import TrainSettings, warmup_cosine
 from bench.progress import log
+from bench.stats.auc import auc_roc
 from bench.task_kinds import Task
 
 _DEVICE = "cpu"
@@ -209,7 +210,5 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128) 
 def auc_of(model: nn.Module, task: Task, images: np.ndarray, labels) -> float:
     """The model's AUC-ROC on a held-out split (the validation one: what a fine-tune's
     EarlyStop scores and the manifest records of the teacher)."""
-    from bench.stats.auc import auc_roc
-
     probs = task.probabilities(predict_logits(model, images)).numpy()
     return auc_roc(task, labels, task.scores(probs))[0]
