@@ -14,8 +14,12 @@ as it arrives, so a killed run continues from what the cluster finished.
 
 from __future__ import annotations
 
+import time
+
 import methods
 from bench.cluster import tasks
+from bench.cluster.connect import connect
+from bench.cluster.station import RayStation
 from bench.inputs import first_line
 from bench.pipeline import artifacts as made
 from bench.progress import log
@@ -39,8 +43,6 @@ class RayExecutor:
 
     @classmethod
     def connect(cls, cfg) -> RayExecutor:
-        from bench.cluster.connect import connect
-
         joined = connect(cfg.execution.ray_address, cfg.execution.allow_unauthenticated)
         ex = cls(cfg, joined)
         try:
@@ -101,8 +103,6 @@ class RayExecutor:
             cfg, self.ray.put(data))
 
     def teacher(self, cfg, data):
-        import time
-
         start = time.perf_counter()
         ref = self.teachers.pop(cfg.seed, None) or self._submit_teacher(cfg, data)
         teacher, where = self.ray.get(ref)
@@ -117,8 +117,6 @@ class RayExecutor:
         """As bench.pipeline.artifacts.build_all, each step a task: model name -> Artifact or the
         exception that stopped it. `saved`: the steps already made (SavedSteps of the run
         directory: found there, not sent to the cluster; each new one saved as it comes)."""
-        import time
-
         start = time.perf_counter()
         builder = made.Builder(cfg, data, teacher, saved)
         ctx_ref = self.ray.put(builder.ctx)
@@ -170,8 +168,6 @@ class RayExecutor:
     # -- measuring ---------------------------------------------------------------------
 
     def station(self, cfg):
-        from bench.cluster.station import RayStation
-
         self.stations.append(RayStation(cfg))
         return self.stations[-1]
 

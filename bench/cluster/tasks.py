@@ -18,6 +18,7 @@ from bench.child.records import Job
 from bench.measuring import launch
 from bench.pipeline.artifacts import apply_one
 from bench.results.machines import describe_machine
+from bench.results.saved import file_sha256
 
 #: this worker process's fork servers, kept between measuring jobs: backend -> server
 _SERVERS: dict = {}
@@ -138,7 +139,5 @@ def digest_of(parts: list[str]) -> str:
 
 
 def digest(path: str) -> str:
-    """The file's sha256 (bench.pipeline.resume.file_sha256), shortened: a folder name on a node."""
-    from bench.pipeline.resume import file_sha256
-
+    """The file's sha256 (bench.results.saved.file_sha256), shortened: a folder name on a node."""
     return file_sha256(path)[:32]
