@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 import methods
+from bench.measuring import PARITY_BATCH
 from bench.progress import log
 
 MIB = 1024 * 1024
@@ -129,7 +130,6 @@ def static_figures(artifact: methods.Artifact, image_size: int) -> dict:
 
 def reference_logits(artifact: methods.Artifact, test_images: np.ndarray) -> np.ndarray:
     """PyTorch fp32 logits of the model on the parity batch: what every backend is checked against."""
-    from bench.measuring import PARITY_BATCH
     from bench.modelling.training import predict_logits
 
     return predict_logits(artifact.float_module, test_images[:PARITY_BATCH]).numpy()

@@ -10,6 +10,9 @@ several seeds at once where that can run in parallel), `describe` (for the manif
 
 from __future__ import annotations
 
+from bench.measuring.station import LocalStation
+from bench.pipeline import artifacts
+
 
 class LocalExecutor:
     """Everything on this machine, in order."""
@@ -22,13 +25,9 @@ class LocalExecutor:
         return for_config(cfg, data)
 
     def build_all(self, cfg, data, teacher, saved=None):
-        from bench.pipeline import artifacts
-
         return artifacts.build_all(cfg, data, teacher, saved)
 
     def station(self, cfg):
-        from bench.measuring.station import LocalStation
-
         return LocalStation(cfg.measurement.threads)
 
     def prefetch(self, runs) -> None:

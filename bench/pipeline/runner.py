@@ -21,13 +21,15 @@ import numpy as np
 
 import methods
 from bench import backends
+from bench.backends import telemetry
 from bench.config.sections import RunConfig
+from bench.measuring import Paths, measure_all
 from bench.pipeline import artifacts as made
-from bench.pipeline import executors
+from bench.pipeline import executors, export
 from bench.pipeline.resume import open_run
 from bench.pipeline.saved_stages import SavedExports, saved_steps
 from bench.progress import log
-from bench.results import manifest
+from bench.results import console, manifest
 from bench.results.row import STATUS_FAILED
 from bench.results.saved import SavedOutputs
 from bench.results.store import RunStore
@@ -82,7 +84,6 @@ def run_one(cfg: RunConfig, executor=None) -> int:
     run again is each stage finding what the earlier attempt saved."""
     import torch
 
-    from bench.backends import telemetry
     from bench.modelling.training import use_device
 
     telemetry.switch_off()  # before any runtime is imported
@@ -151,8 +152,6 @@ def export_stage(cfg: RunConfig, data, models: dict, store: RunStore, deployed, 
     """Every model deployed to every backend ({backend: [Target or finished row]}), and
     each model's PyTorch logits on the parity batch (what every backend is checked against).
     The manifest's `exports` records each deployed cell's files and their sha256."""
-    from bench.pipeline import export
-
     engines = [backends.get(b) for b in cfg.measurement.backends]
     built = {name: a for name, a in models.items() if isinstance(a, methods.Artifact)}
     statics = {name: made.static_figures(a, cfg.data.image_size) for name, a in built.items()}
@@ -169,8 +168,6 @@ def measure_stage(cfg: RunConfig, data, exported: dict, references: dict, store:
                   executor, work: Path) -> None:
     """Every row measured in fresh processes where the executor places them; each row is
     stored as it is finished (bench.measuring)."""
-    from bench.measuring import Paths, measure_all
-
     paths = Paths(test=save_images(work / "test_images.npy", data.test.images),
                   val=(save_images(work / "val_images.npy", data.val.images)
                        if _needs_validation(cfg.measurement.operating_point) else None),
@@ -182,7 +179,6 @@ def measure_stage(cfg: RunConfig, data, exported: dict, references: dict, store:
 def report_stage(store: RunStore, t_start: float) -> int:
     """report.html, the run's wall time (which marks it finished) and the console table;
     exit status 1 if any row failed."""
-    from bench.results import console
     from reports.html import write_report
 
     write_report(store.root)
