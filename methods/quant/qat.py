@@ -161,7 +161,7 @@ def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int) -> nn.M
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-    model = clone(float_module).train()
+    model = relu6_to_relu(clone(float_module)).train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices
         torch.backends.quantized.engine = "x86"
@@ -169,6 +169,21 @@ def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int) -> nn.M
                                   (torch.zeros(2, 3, image_size, image_size),))
     recipe.calibrate(prepared, nn.Module.eval)
     return prepared
+
+
+def relu6_to_relu(model: nn.Module) -> nn.Module:
+    """ReLU6 replaced by ReLU (in place), as torchvision's quantizable MobileNetV2 does
+    before its QAT: FX fuses convolution, batch norm and ReLU into one int8 op, and the
+    QDQ export becomes QLinearConv with the activation folded in on ONNX Runtime and
+    OpenVINO. A separate ReLU6 stays a requantizing DequantizeLinear -> Clip ->
+    QuantizeLinear after every such convolution (35 in MobileNetV2). The fine-tune that
+    follows adapts the weights to it; the model deployed is the one trained."""
+    for name, child in model.named_children():
+        if isinstance(child, nn.ReLU6):
+            setattr(model, name, nn.ReLU(inplace=child.inplace))
+        else:
+            relu6_to_relu(child)
+    return model
 
 
 def _freeze_fx(model: nn.Module) -> None:

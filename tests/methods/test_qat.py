@@ -93,6 +93,39 @@ def test_onnxruntime_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path,
     assert np.abs(predict(x) - ref).max() < 1e-5  # the same int8 arithmetic
 
 
+def test_a_relu6_network_runs_as_fused_int8_convolutions_on_onnxruntime(tiny_context, env,
+                                                                       tmp_path):
+    """MobileNetV2's ReLU6 becomes ReLU before QAT (as torchvision's quantizable model),
+    so each convolution, its batch norm and activation are one QLinearConv: no
+    requantizing DequantizeLinear -> Clip -> QuantizeLinear is left between them."""
+    import onnxruntime as ort
+    from torch import nn
+
+    import methods
+    from tests.helpers import TinyNet
+
+    def optimized_ops(net, out):
+        parent = methods.Artifact(name="teacher", arch="tiny", module=net.eval(),
+                                  float_module=net)
+        art = quantized(parent, tiny_context, "quant.qat", epochs=1.0, calibration_size=16)
+        deployed, _ = deploy("onnxruntime", art, env, out)
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(out / "optimized.onnx")
+        ort.InferenceSession(str(deployed.files[0]), options, providers=["CPUExecutionProvider"])
+        graph = onnx.load(options.optimized_model_filepath).graph
+        return art, collections.Counter(n.op_type for n in graph.node)
+
+    torch.manual_seed(0)
+    relu6 = TinyNet()
+    relu6.features[2], relu6.features[5] = nn.ReLU6(), nn.ReLU6()
+    art, ops = optimized_ops(relu6, tmp_path / "relu6")
+    assert not any(isinstance(m, nn.ReLU6) for m in art.module.modules())
+    assert any(isinstance(m, nn.ReLU6) for m in relu6.modules())  # the parent is left alone
+    assert ops["QLinearConv"] == 2 and "Clip" not in ops, ops
+    _, relu_ops = optimized_ops(TinyNet(), tmp_path / "relu")
+    assert ops == relu_ops  # the same int8 graph as a network built with ReLU
+
+
 def test_openvino_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path, tiny_data):
     import openvino as ov
 
