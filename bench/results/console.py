@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 from bench.results.row import Result, meta, nothing_to_transfer, view
+from bench.stats.latency import no_measurable_difference
 
 
 def table(rows: list[Result]) -> str:
-    from bench.stats.latency import no_measurable_difference
-
     cols = [(c, meta(c)["width"] or 8, meta(c)["label"] or c) for c in view("console")]
     lines = ["  ".join(f"{label:<{w}}" if c == "model" else f"{label:>{w}}"
                        for c, w, label in cols)]

@@ -8,11 +8,14 @@ The runtimes recorded come from the backend registry, so a plugin backend's are 
 from __future__ import annotations
 
 import platform
+from importlib import metadata
+
+import psutil
+
+from bench.backends import BACKENDS, runtime_distributions
 
 
 def version_of(dist: str) -> str | None:
-    from importlib import metadata
-
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -30,8 +33,6 @@ def hardware() -> dict:
 
     Under a hypervisor the name can be generic ("Intel(R) Xeon(R) Processor"): the model
     numbers and extensions tell two such machines apart (machine_class keys on them)."""
-    import psutil
-
     info = _cpuinfo()
     flags = set((info.get("flags") or info.get("Features") or "").split())
     ident = [info.get(k) for k in ("cpu family", "model", "stepping")
@@ -75,8 +76,6 @@ def describe_machine(**extra) -> dict:
     """This machine as a row's reader needs it: CPU, cores, OS, architecture and the
     versions of torch and every registered backend's runtime installed here (a plugin
     backend's too), read here (on a Ray node: on that node)."""
-    from bench.backends import runtime_distributions
-
     return {"hostname": platform.node(), **hardware(), "architecture": platform.machine(),
             "python": platform.python_version(),
             "runtimes": {d: v for d in runtime_distributions() if (v := version_of(d))},
@@ -120,8 +119,6 @@ def runtimes_of(backend: str) -> set[str] | None:
     """The distributions whose versions a backend's rows depend on: torch, which trains
     every model, and the backend's runtime (so installing an edge runtime, or upgrading
     one, leaves the other backends' figures gated); None (all) for an unknown backend."""
-    from bench.backends import BACKENDS, runtime_distributions
-
     if backend not in BACKENDS:
         return None
     return set(runtime_distributions([backend]))

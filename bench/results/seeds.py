@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.cache import atomic_write_bytes
 from bench.results.row import Result, view
 from bench.results.store import load_rows, write_tables
 
@@ -27,8 +28,6 @@ def write_summary(root: Path, runs: dict[int, Path]) -> Path:
     frame = pd.DataFrame([r.to_dict() for r in rows], columns=[c["name"] for c in Result.columns()])
     summary = summarize(frame)
     path = root / "summary.csv"
-    from bench.cache import atomic_write_bytes
-
     atomic_write_bytes(path, summary.to_csv(index=False).encode())
     return path
 

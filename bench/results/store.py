@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.backends import LOWER_PRECISIONS
 from bench.cache import atomic_write_bytes
 from bench.results.row import OLDEST_READABLE_SCHEMA, SCHEMA_VERSION, Result, row_key
 
@@ -41,8 +42,6 @@ def stem(model: str, backend: str, variant: str = "") -> str:
 def row_stem(model: str, backend: str, precision: str) -> str:
     """The stem of a stored row's files: its precision is a variant only for bf16 / fp16
     (int8 models are their own models, deployed without a variant)."""
-    from bench.backends import LOWER_PRECISIONS
-
     return stem(model, backend, precision if precision in LOWER_PRECISIONS else "")
 
 
