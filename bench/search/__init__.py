@@ -20,12 +20,25 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import methods
+from bench import backends, cache, execution
+from bench.backends import telemetry
+from bench.cache import atomic_write_bytes
+from bench.pipeline import artifacts
+from bench.pipeline.resume import differences
+from bench.pipeline.saved_stages import saved_steps
 from bench.progress import log
+from bench.results.saved import SavedOutputs
+from bench.search import finalists, report, space, study
+from bench.search.ray_tune import search_trials
+from bench.search.sealed import seal
+from bench.search.trials import SEARCH_LATENCY, Evaluator
 
 
 @dataclass(frozen=True)
@@ -50,9 +63,7 @@ def parse_duration(text: str) -> float:
 
 def check(cfg, opts: SearchOptions):
     """Every bad option as a one-line ValueError; returns (templates, objectives)."""
-    from bench import backends
     from bench.config import settings
-    from bench.search import space, study
 
     settings.validate(cfg)
     if cfg.seeds:
@@ -68,8 +79,6 @@ def check(cfg, opts: SearchOptions):
     if opts.finalists < 1:
         raise ValueError(f"--finalists {opts.finalists}: must be 1 or more")
     if opts.reference:
-        import methods
-
         methods.expand(opts.reference)
     if cfg.execution.executor == "ray" and not cfg.execution.measure_on:
         raise ValueError("bench search --executor ray needs --measure-on RESOURCE: trials train "
@@ -81,8 +90,6 @@ def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     templates, objectives = check(cfg, opts)
     root = Path(root or cfg.output.out or Path("reports") / "searches"
                 / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
-    from bench import execution
-
     executor = execution.connect(cfg)  # first: a cluster may settle --train-threads
     try:
         state = _open(root, cfg, opts)
@@ -95,17 +102,9 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
             executor) -> int:
     import torch
 
-    from bench import cache
-    from bench.backends import telemetry
     from bench.config.settings import QUICK_LATENCY
     from bench.data import load_dataset
     from bench.modelling.training import use_device
-    from bench.pipeline import artifacts
-    from bench.pipeline.saved_stages import saved_steps
-    from bench.results.saved import SavedOutputs
-    from bench.search import finalists, report, study
-    from bench.search.sealed import seal
-    from bench.search.trials import SEARCH_LATENCY
 
     telemetry.switch_off()
     t_start = time.perf_counter()
@@ -125,8 +124,6 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
             log(f"search: {stale} trial{'s' if stale > 1 else ''} the stopped attempt left "
                 f"unfinished recorded as failed; {study.finished(s)} finished trials kept")
         if executor.name == "ray":
-            from bench.search.ray_tune import search_trials
-
             search_trials(s, cfg, data, builder, objectives, templates, opts, root, plan)
         else:
             _local_trials(s, cfg, data, builder, objectives, templates, opts, root, plan)
@@ -150,8 +147,6 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
     cache.atomic_write_bytes(root / "trials.csv", report.trials_csv(s).encode())
     path = report.write(root, s, objectives, state, run_dir, cfg.measurement.margin)
     _update(root, wall_seconds=round(time.perf_counter() - t_start, 1))  # this attempt
-    import shutil
-
     shutil.rmtree(root / ".resume", ignore_errors=True)  # finished: nothing to resume
     log(f"search done: {path}")
     print(report.console(root, s, objectives, state, run_dir))
@@ -161,9 +156,6 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
 def _local_trials(s, cfg, data, builder, objectives, templates, opts, root: Path, plan) -> None:
     """The trials in this process: one Evaluator (the backend's fork server, the teacher's
     validation figures), Optuna's own loop."""
-    from bench.search import study
-    from bench.search.trials import Evaluator
-
     evaluator = Evaluator(cfg, data, builder, objectives.backend, root, plan)
     evaluator.processes = study.latency_processes(s)
     try:
@@ -182,8 +174,6 @@ def _local_trials(s, cfg, data, builder, objectives, templates, opts, root: Path
 def _open(root: Path, cfg, opts: SearchOptions) -> dict:
     """The search directory's state: a new one, or (with --resume) the stopped search of
     the same options and configuration. One-line ValueError otherwise."""
-    from bench.pipeline.resume import differences
-
     path = root / "search.json"
     mine = {"options": {k: v for k, v in asdict(opts).items()
                         if k not in ("resume", "trials", "time_s")},
@@ -224,6 +214,4 @@ def _update(root: Path, **fields) -> dict:
 
 
 def _write(path: Path, doc: dict) -> None:
-    from bench.cache import atomic_write_bytes
-
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())

@@ -19,6 +19,8 @@ and labels, and the teacher's validation logits).
 
 from __future__ import annotations
 
+import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,9 +28,15 @@ from pathlib import Path
 import numpy as np
 
 import methods
+from bench import backends
+from bench.cluster.station import RayStation
+from bench.cluster.tasks import on_node
+from bench.pipeline.artifacts import apply_one, static_figures
+from bench.pipeline.export import file_sizes
 from bench.progress import log
 from bench.search import space as search_space
 from bench.search import study as search_study
+from bench.search.trials import validation_job
 
 
 class StepCache:
@@ -67,9 +75,6 @@ def run_trial(config: dict, shared: dict) -> None:
 def _trial_figures(model: str, shared: dict) -> dict:
     import ray
 
-    from bench.cluster.tasks import on_node
-    from bench.pipeline.artifacts import apply_one, static_figures
-
     cfg, ctx = shared["cfg"], shared["ctx"]
     on_node(cfg.training.train_threads, cfg.device)
     (chain,) = methods.expand(model)
@@ -100,11 +105,6 @@ def measure(artifact, model: str, shared: dict) -> dict:
     """Deploy here on the search's backend; one measuring process on a node holding the
     resource (the short plan, validation predictions)."""
     import ray
-
-    from bench import backends
-    from bench.cluster.station import RayStation
-    from bench.pipeline.export import file_sizes
-    from bench.search.trials import validation_job
 
     cfg = shared["cfg"]
     with tempfile.TemporaryDirectory(prefix="medbench-trial-") as work:
@@ -206,8 +206,6 @@ def optimize(study, shared: dict, templates, objectives, margin: float, trials: 
              seconds: float | None, root: Path, cfg) -> StepCache:
     """Trials on the cluster until `trials` are finished in the study (over every attempt)
     or `seconds` of this attempt have passed. Returns the step cache (for the finalists)."""
-    import os
-
     # the bench logs each trial itself; Tune's own result files and tables would repeat it
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -242,8 +240,6 @@ def search_trials(study, cfg, data, builder, objectives, templates, opts, root: 
     """The trials of `bench search` on the cluster (the local search's Evaluator loop), the
     teacher's validation figures first (measured on the cluster too), and every prefix the
     trials made saved into the search's steps for the finalists' run."""
-    import json
-
     import ray
 
     from bench.pipeline.runner import save_images
