@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reports import plots
 from reports.format import is_num
 from reports.run import RunView, is_ok
 
@@ -75,8 +76,6 @@ def best_compressed(run: RunView) -> tuple[dict | None, dict | None, str]:
 
 
 def figures(run: RunView) -> list[Figure]:
-    from reports import plots
-
     ok = [r for r in run.rows if is_ok(r)]
     palette = plots.colors(r["backend"] for r in ok)
     out = []

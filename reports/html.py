@@ -34,6 +34,7 @@ from functools import cache
 from pathlib import Path
 
 from reports.figures import figures
+from reports.format import FILTERS
 from reports.provenance import manifest, provenance
 from reports.run import RunView, load_run
 from reports.sections import facts, published, results, summary, warnings
@@ -47,8 +48,6 @@ def environment():
     """The Jinja2 environment of reports/templates: autoescaping on, the number filters of
     reports.format, and undefined names as errors (a template typo fails the render)."""
     import jinja2
-
-    from reports.format import FILTERS
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),

@@ -17,14 +17,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from bench.cache import cache_dir
 from reports.curves import N_BINS, pareto_front, reliability_bins, roc_points
 
 MARKERS = {"fp32": "o", "bf16": "s", "fp16": "D", "int8": "^"}
 
 
 def pyplot():
-    from bench.cache import cache_dir
-
     os.environ.setdefault("MPLCONFIGDIR", str(cache_dir() / "matplotlib"))
     import matplotlib
 
