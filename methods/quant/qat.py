@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from bench.backends import ExportEnv, NotApplicable, Realised
+from bench.backends.onnx_export import export_onnx
 from bench.modelling.architectures import clone
 from bench.modelling.training import batches, predict_logits, train
 from bench.modelling.training_rule import QAT_LR, finetune_settings
@@ -226,8 +227,6 @@ def _export_qdq(module: nn.Module, path: Path, env: ExportEnv) -> None:
     """torch.onnx writes an FX int8 module's quantized ops as QuantizeLinear/DequantizeLinear
     around float ops, with its scales and int8 weights; it lacks quantized batch norm
     (DenseNet), which gets the same form as torch's own quantized norms."""
-    from bench.backends.onnx_export import export_onnx
-
     _register_batch_norm()
     try:
         export_onnx(module, path, env.image_size)

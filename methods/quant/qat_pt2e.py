@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from bench.backends import ExportEnv, NotApplicable, Realised
+from bench.backends.litert_backend import convert, converter
+from bench.backends.torch_export import export_program, quiet_torchao
 from bench.modelling.architectures import clone
 
 if TYPE_CHECKING:
@@ -34,8 +36,6 @@ def _xnnpack():
 
 
 def _litert():
-    from bench.backends.litert_backend import converter
-
     converter()  # imported quietly first
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
@@ -65,7 +65,6 @@ class Pt2eQat:
         self.recipe, self.backend = recipe, backend
 
     def __call__(self, artifact, float_module, env: ExportEnv, out_dir: Path) -> Realised:
-        from bench.backends.torch_export import export_program, quiet_torchao
         from methods.quant import pt2e
 
         quiet_torchao()
@@ -77,8 +76,6 @@ class Pt2eQat:
                 f"layers: {pt2e.coverage(converted)}")
         if litert:
             from litert_torch.quantize.quant_config import QuantConfig
-
-            from bench.backends.litert_backend import convert
 
             path = Path(out_dir) / "model.tflite"
             convert(converted, env, path, QuantConfig(pt2e_quantizer=quantizer))
