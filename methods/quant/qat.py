@@ -54,7 +54,10 @@ class QuantAwareTraining(Method):
               Param("alpha", float, 0.5, "weight of distillation from the parent (0-1)"),
               Param("temperature", float, 4.0, "KD temperature"),
               Param("calibration_size", int, 128, "training images that initialise the "
-                    "observers before training"))
+                    "observers before training"),
+              Param("relu", bool, False, "replace ReLU6 by ReLU before FX QAT (torch, "
+                    "onnxruntime, openvino), as torchvision's quantizable MobileNetV2 does: "
+                    "faster on ONNX Runtime, lower AUC at the default epochs (docs/run.md)"))
     terminal = True
     travels = False  # FX int8 modules do not unpickle in torch 2.14 (see quant.static)
     #: it trains (an epoch of the parent by default, ~2x a float step): asked for by name,
@@ -62,7 +65,7 @@ class QuantAwareTraining(Method):
     in_family = False
 
     def apply(self, parent: Artifact, ctx: Context, epochs: float, lr: float, alpha: float,
-              temperature: float, calibration_size: int) -> Artifact:
+              temperature: float, calibration_size: int, relu: bool = False) -> Artifact:
         _check(epochs, lr, alpha, temperature, calibration_size)
         start = time.perf_counter()
         logits = (ctx.teacher_logits if parent.float_module is ctx.teacher
@@ -70,7 +73,7 @@ class QuantAwareTraining(Method):
         recipe = Recipe(ctx.train_images, ctx.train_labels, ctx.task, logits,
                         ctx.calibration_images[:calibration_size], epochs, lr, ctx.seed, alpha,
                         temperature, parent.name)
-        prepared = prepare_fx(parent.float_module, recipe, ctx.image_size)
+        prepared = prepare_fx(parent.float_module, recipe, ctx.image_size, relu)
         recipe.fine_tune(prepared, self.name, _freeze_fx)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.ao deprecation notices
@@ -83,7 +86,8 @@ class QuantAwareTraining(Method):
             precision="int8",
             realisations={"torch": as_trained, "onnxruntime": qdq_onnx,
                           "openvino": qdq_openvino, **edge},
-            notes=(recipe.describe(),),
+            notes=(recipe.describe(),
+                   *(["ReLU6 replaced by ReLU before FX QAT (relu=true)"] if relu else [])),
             seconds=parent.seconds + time.perf_counter() - start)
 
 
@@ -157,12 +161,15 @@ class _Schedule:
 
 # -- PyTorch FX (torch) and its QDQ export (onnxruntime, openvino) ---------------------------
 
-def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int) -> nn.Module:
-    """The parent's clone with FX QAT fake-quantization (x86 qconfig), observers initialised."""
+def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int,
+               relu: bool = False) -> nn.Module:
+    """The parent's clone with FX QAT fake-quantization (x86 qconfig), observers initialised;
+    with `relu`, its ReLU6 replaced by ReLU first (`relu6_to_relu`)."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
-    model = relu6_to_relu(clone(float_module)).train()
+    model = clone(float_module)
+    model = (relu6_to_relu(model) if relu else model).train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices
         torch.backends.quantized.engine = "x86"
@@ -175,10 +182,11 @@ def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int) -> nn.M
 def relu6_to_relu(model: nn.Module) -> nn.Module:
     """ReLU6 replaced by ReLU (in place), as torchvision's quantizable MobileNetV2 does
     before its QAT: FX fuses convolution, batch norm and ReLU into one int8 op, and the
-    QDQ export becomes QLinearConv with the activation folded in on ONNX Runtime and
-    OpenVINO. A separate ReLU6 stays a requantizing DequantizeLinear -> Clip ->
-    QuantizeLinear after every such convolution (35 in MobileNetV2). The fine-tune that
-    follows adapts the weights to it; the model deployed is the one trained."""
+    QDQ export becomes QLinearConv with the activation folded in on ONNX Runtime. A
+    ReLU6 stays a requantizing DequantizeLinear -> Clip -> QuantizeLinear after each such
+    convolution (35 in MobileNetV2). The fine-tune adapts the weights to ReLU; on the
+    default data one epoch of it did not recover the AUC it cost (docs/run.md), so it is
+    a parameter (`relu`), off by default."""
     for name, child in model.named_children():
         if isinstance(child, nn.ReLU6):
             setattr(model, name, nn.ReLU(inplace=child.inplace))

@@ -93,21 +93,23 @@ def test_onnxruntime_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path,
     assert np.abs(predict(x) - ref).max() < 1e-5  # the same int8 arithmetic
 
 
-def test_a_relu6_network_runs_as_fused_int8_convolutions_on_onnxruntime(tiny_context, env,
+def test_qat_with_relu_runs_a_relu6_network_as_fused_int8_convolutions_on_onnxruntime(tiny_context, env,
                                                                        tmp_path):
-    """MobileNetV2's ReLU6 becomes ReLU before QAT (as torchvision's quantizable model),
-    so each convolution, its batch norm and activation are one QLinearConv: no
-    requantizing DequantizeLinear -> Clip -> QuantizeLinear is left between them."""
+    """With relu=true, ReLU6 becomes ReLU before QAT (as torchvision's quantizable
+    MobileNetV2), so each convolution, its batch norm and activation are one QLinearConv:
+    no requantizing DequantizeLinear -> Clip -> QuantizeLinear is left between them. By
+    default ReLU6 stays, and so do those requantizations."""
     import onnxruntime as ort
     from torch import nn
 
     import methods
     from tests.helpers import TinyNet
 
-    def optimized_ops(net, out):
+    def optimized_ops(net, out, **relu):
         parent = methods.Artifact(name="teacher", arch="tiny", module=net.eval(),
                                   float_module=net)
-        art = quantized(parent, tiny_context, "quant.qat", epochs=1.0, calibration_size=16)
+        art = quantized(parent, tiny_context, "quant.qat", epochs=1.0, calibration_size=16,
+                        **relu)
         deployed, _ = deploy("onnxruntime", art, env, out)
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(out / "optimized.onnx")
@@ -118,12 +120,15 @@ def test_a_relu6_network_runs_as_fused_int8_convolutions_on_onnxruntime(tiny_con
     torch.manual_seed(0)
     relu6 = TinyNet()
     relu6.features[2], relu6.features[5] = nn.ReLU6(), nn.ReLU6()
-    art, ops = optimized_ops(relu6, tmp_path / "relu6")
+    art, ops = optimized_ops(relu6, tmp_path / "relu6", relu=True)
     assert not any(isinstance(m, nn.ReLU6) for m in art.module.modules())
+    assert "ReLU6 replaced by ReLU" in art.notes[-1]
     assert any(isinstance(m, nn.ReLU6) for m in relu6.modules())  # the parent is left alone
     assert ops["QLinearConv"] == 2 and "Clip" not in ops, ops
     _, relu_ops = optimized_ops(TinyNet(), tmp_path / "relu")
     assert ops == relu_ops  # the same int8 graph as a network built with ReLU
+    _, kept = optimized_ops(relu6, tmp_path / "kept")  # the default keeps ReLU6
+    assert kept["Clip"] == 2 and kept["QLinearConv"] == 2, kept
 
 
 def test_openvino_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path, tiny_data):
