@@ -64,6 +64,15 @@ class Registry(Generic[T]):
                 continue
             if not isinstance(obj, type(sys)) and obj not in self._items.values():
                 self.register(obj)
+        self._items = dict(sorted(self._items.items(), key=self._builtin_first))
+
+    def _builtin_first(self, item) -> int:
+        """The order things are listed and chosen in: the built-in modules' order, whatever
+        imported one of them earlier (a method importing a backend's helpers registers that
+        backend first), then plugins as they registered."""
+        module = getattr(item[1], "__module__", "")
+        return (self._builtins.index(module) if module in self._builtins
+                else len(self._builtins) + list(self._items).index(item[0]))
 
     def items(self) -> dict[str, T]:
         self._load()

@@ -58,3 +58,22 @@ def test_duplicates_are_dropped():
 def test_bad_specs_say_what_is_wrong(spec, message):
     with pytest.raises(ValueError, match=message):
         methods.expand(spec)
+
+
+def test_built_in_backends_keep_their_order_whatever_is_imported_first():
+    """The default backends, and the order rows are measured and listed in, are the
+    registry's built-in order, even where a method module imports a backend's helpers
+    (and so registers that backend) before the registry loads."""
+    import subprocess
+    import sys
+
+    code = ("import methods.quant.onnxruntime, methods.quant.qat_pt2e; "
+            "from bench.backends import BACKENDS, defaults; "
+            "print(','.join(BACKENDS.names())); print(','.join(defaults()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    from bench.backends import BACKENDS
+
+    assert out[0].split(",")[:3] == ["torch", "onnxruntime", "openvino"]
+    assert out[0].split(",") == BACKENDS.names()
+    assert out[1] == "torch,onnxruntime,openvino"
