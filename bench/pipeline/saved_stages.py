@@ -21,7 +21,35 @@ from bench.progress import log
 from bench.results.saved import SavedOutputs
 
 
-class SavedSteps(MutableMapping):
+class _Made(MutableMapping):
+    """What a stage made, by key: held in memory (`made`), else found among the saved
+    outputs by `_find`, which puts what it finds into `made`."""
+
+    def __init__(self):
+        self.made: dict = {}
+
+    def _find(self, key):
+        raise NotImplementedError
+
+    def __contains__(self, key) -> bool:
+        return key in self.made or self._find(key) is not None
+
+    def __getitem__(self, key):
+        if key not in self:
+            raise KeyError(key)
+        return self.made[key]
+
+    def __delitem__(self, key) -> None:
+        del self.made[key]
+
+    def __iter__(self):
+        return iter(self.made)
+
+    def __len__(self) -> int:
+        return len(self.made)
+
+
+class SavedSteps(_Made):
     """chain prefix -> the model its last step made (methods.Artifact, or the exception that
     stopped it), as bench.pipeline.artifacts.Builder asks for them: held in memory, and a
     float model also saved as its weights (int8 steps are cheap and deterministic, and are
@@ -30,19 +58,11 @@ class SavedSteps(MutableMapping):
     STAGE = "steps"
 
     def __init__(self, outputs: SavedOutputs, base_key: dict, num_outputs: int):
+        super().__init__()
         self.outputs, self.base_key, self.num_outputs = outputs, base_key, num_outputs
-        self.made: dict[tuple, methods.Artifact | Exception] = {}
 
     def key(self, prefix: tuple) -> str:
         return cache.key({**self.base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
-
-    def __contains__(self, prefix) -> bool:
-        return prefix in self.made or self._load(prefix) is not None
-
-    def __getitem__(self, prefix: tuple):
-        if prefix not in self:
-            raise KeyError(prefix)
-        return self.made[prefix]
 
     def __setitem__(self, prefix: tuple, made) -> None:
         self.made[prefix] = made
@@ -59,7 +79,7 @@ class SavedSteps(MutableMapping):
                           precision=made.precision, notes=list(made.notes),
                           seconds=made.seconds, train_steps=made.train_steps)
 
-    def _load(self, prefix: tuple):
+    def _find(self, prefix: tuple):
         name = methods.chain_name(prefix)
         record = self.outputs.find(self.STAGE, name, self.key(prefix))
         if record is None:
@@ -76,17 +96,7 @@ class SavedSteps(MutableMapping):
             seconds=record["seconds"], train_steps=record.get("train_steps", 0))
         return self.made[prefix]
 
-    def __delitem__(self, prefix) -> None:
-        del self.made[prefix]
-
-    def __iter__(self):
-        return iter(self.made)
-
-    def __len__(self) -> int:
-        return len(self.made)
-
-
-class SavedExports(MutableMapping):
+class SavedExports(_Made):
     """cell ('model/backend[/variant]') -> backends.Deployed, as bench.pipeline.export asks
     for them: the deployed files stay where the run keeps them (RUN/artifacts/...); the
     record holds their sha256, precision, notes and runtime options."""
@@ -94,24 +104,17 @@ class SavedExports(MutableMapping):
     STAGE = "exports"
 
     def __init__(self, outputs: SavedOutputs):
+        super().__init__()
         self.outputs = outputs
-        self.made: dict[str, backends.Deployed] = {}
 
-    def __contains__(self, cell) -> bool:
-        if cell in self.made:
-            return True
+    def _find(self, cell: str):
         record = self.outputs.find(self.STAGE, cell, cell)
         if record is None:
-            return False
+            return None
         root = self.outputs.root
         self.made[cell] = backends.Deployed([root / f for f in record["files"]],
                                             record["precision"], record["notes"],
                                             record["options"])
-        return True
-
-    def __getitem__(self, cell: str) -> backends.Deployed:
-        if cell not in self:
-            raise KeyError(cell)
         return self.made[cell]
 
     def __setitem__(self, cell: str, deployed: backends.Deployed) -> None:
@@ -126,14 +129,6 @@ class SavedExports(MutableMapping):
         return {cell: {k: v for k, v in record.items() if k not in ("name", "key")}
                 for cell, record in self.outputs.records(self.STAGE).items()}
 
-    def __delitem__(self, cell) -> None:
-        del self.made[cell]
-
-    def __iter__(self):
-        return iter(self.made)
-
-    def __len__(self) -> int:
-        return len(self.made)
 
 
 def saved_steps(outputs: SavedOutputs, cfg, data, teacher) -> SavedSteps:
