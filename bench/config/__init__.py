@@ -1,4 +1,5 @@
 """The run's configuration: its sections and defaults (`sections`), the layering of
-defaults < preset < profile < command line and every check of bad input (`settings`),
-and the named setups (`presets`).
+defaults < preset < profile < command line and `validate` (`settings`), every check of
+bad input (`checks`), the --quick and --rigorous profiles (`profiles`) and the named
+setups (`presets`).
 """
