@@ -10,7 +10,6 @@ again is measured again, and a row whose files do not hash as recorded starts af
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
 
 from bench import cache
 from bench.child.records import ProcessResult
@@ -18,27 +17,28 @@ from bench.measuring.rows import RowState, Target, against_student, quality_of
 from bench.measuring.session import Session
 from bench.progress import log
 from bench.results.row import row_key
-from bench.results.saved import SavedOutputs, file_sha256
-from bench.results.store import RunStore, load_predictions, load_samples, stem
+from bench.results.saved import file_sha256
+from bench.results.store import load_predictions, load_samples, stem
 from bench.stats.latency import latency_row
 
 STAGE = "measurements"
 
 
-@lru_cache(maxsize=256)
-def _files_key(files: tuple, options: tuple) -> str:
-    return cache.key({"files": [file_sha256(f) for f in files], "options": list(options)})
+def measured_key(s: Session, target: Target) -> str:
+    """What a row's measurements were made from: its deployed files (their sha256) and
+    runtime options. Hashed once per measuring pass (`s.measured_keys`): the files do not
+    change while it runs, and a row is kept after each of its processes."""
+    at = (tuple(target.files), tuple(target.options))
+    if at not in s.measured_keys:
+        s.measured_keys[at] = cache.key({"files": [file_sha256(f) for f in target.files],
+                                         "options": list(target.options)})
+    return s.measured_keys[at]
 
 
-def measured_key(target: Target) -> str:
-    """What a row's measurements were made from: its deployed files and runtime options."""
-    return _files_key(tuple(target.files), tuple(target.options))
-
-
-def keep(outputs: SavedOutputs, store: RunStore, backend: str, state: RowState) -> None:
+def keep(s: Session, backend: str, state: RowState) -> None:
     """Write the row's samples and process figures (its predictions were written with its
     first process) and record them as the row's measurements."""
-    t = state.target
+    store, t = s.store, state.target
     model, variant = t.base.model, t.variant
     files = [store.save_samples(model, backend, variant, state.samples()),
              store.save_process_log(model, backend, variant,
@@ -46,12 +46,13 @@ def keep(outputs: SavedOutputs, store: RunStore, backend: str, state: RowState) 
     predictions = store.predictions_path(model, backend, variant)
     if predictions.exists():
         files.append(predictions)
-    outputs.keep(STAGE, stem(model, backend, variant), measured_key(t), files)
+    s.saved.keep(STAGE, stem(model, backend, variant), measured_key(s, t), files)
 
 
 def restored(s: Session, backend: str, target: Target) -> RowState:
-    """The row as an earlier, killed attempt at this run left it: its processes (figures and raw samples) and quality from its stored
-    predictions; a fresh state where nothing was kept."""
+    """The row as an earlier, killed attempt at this run left it: its processes (figures
+    and raw samples) and quality from its stored predictions; a fresh state where nothing
+    was kept."""
     state = RowState(target)
     model, variant = target.base.model, target.variant
     stored = next((r for r in s.store.rows
@@ -59,7 +60,7 @@ def restored(s: Session, backend: str, target: Target) -> RowState:
     if (stored is not None and stored.status.split(";")[0] == "failed"
             and not stored.error.startswith("export")):
         return replace(state, error=stored.error)
-    if s.saved.find(STAGE, stem(model, backend, variant), measured_key(target)) is None:
+    if s.saved.find(STAGE, stem(model, backend, variant), measured_key(s, target)) is None:
         return state
     lines = s.store.load_process_log(model, backend, variant)
     samples = load_samples(s.store.root, model, backend, target.base.precision) or []

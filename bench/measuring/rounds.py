@@ -81,7 +81,7 @@ def fold(s: Session, backend: str, state: RowState, result: ProcessResult) -> Ro
                                  task=s.data.task)
         state = replace(state, vs_student=against_student(state, s.student(backend), s.data,
                                                           s.cfg))
-    kept_rows.keep(s.saved, s.store, backend, state)
+    kept_rows.keep(s, backend, state)
     return state
 
 

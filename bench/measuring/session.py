@@ -39,6 +39,8 @@ class Session:
     probes: dict  # machine key -> its probe (idle power, GEMM peaks)
     lost: set  # backends whose machine went away (no more processes for them)
     saved: SavedOutputs  # what each row measured, kept for a resumed run (bench.measuring.kept_rows)
+    #: (deployed files, options) -> their measurements' key (bench.measuring.kept_rows)
+    measured_keys: dict = field(default_factory=dict)
     #: held while the store and the shared maps change: backends on machines of their
     #: own are measured from threads (bench.cluster.station)
     lock: threading.RLock = field(default_factory=threading.RLock)
