@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.cache import atomic_write_bytes
+from bench.results import model_code
 from bench.results.machines import machine_class, machine_name, same_machine
 from bench.results.row import Result, gated, row_label
 from bench.results.store import load_rows
@@ -42,13 +43,26 @@ DEFAULT_SPEEDUP_TOLERANCE = 0.25
 DEFAULT_AUC_MARGIN = 0.02
 
 
-def row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | None]:
-    """Row key -> the class of the machine it was measured on (the manifest's `machines`)."""
+def run_manifest(run_dir: Path) -> dict:
+    """The run's manifest ({} where it is missing or unreadable)."""
     try:
         manifest = json.loads((Path(run_dir) / "manifest.json").read_text())
     except (OSError, ValueError):
-        manifest = {}
-    machines = manifest.get("machines") if isinstance(manifest, dict) else None
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def run_model_code(run_dir: Path) -> dict[str, str] | None:
+    """The fingerprint of the code that made the run's models (bench.results.model_code),
+    None for a run written before manifests recorded it."""
+    code = run_manifest(run_dir).get("model_code")
+    return code if isinstance(code, dict) else None
+
+
+def row_machines(run_dir: Path, rows: dict[str, Result]) -> dict[str, dict | None]:
+    """Row key -> the class of the machine it was measured on (the manifest's `machines`)."""
+    manifest = run_manifest(run_dir)
+    machines = manifest.get("machines")
     machines = machines if isinstance(machines, dict) else {}
     return {key: machine_class(machines.get(row.machine)) for key, row in rows.items()}
 
@@ -71,7 +85,7 @@ def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_
         section["rows"].append({"model": r.model, "backend": r.backend, "precision": r.precision,
                                 **{c: getattr(r, c) for c in PER_MACHINE}})
     return {"baseline_version": BASELINE_VERSION, "created": created,
-            "source_run": str(run_dir),
+            "source_run": str(run_dir), "model_code": run_model_code(run_dir),
             "tolerances": {"speedup": speedup_tolerance, "auc_margin": auc_margin},
             "rows": [{"model": r.model, "backend": r.backend, "precision": r.precision,
                       **{c: getattr(r, c) for c in EXACT}} for r in rows.values()],
@@ -80,20 +94,24 @@ def baseline_from_run(run_dir: Path, speedup_tolerance: float = DEFAULT_SPEEDUP_
 
 def merge(old: dict | None, new: dict) -> tuple[dict, list[str]]:
     """What --update writes: the run's sizes, its machines' figures in place of those
-    machines' old ones, and the other machines' figures kept, unless the sizes changed (a
-    method changed, so those figures are stale: dropped, one line each)."""
+    machines' old ones, and the other machines' figures kept, unless the sizes or the
+    model code changed (a method changed, so those figures are stale: dropped, one line
+    each)."""
     if old is None:
         return new, []
     before = {row_label(r): r for r in old["rows"]}
     changed = before.keys() != {row_label(r) for r in new["rows"]} or any(
         not same_size(before[row_label(r)].get(c), r.get(c)) for r in new["rows"] for c in EXACT)
+    why = "the sizes changed" if changed else None
+    if old.get("model_code") != new.get("model_code"):
+        why = why or "the model code changed"
     kept, lines = [], []
     for section in old.get("machines", []):
         if any(same_machine(section["machine"], n["machine"]) for n in new["machines"]):
             continue
-        if changed:
-            lines.append(f"- speedups and AUCs of {machine_name(section['machine'])}: the sizes "
-                         "changed, so they are stale (record them again on that machine)")
+        if why:
+            lines.append(f"- speedups and AUCs of {machine_name(section['machine'])}: {why}, so "
+                         "they are stale (record them again on that machine)")
         else:
             kept.append(section)
     return {**new, "machines": new["machines"] + kept}, lines
@@ -137,6 +155,8 @@ def load_baseline(path: Path) -> dict:
             or not isinstance(doc.get("rows"), list)):
         raise ValueError(f"{path}: not a medbench baseline (expected baseline_version "
                          f"{BASELINE_VERSION} and a list of rows)")
+    if not isinstance(doc.get("model_code"), dict | None):
+        raise ValueError(f"{path}: `model_code` must be an object of file -> hash")
     if doc["baseline_version"] == 1:
         doc = {**doc, "baseline_version": BASELINE_VERSION, "machines": []}
     machines = doc.get("machines")
@@ -168,6 +188,10 @@ def diff(old: dict | None, new: dict) -> list[str]:
     """What --update would change, one line per changed figure (sizes, then each of the
     run's machines' speedups and AUCs)."""
     lines = _diff_rows((old or {}).get("rows", []), new["rows"], EXACT)
+    if old is not None and old.get("model_code") != new.get("model_code"):
+        files = model_code.changed(old.get("model_code") or {}, new.get("model_code") or {})
+        lines.append(f"~ model code: {model_code.describe(files)}" if old.get("model_code")
+                     else "+ model code (the old baseline did not record it)")
     for section in new["machines"]:
         prev = next((m for m in (old or {}).get("machines", [])
                      if same_machine(m["machine"], section["machine"])), None)

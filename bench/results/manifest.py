@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import __version__
-from bench.results import machines
+from bench.results import machines, model_code
 from bench.results.machines import version_of
 
 #: packages whose versions every manifest records (import name -> distribution)
@@ -32,6 +32,8 @@ def initial(cfg) -> dict:
         "versions": versions,
         "machine": machines.hardware(),
         "git_commit": git_commit(),
+        # what the gate's baseline is keyed by (bench.results.model_code)
+        "model_code": model_code.fingerprint(),
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import baseline, gate, machines
+from bench.results import baseline, gate, machines, model_code
 from bench.results.row import Result, row_label
 from bench.results.store import RunStore
 
@@ -17,11 +17,13 @@ MACHINE = {"hostname": "box", "cpu": "Example CPU", "cpu_vendor": "GenuineIntel"
            "cpu_model_id": "6/143/8", "isa": ["avx2", "avx512f"], "architecture": "x86_64",
            "logical_cores": 2, "physical_cores": 2, "platform": "Linux",
            "runtimes": {"torch": "2.14.1", "onnxruntime": "1.32.0"}}
+#: the model code a hand-made run records (bench.results.model_code.fingerprint's shape)
+CODE = {"methods/kd.py": "0123456789abcdef", "bench/modelling/training.py": "fedcba9876543210"}
 
 
-def _run(path, changes=None, drop=None, machine=MACHINE):
+def _run(path, changes=None, drop=None, machine=MACHINE, code=CODE):
     store = RunStore(path)
-    store.write_manifest({"machines": {"box": machine}})
+    store.write_manifest({"machines": {"box": machine}, "model_code": code})
     rows = [
         Result(model="teacher", method="baseline", backend="onnxruntime", arch="densenet121",
                precision="fp32", params=7_000_000, params_nonzero=7_000_000, weights_mib=26.8,
@@ -39,8 +41,10 @@ def _run(path, changes=None, drop=None, machine=MACHINE):
 
 
 def _ungated(notes):
-    """The notes but the one naming the machine whose figures were used."""
-    return [n for n in notes if not n.startswith("speedups and AUCs gated against")]
+    """The notes but the one naming the machine whose figures were used and the margin
+    columns' summaries."""
+    return [n for n in notes if not n.startswith("speedups and AUCs gated against")
+            and " gated on " not in n]
 
 
 def test_gate_passes_on_its_own_baseline(tmp_path):
@@ -152,7 +156,8 @@ def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
 
     def run(where, machine, halve=None):
         store = RunStore(tmp_path / where)
-        store.write_manifest({"machines": {"m": {**machine, "hostname": "m"}}})
+        store.write_manifest({"machines": {"m": {**machine, "hostname": "m"}},
+                              "model_code": base["model_code"]})
         for row in base["rows"]:
             fig = dict(figures[row_label(row)])
             if row_label(row) == halve:
@@ -167,7 +172,7 @@ def test_the_committed_ci_baseline_still_loads_and_gates(tmp_path):
     other = {**section["machine"], "cpu_model_id": "25/17/1", "cpu_vendor": "AuthenticAMD"}
     notes = []
     assert gate.check(run("other", other, halve=key), base, notes=notes) == []
-    (note,) = notes
+    (note,) = _ungated(notes)
     assert note.startswith(f"speedup and auc_roc of {len(base['rows'])} rows not gated")
 
 
@@ -234,8 +239,10 @@ def test_a_version_1_baseline_gates_its_sizes_only(tmp_path):
     base = baseline.load_baseline(path)
     assert base["machines"] == []
     notes = []
-    assert gate.check(_run(tmp_path / "run"), base, notes=notes) == []
-    assert "the baseline holds them for no machine" in notes[0]
+    (line,) = gate.check(_run(tmp_path / "run"), base, notes=notes)
+    assert "recorded by model code it did not record" in line
+    assert gate.check(_run(tmp_path / "sized", {"quant.static": {"params": 1}}), base)[1:] == [
+        "quant.static / onnxruntime / int8: params 1 != baseline 7000000"]
 
 
 def test_the_machine_description_names_the_cpu_as_proc_cpuinfo_does():
@@ -261,7 +268,7 @@ def test_the_machine_description_names_the_cpu_as_proc_cpuinfo_does():
 def _backend_run(path, speedups: dict):
     """A teacher and four compressed rows on one backend, with the given speedups."""
     store = RunStore(path)
-    store.write_manifest({"machines": {"box": MACHINE}})
+    store.write_manifest({"machines": {"box": MACHINE}, "model_code": CODE})
     store.add(Result(model="teacher", method="baseline", backend="openvino", arch="d",
                      precision="fp32", speedup=1.0, auc_roc=0.9, machine="box"))
     for model, speedup in speedups.items():
@@ -286,4 +293,78 @@ def test_a_shift_every_row_of_a_backend_shares_is_the_teachers_not_a_regression(
     (line,) = gate.check(regressed, base)
     assert line.startswith("int8 / openvino / fp32: speedup 2x") and "common shift" in line
     # fewer than three compressed rows: no shift is inferred, the plain tolerance holds
-    assert gate.backend_shifts(gate._expected(base, {}, {}, []), {}) == {}
+    assert gate.backend_shifts(gate._expected(base, {}, {}, [], base["machines"]), {}) == {}
+
+
+def test_an_auc_drop_inside_the_rows_own_interval_is_noted_not_gated(tmp_path):
+    """Issue 29: the `ci` preset's 128 test images give AUC intervals of about +-0.1, and a
+    CI failed on `kd` 0.4556 against 0.5479. A drop past the margin fails only where the
+    row's interval excludes the baseline's figure; the note says why it was not gated."""
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
+    wide = _run(tmp_path / "b", {"quant.static": {"auc_roc": 0.78, "auc_ci_low": 0.66,
+                                                  "auc_ci_high": 0.89}})
+    notes = []
+    assert gate.check(wide, base, notes=notes) == []
+    (note,) = _ungated(notes)
+    assert note.startswith("quant.static / onnxruntime / int8: auc_roc 0.7800 fell below")
+    assert "inside the row's 95% interval [0.6600, 0.8900]" in note
+    assert any(n.startswith("auc_roc gated on 2 rows at a margin of 0.02") for n in notes)
+    narrow = _run(tmp_path / "c", {"quant.static": {"auc_roc": 0.78, "auc_ci_low": 0.76,
+                                                    "auc_ci_high": 0.80}})
+    (line,) = gate.check(narrow, base)
+    assert line.endswith("past the row's 95% interval (high end 0.8000)")
+
+
+def test_figures_of_other_model_code_fail_the_gate_naming_the_files(tmp_path):
+    """Issue 29 (a): a change of the models that kept the old baseline failed CI only on the
+    machine the figures were recorded on. The gate now sees the code that made them."""
+    base = baseline.baseline_from_run(_run(tmp_path / "a"))
+    changed = {**CODE, "methods/kd.py": "1111111111111111", "methods/new.py": "2222222222222222"}
+    notes = []
+    (line,) = gate.check(_run(tmp_path / "b", code=changed), base, notes=notes)
+    assert line.startswith("baseline: its speedups and AUCs were recorded by other model code "
+                           "(changed: methods/kd.py, methods/new.py)")
+    assert "--update" in line
+    assert any("recorded by other model code; sizes are gated all the same" in n for n in notes)
+    # sizes are still gated
+    lines = gate.check(_run(tmp_path / "c", {"quant.static": {"params": 1}}, code=changed), base)
+    assert len(lines) == 2 and "params 1 != baseline" in lines[1]
+    # a run written before manifests recorded the code: noted, figures gated as before
+    notes = []
+    assert gate.check(_run(tmp_path / "d", code=None), base, notes=notes) == []
+    assert any("does not record its model code" in n for n in notes)
+
+
+def test_update_after_a_model_code_change_drops_the_other_machines_figures(tmp_path):
+    amd = {**MACHINE, "cpu_vendor": "AuthenticAMD", "cpu_model_id": "25/17/1"}
+    merged, _ = baseline.merge(baseline.baseline_from_run(_run(tmp_path / "a")),
+                               baseline.baseline_from_run(_run(tmp_path / "b", machine=amd)))
+    assert len(merged["machines"]) == 2
+    new = baseline.baseline_from_run(_run(tmp_path / "c", code={**CODE, "methods/kd.py": "9" * 16}))
+    assert "~ model code: methods/kd.py" in baseline.diff(merged, new)
+    kept, dropped = baseline.merge(merged, new)
+    assert [m["machine"]["cpu_model_id"] for m in kept["machines"]] == ["6/143/8"]
+    (line,) = dropped
+    assert "the model code changed, so they are stale" in line
+
+
+def test_the_model_code_fingerprint_sees_code_not_prose(tmp_path):
+    src = 'def f(x):\n    """Why."""\n    return x + 1  # one\n'
+    assert model_code.file_hash(src) == model_code.file_hash(
+        'def f(x):\n    """Another why."""\n\n    return x + 1\n')
+    assert model_code.file_hash(src) != model_code.file_hash(src.replace("+ 1", "+ 2"))
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "a.py").write_text(src)
+    assert model_code.fingerprint(tmp_path) == {"methods/a.py": model_code.file_hash(src)}
+
+
+def test_the_committed_ci_baseline_was_recorded_by_this_code():
+    """Fails as soon as a change reaches the code that makes the models, before CI's gate
+    does: record the `ci` preset again on this machine (the message says how)."""
+    path = Path(__file__).parent.parent.parent / "reports" / "baseline" / "ci.json"
+    recorded = baseline.load_baseline(path).get("model_code") or {}
+    files = model_code.changed(recorded, model_code.fingerprint())
+    assert not files, (
+        f"reports/baseline/ci.json was recorded by other model code (changed: "
+        f"{model_code.describe(files)}): run `python -m bench run --preset ci --out RUN && "
+        "python -m bench check RUN --baseline reports/baseline/ci.json --update` on this machine")
