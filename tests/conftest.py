@@ -4,10 +4,29 @@ import pytest
 import torch
 
 from tests.helpers import TinyNet
+from tests.helpers.workers import one_at_a_time_where_marked, worker_group
 
 # Tests never touch the user's cache.
 os.environ.setdefault("MEDBENCH_CACHE", os.path.join(os.path.dirname(__file__), "..", ".bench-cache", "tests"))
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# the cores shared among pytest-xdist's workers (`-n 2` in pyproject.toml): two workers at
+# two threads each on a 2-core machine would oversubscribe it
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test gets its pytest-xdist group (tests.helpers.workers.worker_group): one
+    module's tests stay on one worker, so a module-scoped fixture is made once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test marked `alone` runs with no other test running (its fixtures too)."""
+    with one_at_a_time_where_marked(item):
+        yield
 
 
 @pytest.fixture
@@ -67,10 +86,12 @@ def local_quick_run(tmp_path_factory):
     import subprocess
     import sys
 
+    from tests.helpers.probe import fresh_cache
+
     root = tmp_path_factory.mktemp("e2e")
     (root / "home").mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "MPLCONFIGDIR")}
-    env.update(MEDBENCH_CACHE=str(root / "cache"), HOME=str(root / "home"))
+    env.update(MEDBENCH_CACHE=str(fresh_cache(root / "cache")), HOME=str(root / "home"))
     env.pop("XDG_CACHE_HOME", None)
     proc = subprocess.run(
         [sys.executable, "-c", "import sys; from bench.cli import main; code = main(sys.argv[1:]); "

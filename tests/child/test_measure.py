@@ -50,3 +50,21 @@ assert memory.peak_rss_mib() < grown - 30, (grown, memory.peak_rss_mib())
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_slow_precision_is_timed_within_the_probes_budget():
+    """The machine probe's GEMM peak: a product of seconds (int8 without VNNI or AMX) is
+    timed twice after its warm-up, not eight times; a fast one up to `repeats` times."""
+    from bench.child import machine
+
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.3)
+
+    best = machine._best_seconds(slow, repeats=8, device="cpu", budget_s=0.5)
+    assert len(calls) == 3 and 0.3 <= best < 1.0
+    calls.clear()
+    machine._best_seconds(lambda: calls.append(1), repeats=8, device="cpu", budget_s=0.5)
+    assert len(calls) == 9

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.helpers.probe import fresh_cache
 from tests.helpers.ray_nodes import NODE_IP, assert_loopback, free_port, node_addresses
 
 pytestmark = pytest.mark.cluster
@@ -81,7 +82,7 @@ def _bench(address: str, tmp_path: Path, *extra, token: str | None = None):
     """`bench run --quick --executor ray` against `address` as a user with `token` (and an
     empty home: no ~/.ray/auth_token); (CompletedProcess, seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
-    env.update(HOME=str(tmp_path / "home"), MEDBENCH_CACHE=str(tmp_path / "cache"))
+    env.update(HOME=str(tmp_path / "home"), MEDBENCH_CACHE=str(fresh_cache(tmp_path / "cache")))
     if token:
         env["RAY_AUTH_TOKEN"] = token
     start = time.perf_counter()
@@ -101,6 +102,7 @@ def _one_line_refusal(proc, seconds: float, tmp_path: Path) -> str:
     return err
 
 
+@pytest.mark.alone  # refused within FAST_S
 def test_a_cluster_without_authentication_is_refused_in_one_line(open_head, tmp_path):
     proc, seconds = _bench(open_head, tmp_path)
     err = _one_line_refusal(proc, seconds, tmp_path)
@@ -119,6 +121,7 @@ def test_the_opt_out_joins_an_open_cluster_loudly_and_says_so(open_head):
     assert "WITHOUT AUTHENTICATION (--allow-unauthenticated-ray)" in out.stderr
 
 
+@pytest.mark.alone  # refused within FAST_S
 def test_a_wrong_token_fails_in_one_line_within_seconds(token_head, tmp_path):
     address, token = token_head
     wrong = secrets.token_hex(16)
@@ -128,6 +131,7 @@ def test_a_wrong_token_fails_in_one_line_within_seconds(token_head, tmp_path):
     assert wrong not in proc.stderr + proc.stdout and token not in proc.stderr + proc.stdout
 
 
+@pytest.mark.alone  # refused within FAST_S
 def test_no_token_at_all_fails_in_one_line(token_head, tmp_path):
     address, _ = token_head
     proc, seconds = _bench(address, tmp_path)

@@ -750,7 +750,9 @@ def test_quick_run_on_a_medmnist_npz(tmp_path):
         arrays[f"{s}_images"], arrays[f"{s}_labels"] = split(n)
     f = tmp_path / "toymnist.npz"
     np.savez(f, **arrays)
-    env = {**os.environ, "MEDBENCH_CACHE": str(tmp_path / "cache"),
+    from tests.helpers.probe import fresh_cache
+
+    env = {**os.environ, "MEDBENCH_CACHE": str(fresh_cache(tmp_path / "cache")),
            "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run([sys.executable, "-m", "bench", "run", "--quick", "--dataset",
                            f"medmnist:{f}", "--methods", "quant.dynamic", "--backends", "torch",

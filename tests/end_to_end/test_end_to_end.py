@@ -165,6 +165,7 @@ def test_second_run_reuses_teacher_and_a_failing_method_does_not_stop_the_run(qu
     assert df.loc["teacher", "auc_roc"] == pytest.approx(first.loc["teacher", "auc_roc"], abs=1e-6)
 
 
+@pytest.mark.alone  # two tools' latencies compared: nothing else may run meanwhile
 def test_bench_latency_agrees_with_benchmark_app(tmp_path):
     """The bench's own loop and OpenVINO's benchmark_app on the default teacher's fp32 IR
     (DenseNet-121 at the default 64 px, exported by the bench's OpenVINO backend), the

@@ -144,6 +144,7 @@ def _check(results: list[ProcessResult], faults: list[str], result_out: str) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # a hang is told from a slow item by the clock (HANG_S)
 def test_every_fault_is_its_items_error_and_the_next_item_is_still_measured(
         tmp_path, plugin_env):
     from bench.child import forkserver
@@ -168,6 +169,7 @@ def test_every_fault_is_its_items_error_and_the_next_item_is_still_measured(
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # a hang is told from a slow item by the clock (HANG_S)
 def test_plain_processes_report_signals_and_hangs_too(tmp_path, plugin_env):
     faults = ["segv", "hang", "good"]
     job = _job(tmp_path, faults, timeout_s=HANG_S)
@@ -175,6 +177,7 @@ def test_plain_processes_report_signals_and_hangs_too(tmp_path, plugin_env):
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # a hang is told from a slow item by the clock (HANG_S)
 def test_a_failing_runtime_costs_one_row_not_the_run(tmp_path, plugin_env, monkeypatch):
     """Through the measuring plan (--quick's shared process): every fault is a failed row
     with its error, the rows after it are measured, and the run would exit 1."""
