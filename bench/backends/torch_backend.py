@@ -3,7 +3,8 @@
 TorchScript is what this backend deploys because it is one self-contained file that
 loads without torchvision and without executing Python code from disk, and it holds FX
 int8 models as well as float and channel-pruned ones. Both torch.jit and FX
-quantization are deprecated upstream (torch 2.15 warns); their warnings are silenced here.
+quantization are deprecated upstream (torch 2.14 warns); their deprecation warnings, and
+only those, are silenced here (bench.deprecated).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from bench import deprecated
 from bench.backends import Backend, Deployed, ExportEnv, Realised, register
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -44,8 +45,7 @@ class TorchBackend(Backend):
             example = example.to(dtype)
             options["input_dtype"] = precision
             notes.append(f"PyTorch {precision}: weights and activations cast with module.to()")
-        with warnings.catch_warnings(), torch.no_grad(), _fresh_compilation_unit():
-            warnings.simplefilter("ignore")
+        with _silenced(), torch.no_grad(), _fresh_compilation_unit():
             scripted = torch.jit.trace(module, example, check_trace=False)
             with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
                 full = Path(tmp) / path.name
@@ -61,8 +61,7 @@ class TorchBackend(Backend):
         torch.set_num_threads(threads)
         if device == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("--device cuda: torch sees no CUDA device")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _silenced():
             module = torch.jit.load(str(files[0]), map_location=device).eval()
 
         def predict(x: np.ndarray) -> np.ndarray:
@@ -73,6 +72,12 @@ class TorchBackend(Backend):
                 return out.float().cpu().numpy()
 
         return predict
+
+
+def _silenced():
+    """TorchScript's deprecation warnings, and FX quantization's: the files hold FX int8
+    modules (their quantized tensors warn when made, loading included)."""
+    return deprecated.silenced("torchscript", "fx-quantization")
 
 
 def _without_debug_info(src: Path, dst: Path) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +85,7 @@ class TorchExportBackend(_ExportedBackend):
         quiet_torchao()
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.export.load(path).module().to(device)
+        return torch.export.load(path).module().to(device)
 
 
 @register
@@ -105,8 +102,7 @@ class TorchAOTIBackend(_ExportedBackend):
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         # the C++ build (and the package's load) warns "No CUDA runtime is found" on a CPU
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with torch.no_grad():
             torch._inductor.aoti_compile_and_package(program, package_path=str(path))
 
     def _module(self, path: str, device: str):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import warnings
 
 import torch
 from torch import nn
@@ -289,8 +288,6 @@ def count_macs(model: nn.Module, image_size: int, channels: int = 3) -> int:
     import torch_pruning as tp
 
     example = torch.zeros(1, channels, image_size, image_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        macs, _ = tp.utils.count_ops_and_params(model.eval(), example)
+    macs, _ = tp.utils.count_ops_and_params(model.eval(), example)
     return int(macs)
 

@@ -3,19 +3,20 @@
 Dynamic quantization only quantizes Linear layers: on a conv net that is the classifier
 alone, and the row says so. Both APIs are deprecated upstream in favour of torchao,
 whose pt2e path needs torch.compile to be fast (STACK-NOTES: slower than fp32 here),
-so we keep them; their warnings are silenced.
+so we keep them; their deprecation warnings, and only those, are silenced
+(bench.deprecated).
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from collections import defaultdict
 
 import numpy as np
 import torch
 from torch import nn
 
+from bench import deprecated
 from bench.backends import Realised
 from bench.modelling.architectures import clone
 from bench.modelling.training import batches
@@ -23,8 +24,7 @@ from bench.modelling.training import batches
 
 def dynamic(float_module: nn.Module) -> nn.Module:
     model = clone(float_module).eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao deprecation notices
+    with deprecated.silenced("fx-quantization"):
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
 
 
@@ -62,8 +62,7 @@ class _Prepared:
 
         self.float_module, self.images = float_module, images
         self.example = (torch.zeros(1, 3, image_size, image_size),)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao deprecation notices
+        with deprecated.silenced("fx-quantization"):
             self.mapping = get_default_qconfig_mapping("x86")
             if not per_channel:
                 x86 = self.mapping.global_qconfig
@@ -75,8 +74,7 @@ class _Prepared:
     def _prepare(self, mapping):
         from torch.ao.quantization.quantize_fx import prepare_fx
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao deprecation notices
+        with deprecated.silenced("fx-quantization"):
             torch.backends.quantized.engine = "x86"
             prepared = prepare_fx(clone(self.float_module).eval(), mapping, self.example)
             with torch.no_grad():
@@ -96,8 +94,7 @@ class _Prepared:
             prepared = self._prepare(mapping)
         else:
             prepared = self.prepared if last else copy.deepcopy(self.prepared)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao deprecation notices
+        with deprecated.silenced("fx-quantization"):
             return convert_fx(prepared)
 
 
