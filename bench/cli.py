@@ -79,6 +79,9 @@ def _run_options(r) -> None:
     r.add_argument("--uncertainty", default=None, choices=["u-ones", "u-zeros", "u-ignore"],
                    help="CheXpert uncertain (-1) labels become 1, 0, or ignored "
                         f"(default {data.uncertainty})")
+    r.add_argument("--augment", default=None,
+                   help="training augmentation: dataset (the dataset's own policy), none, "
+                        f"upright or any-orientation (default {data.augment})")
     r.add_argument("--frontal-only", action="store_true",
                    help="CheXpert-style CSVs: keep frontal views only")
     r.add_argument("--labels", default=None,

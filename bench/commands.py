@@ -102,12 +102,15 @@ def run_compare(args) -> int:
 
 
 def run_list(args) -> int:
-    print("methods (use with --methods; set parameters as name:key=value,key=value):")
+    print("methods (use with --methods; set parameters as name:key=value,key=value, each "
+          "within its declared range or choices):")
     for name, cls in methods.all_methods().items():
         print(f"  {name}{'  [last step of a chain]' if cls.terminal else ''}")
         print(f"      {cls.summary}")
         for p in cls.params:
-            print(f"      {p.name:<18} {p.type.__name__:<6} default {p.default!r:<8} {p.help}")
+            default = str(p.default).lower() if p.type is bool else repr(p.default)
+            print(f"      {p.name:<18} {p.type.__name__:<6} default {default:<8} "
+                  f"{p.domain:<15} {p.help}")
     print("families: " + "; ".join(f"{f} = {' + '.join(m)}" for f, m in methods.families().items()))
     print("chains: join steps with '+', e.g. kd+prune.structured:ratio=0.3+quant.static")
     print("baselines measured in every run: teacher, "

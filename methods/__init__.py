@@ -21,7 +21,7 @@ METHODS: Registry = Registry("method", builtins=(
 register = METHODS.register
 
 __all__ = ["Artifact", "Context", "Method", "Param", "Step", "METHODS", "register", "get",
-           "all_methods", "baselines", "families", "expand", "chain_name"]
+           "all_methods", "baselines", "families", "expand", "chain_name", "student_budget"]
 
 
 def all_methods() -> dict[str, type[Method]]:
@@ -120,3 +120,12 @@ def expand(spec: str) -> list[tuple[Step, ...]]:
 
 def chain_name(steps: tuple[Step, ...]) -> str:
     return "+".join(s.label for s in steps)
+
+
+def student_budget(chains, run_epochs: float) -> float:
+    """The most epochs any step of `chains`, or a baseline, trains a new model of the
+    student architecture for (Method.student_epochs): `--student-epochs`, or a
+    `kd:epochs=N` above it. The teacher trains at least as many steps."""
+    steps = [step for chain in [*baselines(), *chains] for step in chain]
+    budgets = [get(s.method).student_epochs(dict(s.params), run_epochs) for s in steps]
+    return max([run_epochs, *(b for b in budgets if b is not None)])

@@ -7,6 +7,7 @@ chain) and returns a new Artifact. It never mutates the parent: it works on a cl
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -22,13 +23,40 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Param:
-    """A typed method parameter, shown by `bench list` and parsed from `name:key=value`."""
+    """A typed method parameter, shown by `bench list` and parsed from `name:key=value`.
+
+    `bounds` ("(0, 1]", "[1, 100]", "(0, inf)") and `choices` declare the values it takes,
+    so a bad one exits 2 with the rest of the configuration, before anything trains;
+    `bench search` takes a range's missing ends from `bounds`."""
 
     name: str
     type: type
     default: Any
     help: str
     choices: tuple | None = None
+    bounds: str | None = None
+
+    def __post_init__(self):
+        if self.bounds is not None:
+            interval(self.bounds)  # a malformed one fails where the method is defined
+
+    @property
+    def domain(self) -> str:
+        """The declared values, as `bench list` shows them."""
+        if self.choices is not None:
+            return "|".join(map(str, self.choices))
+        if self.type is bool:
+            return "true|false"
+        return f"in {self.bounds}" if self.bounds else ""
+
+    def closed_end(self, which: int) -> float | None:
+        """The declared low (0) or high (1) end where it is finite and included, else None:
+        what `bench search` may draw up to."""
+        if self.bounds is None:
+            return None
+        low, high, low_in, high_in = interval(self.bounds)
+        end, included = (low, low_in) if which == 0 else (high, high_in)
+        return self.type(end) if included else None
 
     def parse(self, text: str):
         """The value of `key=text`, or a one-line ValueError.
@@ -41,7 +69,7 @@ class Param:
         if self.type is bool:
             word = text.strip().lower()
             if word not in _TRUE + _FALSE:
-                raise ValueError(f"parameter {self.name}: {text!r} is not a bool "
+                raise ValueError(f"parameter {self.name}: {_short(text)} is not a bool "
                                  f"({'/'.join(_TRUE)} or {'/'.join(_FALSE)})")
             value = word in _TRUE
         else:
@@ -54,10 +82,34 @@ class Param:
                 raise ValueError(f"parameter {self.name}: {_short(text)} is not a finite number")
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"parameter {self.name}: {value!r} is not one of {self.choices}")
+        if self.bounds is not None and not within(value, self.bounds):
+            raise ValueError(f"parameter {self.name}: {value!r} is not in {self.bounds}")
         return value
 
 
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])\s*$")
+
+
+def interval(text: str) -> tuple[float, float, bool, bool]:
+    """(low, high, low included, high included) of "[low, high)" and the like, or a
+    ValueError; an infinite end is written inf and is never included."""
+    match = _INTERVAL.match(text)
+    try:
+        low, high = float(match[2]), float(match[3])
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds {text!r}: write an interval such as (0, 1] or [1, inf)") from None
+    low_in, high_in = match[1] == "[", match[4] == "]"
+    if math.isnan(low) or math.isnan(high) or not low < high or (low_in and math.isinf(low)) \
+            or (high_in and math.isinf(high)):
+        raise ValueError(f"bounds {text!r}: not an interval from low to high (inf is never "
+                         "included)")
+    return low, high, low_in, high_in
+
+
+def within(value, bounds: str) -> bool:
+    low, high, low_in, high_in = interval(bounds)
+    return (low <= value if low_in else low < value) and (value <= high if high_in else value < high)
 
 
 def _short(text: str, limit: int = 60) -> str:
@@ -87,9 +139,14 @@ class Artifact:
 
     `module` runs on PyTorch (float, pruned or int8); `float_module` is the fp32 model it
     derives from, used for MACs and by backends that quantize natively from fp32.
+    The builder (bench.pipeline.artifacts.apply_one) overwrites `name`, `steps` and
+    `train_steps`; the method sets the rest, `seconds` included (its own plus its parent's).
     """
 
     name: str
+    #: the architecture the model derives from: the parent's for a model changed in place
+    #: (pruned, factorised), the new one's for a model built afresh (kd's student); rows of
+    #: the student's architecture are compared with the student baseline
     arch: str
     module: nn.Module
     float_module: nn.Module
@@ -125,19 +182,23 @@ class Artifact:
 
 @dataclass
 class Context:
-    """Everything a method may use besides its parent: data, the teacher, budgets."""
+    """Everything a method may use besides its parent: data, the teacher, budgets. Read
+    it, never change it: one Context serves every step of a run."""
 
-    task: Task
-    train_images: np.ndarray
+    task: Task  # binary, multiclass or multilabel: losses, probabilities (bench.task_kinds)
+    train_images: np.ndarray  # (N, C, S, S) float32: what every step trains on
     train_labels: np.ndarray
-    calibration_images: np.ndarray
-    teacher: nn.Module
+    calibration_images: np.ndarray  # a subset of train_images, for int8 calibration
+    teacher: nn.Module  # the run's teacher (never modify it; clone it)
     teacher_logits: torch.Tensor  # teacher's logits on train_images, for offline KD
-    student_arch: str
-    image_size: int
-    student_epochs: float
-    finetune_epochs: float
+    student_arch: str  # --student: the architecture a method building a new model uses
+    image_size: int  # S
+    student_epochs: float  # --student-epochs: the budget of a model trained from scratch
+    finetune_epochs: float  # --finetune-epochs: the budget of a fine-tune (methods.finetune)
     seed: int = 0
+    #: the chain name of the step being applied (`kd+lowrank:rank_ratio=0.25`), for its
+    #: progress lines: set by the builder for each step; empty when applied by hand
+    chain: str = ""
     #: --teachers: each member's logits on train_images; KD averages their soft targets
     teacher_member_logits: tuple | None = None
     #: unlabelled images the teacher labels for distillation (DataBundle.transfer), with
@@ -148,6 +209,9 @@ class Context:
     #: the validation split, for methods that choose on held-out data (never the test split)
     val_images: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+    #: the augmentation policy every training follows (bench.data.augmentation.POLICIES:
+    #: the dataset's, or --augment's); pass it to the training rule's settings
+    augment: str = "none"
 
     def soft_targets(self, temperature: float) -> torch.Tensor:
         """Teacher logits for KD at `temperature` (an ensemble's averaged soft targets)."""
@@ -165,7 +229,9 @@ class Context:
 
 
 class Method:
-    """Base class. Subclasses set name/summary/params and implement `apply`."""
+    """Base class. Subclasses set name/summary/params and implement `apply` (and
+    `restore` where the default cannot rebuild their model); the whole contract is in
+    docs/architecture.md, "Adding things"."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -184,6 +250,26 @@ class Method:
 
     def apply(self, parent: Artifact, ctx: Context, **params) -> Artifact:
         raise NotImplementedError
+
+    @classmethod
+    def student_epochs(cls, params: Mapping[str, Any], run_epochs: float) -> float | None:
+        """The epochs this step trains a new model of the student architecture for, with
+        `params` (`run_epochs`: the run's --student-epochs); None where it trains none.
+        The teacher never trains fewer steps than the most of these
+        (bench.modelling.teacher.teacher_plan)."""
+        return None
+
+    def restore(self, parent: Artifact, ctx: Context, state: dict, **params) -> nn.Module:
+        """The model `apply` made, for a resumed run: from its weights (`state`, read
+        weights-only, so nothing from the run directory is executed), the parent it was
+        made from (itself restored first) and this step's parameters. By default the
+        parent's model with each Conv2d, BatchNorm2d and Linear resized to the saved
+        shapes (what pruning changes); a method that builds another model (kd) or
+        changes its layers' kinds or names (a factorisation) overrides it."""
+        from bench.modelling.architectures import clone
+        from bench.modelling.resize import load_resized
+
+        return load_resized(clone(parent.module), state)
 
     @classmethod
     def param(cls, name: str) -> Param:

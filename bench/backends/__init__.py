@@ -14,7 +14,9 @@ imports none): it imports it inside its methods, so `bench list` works without i
 The contract, split across two processes:
   * `deploy(backend, artifact, out_dir, env, precision)` runs in the bench process and
     writes the file(s) this backend would deploy; it returns a Deployed, or raises
-    NotApplicable with the reason (the row then says `n/a` and why). `precision` is
+    NotApplicable with the reason (the row then says `n/a` and why). A Deployed carries
+    what the method's realisation on this backend cost (seconds, optimiser steps): the
+    row adds it to its cost from the teacher. `precision` is
     "fp32", or a lower float precision asked for with --precision (float artifacts only).
   * `load(files, threads, device, options)` runs in a fresh worker process and returns a
     predictor: float32 NCHW array in, float32 logits array out.
@@ -24,8 +26,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -52,11 +55,18 @@ class NotApplicable(Exception):
 @dataclass(frozen=True)
 class Realised:
     """A graph in a backend's own form (a torch module, an ONNX file's path, an OpenVINO
-    model), the precision it computes in, and what making it did, in words."""
+    model), the precision it computes in, and what making it did, in words.
+
+    `train_steps`: the optimiser steps behind it that the method's own step did not take
+    (pt2e QAT trains when deployed); `reused_seconds`: the seconds of work made earlier in
+    the run for another backend that it reuses (one pt2e QAT for torch-export and
+    torch-aoti), so that each row costs what made its model, as a shared chain prefix does."""
 
     graph: Any
     precision: str = "fp32"
     notes: tuple[str, ...] = ()
+    train_steps: int = 0
+    reused_seconds: float = 0.0
 
 
 @dataclass
@@ -66,6 +76,11 @@ class Deployed:
     notes: list[str] = field(default_factory=list)
     #: runtime settings the worker passes to `load` (e.g. OpenVINO's inference precision)
     options: dict = field(default_factory=dict)
+    #: what the method's realisation on this backend cost (`deploy` times it: calibration,
+    #: max_drop's layer search, pt2e QAT), and the optimiser steps it trained; 0 for a float
+    #: model, which every backend only exports
+    seconds: float = 0.0
+    train_steps: int = 0
 
 
 @dataclass
@@ -145,7 +160,9 @@ class Backend:
 def deploy(backend: Backend, artifact, out_dir: Path, env: ExportEnv,
            precision: str = "fp32") -> Deployed:
     """The artifact on this backend: its method's realisation for the backend where the
-    method has per-backend meaning (`artifact.realisations`), else its float graph."""
+    method has per-backend meaning (`artifact.realisations`), else its float graph. A
+    realisation is timed (not the backend's float graph nor its `save`: the export every
+    model gets): its seconds and steps are the Deployed's."""
     backend.check(env)
     realisations = getattr(artifact, "realisations", None) or {}
     if realisations:
@@ -155,10 +172,13 @@ def deploy(backend: Backend, artifact, out_dir: Path, env: ExportEnv,
                                 f"(it has: {', '.join(realisations)})")
         if isinstance(adapter, str):  # the method's reason why it cannot exist there
             raise NotApplicable(adapter)
-        realised = adapter(artifact, backend.float_graph(artifact.float_module, env), env,
-                           Path(out_dir))
-    else:
-        realised = Realised(backend.float_graph(artifact.module, env), artifact.precision)
+        float_graph = backend.float_graph(artifact.float_module, env)
+        start = time.perf_counter()
+        realised = adapter(artifact, float_graph, env, Path(out_dir))
+        seconds = time.perf_counter() - start + realised.reused_seconds
+        return replace(backend.save(realised, Path(out_dir), env, precision), seconds=seconds,
+                       train_steps=realised.train_steps)
+    realised = Realised(backend.float_graph(artifact.module, env), artifact.precision)
     return backend.save(realised, Path(out_dir), env, precision)
 
 

@@ -1,6 +1,6 @@
 """The checks of bad input `bench.config.settings.validate` runs, in its order, each a
-one-line ValueError naming the option: profiles, ranges, seeds, measurement, execution,
-models.
+one-line ValueError naming the option: profiles, ranges, seeds, output, measurement,
+execution, chains, models.
 
 They live apart from the layering (bench.config.settings) because the two change for
 different reasons: a new option's bounds or a runtime's refusal is a check, and where a
@@ -15,6 +15,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import methods
 from bench import backends
 from bench.config.profiles import PROFILES, RIGOROUS_REPEATS
 from bench.config.sections import RunConfig
@@ -87,6 +88,19 @@ def seeds(cfg: RunConfig) -> None:
                              "and scikit-learn all accept")
 
 
+def output(cfg: RunConfig) -> None:
+    """--out names a folder, new or existing: a file there (or above it) would end in the
+    run directory's mkdir, a traceback after the data was loaded."""
+    if not cfg.output.out:
+        return
+    out = Path(cfg.output.out).expanduser()
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"--out {cfg.output.out}: {path} is a file, not a folder")
+            return
+
+
 def measurement(cfg: RunConfig) -> None:
     from bench.stats.threshold import parse_operating_point
 
@@ -130,6 +144,14 @@ def execution(cfg: RunConfig) -> None:
                                      or e.measure_on != e.measure_on.strip()):
         raise ValueError(f"--measure-on: {e.measure_on!r} is not a resource name (one name, as "
                          "given to `ray start --resources`)")
+
+
+def chains(cfg: RunConfig) -> None:
+    """--methods: every method known (plugins included), every parameter one it declares,
+    of its type and within its declared bounds or choices (methods.base.Param), every
+    chain with its int8 step last: `lowrank:rank_ratio=1.5` exits 2 here, not after the
+    teacher trained."""
+    methods.expand(cfg.methods.spec)
 
 
 def models(cfg: RunConfig) -> None:

@@ -44,6 +44,11 @@ class TrainingConfig:
     #: (bench.modelling.teacher.teacher_plan)
     teacher_epochs: float = 2.0
     student_epochs: float = 6.0  # of the labelled images, for kd and the student alike
+    #: the most epochs a step of the run trains the student architecture for (a
+    #: `kd:epochs=N` above student_epochs), which the teacher's budget never falls below;
+    #: set from --methods by bench.config.settings.build, from the space by `bench
+    #: search` (whose finalists' run keeps it: the same teacher); 0: none above it
+    student_epochs_max: float = 0.0
     #: pruning's fine-tune: the most it trains (it stops once validation AUC stops improving)
     finetune_epochs: float = 4.0
     #: training: every core here; with --executor ray 0 until the cluster is joined, then

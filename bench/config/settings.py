@@ -93,7 +93,8 @@ def command_line(args) -> dict[str, Any]:
     """The options the user gave (None and False mean not given) as a layer."""
     given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
     plain = {"methods": "methods.spec", "dataset": "data.dataset", "data_root": "data.data_root",
-             "uncertainty": "data.uncertainty", "frontal_only": "data.frontal_only",
+             "uncertainty": "data.uncertainty",
+             "augment": "data.augment", "frontal_only": "data.frontal_only",
              "task": "data.task", "num_classes": "data.num_classes",
              "image_size": "data.image_size", "teacher": "training.teacher",
              "teacher_checkpoint": "training.teacher_checkpoint",
@@ -156,7 +157,21 @@ def build(args) -> RunConfig:
         cfg.data.num_classes = DEFAULT_CLASSES.get(cfg.data.task, cfg.data.num_classes)
     if cfg.execution.executor == "ray" and "training.train_threads" not in set_keys:
         cfg.training.train_threads = 0  # the cluster's nodes decide, once joined
+    budget = student_budget(cfg)
+    if budget > cfg.training.student_epochs:  # else 0: student_epochs, the dataclass default
+        cfg.training.student_epochs_max = max(cfg.training.student_epochs_max, budget)
     return cfg
+
+
+def student_budget(cfg: RunConfig) -> float:
+    """The most epochs a step of --methods (or a baseline) trains the student architecture
+    for (methods.student_budget), the teacher's floor; 0 for a --methods that does not
+    parse (validate says what is wrong with it, in its order)."""
+    try:
+        chains = methods.expand(cfg.methods.spec)
+    except ValueError:
+        return 0.0
+    return methods.student_budget(chains, cfg.training.student_epochs)
 
 
 # ---------------------------------------------------------------------------- validation
@@ -170,10 +185,11 @@ def validate(cfg: RunConfig) -> None:
     checks.profile(cfg)
     checks.ranges(cfg)
     checks.seeds(cfg)
+    checks.output(cfg)
     from bench import data
 
     data.check(cfg.data)  # the data section: spec, paths, task, labels, options
     checks.measurement(cfg)
     checks.execution(cfg)
-    methods.expand(cfg.methods.spec)
+    checks.chains(cfg)
     checks.models(cfg)

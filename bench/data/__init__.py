@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data import augmentation
 from bench.data.formats import (
     FORMATS,
     OPTIONS,
@@ -60,6 +61,9 @@ class DataBundle:
     #: `kd`, which a student without a teacher cannot use. The generator makes them; real
     #: datasets have none unless a loader provides them.
     transfer: np.ndarray | None = None
+    #: the augmentation policy every training on it uses (bench.data.augmentation): the
+    #: dataset's own (its card's, its format's, the generator's), or --augment's
+    augment: str = "none"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class DataConfig:
     num_classes: int = 2
     image_size: int = 64
     sizes: SyntheticSizes = field(default_factory=SyntheticSizes)
+    #: --augment: `dataset` (the dataset's policy), `none`, or a policy's name
+    #: (bench.data.augmentation.POLICIES)
+    augment: str = "none"
 
 
 def spec_forms() -> str:
@@ -173,6 +180,7 @@ def check(data: DataConfig) -> Source:
     """Everything about the data section that is cheap to check, without reading an image:
     the spec, paths and card, the image size, and that every option given applies to the
     format. The run calls it before any training, so bad input costs no minutes."""
+    augmentation.check(data.augment)
     default = DataConfig()
     # --task and --num-classes shape the generated data; "given" is read as "differs from
     # the default", as for the options below
@@ -235,6 +243,28 @@ def _check_synthetic_classes(data: DataConfig) -> None:
 
 
 def load_dataset(data: DataConfig, seed: int) -> DataBundle:
+    """The data section as splits: `synthetic`, `FORMAT:PATH`, or a card with `data_root`,
+    with the augmentation policy training uses (`dataset_policy`, or --augment's)."""
+    bundle = _load(data, seed)
+    bundle.augment = augmentation.resolve(data.augment, dataset_policy(data))
+    bundle.info["augment"] = augmentation.POLICIES[bundle.augment].describe()
+    return bundle
+
+
+def dataset_policy(data: DataConfig) -> str:
+    """The dataset's own augmentation policy, stated where the dataset is described: the
+    generator's (bench.data.synthetic.AUGMENT), a card's `augment`, else its format's."""
+    src = check(data)
+    if src.format == "synthetic":
+        from bench.data.synthetic import AUGMENT
+
+        return AUGMENT
+    if src.card is not None and src.card.augment:
+        return src.card.augment
+    return FORMATS.get(src.format).augment
+
+
+def _load(data: DataConfig, seed: int) -> DataBundle:
     """The data section as splits: `synthetic`, `FORMAT:PATH`, or a card with `data_root`.
 
     `check` runs first. `task` and `num_classes` shape the generated dataset only: real

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from bench.data.augmentation import POLICIES
 from bench.inputs import damage
 from bench.task_kinds import TASK_KINDS
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 _TEXT = ("name", "title", "format", "task", "layout", "obtain", "licence", "citation")
-_OPTIONAL_TEXT = ("description", "label_policy")
+_OPTIONAL_TEXT = ("description", "label_policy", "augment")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -41,6 +42,9 @@ class Card:
     entry: tuple[str, ...] = ()
     description: str = ""
     label_policy: str = ""
+    #: the dataset's augmentation policy (bench.data.augmentation.POLICIES); empty: its
+    #: format's
+    augment: str = ""
 
     def expected(self) -> str:
         """One line: what --data-root should hold (the card has the full layout)."""
@@ -105,6 +109,8 @@ def load_card(path: Path) -> Card:
         raise bad("a binary task has exactly two classes (negative, positive)")
     if raw["task"] == "multiclass" and len(classes) < 3:
         raise bad("a multiclass task has at least three classes (two is binary)")
+    if raw.get("augment", "") not in ("", *POLICIES):
+        raise bad(f"augment {raw['augment']!r} is not one of {', '.join(POLICIES)}")
     entry = raw.get("entry", [])
     if isinstance(entry, str):
         entry = [entry]
@@ -114,7 +120,7 @@ def load_card(path: Path) -> Card:
                 classes=tuple(classes), layout=raw["layout"], obtain=raw["obtain"],
                 licence=raw["licence"], citation=raw["citation"], path=path,
                 entry=tuple(entry), description=raw.get("description", ""),
-                label_policy=raw.get("label_policy", ""))
+                label_policy=raw.get("label_policy", ""), augment=raw.get("augment", ""))
 
 
 def card_files(directory: Path = CARDS_DIR) -> list[Path]:

@@ -74,6 +74,9 @@ class Format:
     default_files: ClassVar[tuple[str, ...]] = ()
     #: which of OPTIONS apply; the others are refused for this format before any loading
     options: ClassVar[frozenset[str]] = frozenset()
+    #: the format's augmentation policy (bench.data.augmentation.POLICIES; a card's
+    #: `augment` overrides it): flips only where the anatomy has no side
+    augment: ClassVar[str] = "upright"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -37,6 +37,7 @@ DEFAULT_FILES = ("HAM10000_metadata.csv", "HAM10000_metadata.tab", "HAM10000_met
 @FORMATS.register
 class HAM10000(Format):
     """HAM10000 / ISIC 2019 tables: --labels (or a card) picks and orders the classes."""
+    augment = "any-orientation"  # a skin lesion has no up or left: flips and rotations
 
     name = "ham10000"
     spec = "ham10000:CSV"

@@ -16,6 +16,9 @@ from scipy.ndimage import gaussian_filter
 # CheXpert competition labels so a multilabel preset with 5 labels reads naturally.
 FINDINGS = ("atelectasis", "cardiomegaly", "consolidation", "edema", "effusion", "nodule")
 GENERATOR_VERSION = 1  # bump when the images change: it is part of every cache key
+#: the augmentation policy (bench.data.augmentation): radiograph-like, the heart on one
+#: side, so no flip; a small affine and intensity jitter
+AUGMENT = "upright"
 
 
 def class_names(task: str, num_classes: int) -> tuple[str, ...]:

@@ -20,15 +20,18 @@ from torch import nn
 
 from bench import cache
 from bench.data import DataBundle
+from bench.modelling import precision
 from bench.modelling.architectures import EnsembleTeacher, build, load_checkpoint
-from bench.modelling.training import auc_of, predict_logits, steps_taken, train
+from bench.modelling.training import auc_of, predict_logits, steps_taken, train, trained_in
 from bench.modelling.training_rule import TrainSettings, from_scratch_settings
 from bench.progress import log
 
-RECIPE_VERSION = 4  # bump when training code changes what a cached teacher would be
+RECIPE_VERSION = 5  # bump when training code changes what a cached teacher would be
 # 2: initial weights seeded right before the build (they depended on what ran earlier)
 # 3: channels-last training; logits on the unlabelled transfer images cached too
 # 4: the one training rule (AdamW, bench.modelling.training), never fewer steps than the students
+# 5: the augmentation policy (settings.augment: bench.modelling.augment); the precision
+#    it trained in (bench.modelling.precision: bf16 autocast where faster)
 
 
 @dataclass
@@ -45,9 +48,10 @@ class Teacher:
 
 def teacher_plan(n_train: int, epochs: float, student_epochs: float | None) -> dict:
     """The teacher's budget under the training rule: `epochs` of the labelled images, but
-    never fewer optimiser steps than the students' budget (`student_epochs`, the steps of
-    `student` and `kd`): a small dataset no longer gives the teacher less training than
-    the models that learn from it."""
+    never fewer optimiser steps than the students' budget (`student_epochs`: the most any
+    step of the run trains the student architecture, `student`, `kd` or a `kd:epochs=N`,
+    methods.student_budget): a small dataset no longer gives the teacher less training
+    than the models that learn from it."""
     per_epoch = TrainSettings(epochs=1).steps_per_epoch(n_train)
     own = max(1, int(round(epochs * per_epoch)))
     students = int(round((student_epochs or 0) * per_epoch))
@@ -105,9 +109,11 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
     plan = teacher_plan(len(data.train), epochs, student_epochs)
     torch.manual_seed(seed)  # the initial weights: not whatever ran before
     fresh = build(arch, data.task.num_outputs, pretrained)
-    settings = from_scratch_settings(fresh, epochs, seed, steps=plan["steps"])
+    settings = from_scratch_settings(fresh, epochs, seed, steps=plan["steps"],
+                                     augment=data.augment)
     info = {"arch": arch, "data": data.fingerprint, "settings": settings.__dict__, "plan": plan,
-            "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]}
+            "recipe": RECIPE_VERSION, "torch": torch.__version__.split("+")[0],
+            "precision": precision.name(trained_in(fresh, settings))}
     if pretrained:
         info["pretrained"] = "imagenet"  # old cache keys stay valid without it
     # CPU training is reproducible for a given thread count, not across counts: a teacher
@@ -165,8 +171,9 @@ def for_config(cfg, data: DataBundle):
     teacher (trained and cached, or --teacher-checkpoint). `bench run` and `bench search`
     both start from it."""
     t = cfg.training
+    students = max(t.student_epochs, t.student_epochs_max)  # a kd:epochs=N may train longer
     if t.teachers:
         return get_ensemble(t.teachers, data, t.teacher_epochs, cfg.seed, cfg.output.use_cache,
-                            t.pretrained, t.student_epochs)
+                            t.pretrained, students)
     return get_teacher(t.teacher, data, t.teacher_epochs, cfg.seed, t.teacher_checkpoint,
-                       cfg.output.use_cache, t.pretrained, t.student_epochs)
+                       cfg.output.use_cache, t.pretrained, students)

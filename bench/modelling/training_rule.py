@@ -3,6 +3,12 @@ pruning's fine-tune and QAT. It is a module of its own so that the rule (what ev
 is given) is read in one place, apart from the loop that runs it (bench.modelling.training).
 
 The rule (docs/run.md, "The training rule"), measured on both architectures here:
+  * augmentation: the dataset's policy (bench.data.augmentation), drawn per image on the
+    fly from the run's seed; a distilling step then scores its parent on the very view
+    the student trains on (bench.modelling.parent);
+  * precision: bf16 autocast on CPUs with AMX or AVX512-BF16 for architectures without
+    depthwise convolutions, fp16 autocast with a GradScaler on CUDA, fp32 otherwise
+    (bench.modelling.precision);
   * schedule: linear warm-up over the first 20% of the steps, then cosine decay to zero;
     batch 32; batch-norm statistics re-estimated on training data at the end (QAT keeps
     the frozen ones it trained against);
@@ -41,6 +47,11 @@ class TrainSettings:
     seed: int = 0
     optimizer: str = "adamw"  # "adamw" (the rule) or "sgd" (Nesterov momentum 0.9)
     steps: int | None = None  # optimiser steps; None: epochs over the images given
+    #: the augmentation policy (bench.data.augmentation.POLICIES), drawn from `seed`
+    augment: str = "none"
+    #: mixed precision where the rule says it is faster (bench.modelling.precision);
+    #: False: fp32 (quantization-aware training, whose fake quantizers fit fp32)
+    mixed_precision: bool = True
 
     def steps_per_epoch(self, n_images: int) -> int:
         return max(1, -(-n_images // self.batch_size))
@@ -76,16 +87,17 @@ def has_depthwise(model: nn.Module) -> bool:
 
 
 def from_scratch_settings(model: nn.Module, epochs: float, seed: int, lr: float = 0.0,
-                          steps: int | None = None) -> TrainSettings:
+                          steps: int | None = None, augment: str = "none") -> TrainSettings:
     """The rule for a model trained from its initial weights (teacher, student, kd):
     AdamW at 5e-3 for depthwise architectures, 2e-3 for the others; `lr` 0 is the rule's."""
     return TrainSettings(epochs=epochs, lr=lr or FROM_SCRATCH_LR[has_depthwise(model)],
-                         seed=seed, steps=steps)
+                         seed=seed, steps=steps, augment=augment)
 
 
-def finetune_settings(epochs: float, seed: int, lr: float = FINETUNE_LR) -> TrainSettings:
+def finetune_settings(epochs: float, seed: int, lr: float = FINETUNE_LR,
+                      augment: str = "none") -> TrainSettings:
     """The rule for fine-tuning a trained model after it was changed (pruned, fake-quantized)."""
-    return TrainSettings(epochs=epochs, lr=lr, seed=seed)
+    return TrainSettings(epochs=epochs, lr=lr, seed=seed, augment=augment)
 
 
 def warmup_cosine(total: int, warmup_frac: float = 0.2):

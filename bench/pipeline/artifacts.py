@@ -25,7 +25,7 @@ def context(cfg, data, teacher) -> methods.Context:
         student_epochs=t.student_epochs, finetune_epochs=t.finetune_epochs, seed=cfg.seed,
         transfer_images=data.transfer, transfer_logits=teacher.transfer_logits,
         transfer_member_logits=teacher.member_transfer_logits,
-        val_images=data.val.images, val_labels=data.val.labels,
+        val_images=data.val.images, val_labels=data.val.labels, augment=data.augment,
     )
 
 
@@ -62,9 +62,7 @@ class Builder:
 
     def __init__(self, cfg, data, teacher, saved=None):
         self.ctx = context(cfg, data, teacher)
-        self.teacher = methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
-                                        float_module=teacher.module,
-                                        notes=(f"teacher ({teacher.source})",))
+        self.teacher = teacher_artifact(teacher)
         self.made = {} if saved is None else saved
 
     def chain(self, prefix: tuple) -> methods.Artifact | Exception:
@@ -74,6 +72,12 @@ class Builder:
         if prefix not in self.made:
             self.made[prefix] = apply_one(self.chain(prefix[:-1]), prefix, self.ctx)
         return self.made[prefix]
+
+
+def teacher_artifact(teacher) -> methods.Artifact:
+    """The teacher as the parent of every chain's first step."""
+    return methods.Artifact(name="teacher", arch=teacher.arch, module=teacher.module,
+                            float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
 
 
 def chains_of(cfg) -> list[tuple]:
@@ -93,7 +97,7 @@ def apply_one(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
 
     try:
         before = steps_taken()
-        made = cls().apply(parent, ctx, **dict(step.params))
+        made = cls().apply(parent, replace(ctx, chain=name), **dict(step.params))
         own = steps_taken() - before  # what this step trained (a baseline has no parent)
         return replace(made, name=name, steps=parent.steps + (step,),
                        train_steps=own + (0 if cls.baseline else parent.train_steps))

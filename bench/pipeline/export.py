@@ -2,7 +2,9 @@
 one Target per row to measure, or a finished row (n/a with the reason, or failed).
 
 Sizes are taken from the files on disk (gzip on a thread pool meanwhile: zlib releases
-the GIL), so every size is in before the first timed process starts.
+the GIL), so every size is in before the first timed process starts. What a method's
+realisation did on the backend (calibration, max_drop's search, pt2e QAT) is added to the
+row's cost from the teacher.
 """
 
 from __future__ import annotations
@@ -87,10 +89,21 @@ def _export_one(engine, art: methods.Artifact, row: Result, variant: str, store,
         return row.with_(status=STATUS_NA, error=str(exc))
     except Exception as exc:  # noqa: BLE001
         return row.with_(status=STATUS_FAILED, error=f"export: {first_line(exc)}")
-    row = row.with_(precision=made.precision, notes="; ".join([*art.notes, *made.notes]))
+    row = row.with_(precision=made.precision, notes="; ".join([*art.notes, *made.notes]),
+                    **deploy_cost(row, made))
     target = Target(row, tuple(str(f) for f in made.files),
                     tuple((str(k), str(v)) for k, v in made.options.items()), variant)
     return target, pool.submit(file_sizes, made.files)
+
+
+def deploy_cost(row: Result, made) -> dict:
+    """The row's cost columns with what deploying did for the method on this backend
+    (backends.Deployed.seconds, train_steps) added; none for the teacher, whose cost is
+    the manifest's."""
+    if row.compress_seconds is None:
+        return {}
+    return {"compress_seconds": round(row.compress_seconds + made.seconds, 1),
+            "compress_steps": (row.compress_steps or 0) + made.train_steps}
 
 
 def _deploy_atomically(engine, art, final: Path, env, precision: str):

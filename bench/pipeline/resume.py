@@ -5,8 +5,9 @@ A run directory is resumable while its manifest has no `wall_seconds` (written l
 Running again with the same `--out` and the same configuration continues it: each stage
 finds what the killed attempt saved (bench.results.saved, one mechanism for all):
 
-  * the models each method step built (weights, loaded weights-only with `restore`);
-    int8 steps are cheap and deterministic, so made again;
+  * the models each method step built (their weights, loaded weights-only into the
+    structure the step's method rebuilds: methods.base.Method.restore); int8 steps are
+    cheap and deterministic, so made again;
   * the deployed files of every (model, backend, variant) cell, not exported again;
   * every measuring process's figures beside its raw samples
     (RUN/latency/<stem>.processes.jsonl), so a row that finished its first pass is not
@@ -74,38 +75,3 @@ def differences(old, new, prefix: str = "") -> list[tuple[str, object, object]]:
 
 def _as_json(config: dict) -> dict:
     return json.loads(json.dumps(config, default=str))
-
-
-def restore(arch: str, num_outputs: int, state: dict):
-    """`arch` with the weights of `state`, whose layers may have fewer channels than the
-    architecture's (a channel-pruned model): each Conv2d, BatchNorm2d and Linear is
-    resized to the saved shapes first, as torch-pruning resized it, then the state is
-    loaded. Only tensors are read: nothing from the file is executed."""
-    import torch
-    from torch import nn
-
-    from bench.modelling.architectures import build
-
-    model = build(arch, num_outputs)
-    for name, module in model.named_modules():
-        w = state.get(f"{name}.weight" if name else "weight")
-        if w is None or tuple(w.shape) == tuple(getattr(module, "weight", w).shape):
-            continue
-        if isinstance(module, nn.Conv2d):
-            depthwise = module.groups > 1 and module.groups == module.in_channels
-            module.out_channels = w.shape[0]
-            module.groups = w.shape[0] if depthwise else module.groups
-            module.in_channels = w.shape[1] * module.groups
-        elif isinstance(module, nn.BatchNorm2d):
-            module.num_features = w.shape[0]
-            module.running_mean = torch.zeros(w.shape[0])
-            module.running_var = torch.ones(w.shape[0])
-        elif isinstance(module, nn.Linear):
-            module.out_features, module.in_features = w.shape
-        else:
-            continue
-        module.weight = nn.Parameter(torch.empty_like(w))
-        if getattr(module, "bias", None) is not None:
-            module.bias = nn.Parameter(torch.empty(w.shape[0]))
-    model.load_state_dict(state)
-    return model.eval()

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import MutableMapping
+from dataclasses import replace
 
 import methods
 from bench import backends, cache
 from bench.cache import atomic_write_bytes
-from bench.pipeline.artifacts import base_key
-from bench.pipeline.resume import restore
+from bench.pipeline.artifacts import base_key, context, teacher_artifact
 from bench.progress import log
 from bench.results.saved import SavedOutputs
 
@@ -53,13 +53,19 @@ class SavedSteps(_Made):
     """chain prefix -> the model its last step made (methods.Artifact, or the exception that
     stopped it), as bench.pipeline.artifacts.Builder asks for them: held in memory, and a
     float model also saved as its weights (int8 steps are cheap and deterministic, and are
-    realised per backend from their float parent, which is saved)."""
+    realised per backend from their float parent, which is saved).
+
+    A saved model comes back as the model it was: its parent is found first (the
+    `teacher` artifact for a chain's first step), then the step's method rebuilds its
+    structure from that parent and loads the weights (methods.base.Method.restore), so a
+    method that changed layers' shapes, kinds or names is reloaded as it made them."""
 
     STAGE = "steps"
 
-    def __init__(self, outputs: SavedOutputs, base_key: dict, num_outputs: int):
+    def __init__(self, outputs: SavedOutputs, base_key: dict, teacher: methods.Artifact,
+                 ctx: methods.Context):
         super().__init__()
-        self.outputs, self.base_key, self.num_outputs = outputs, base_key, num_outputs
+        self.outputs, self.base_key, self.teacher, self.ctx = outputs, base_key, teacher, ctx
 
     def key(self, prefix: tuple) -> str:
         return cache.key({**self.base_key, "chain": [(s.method, list(s.params)) for s in prefix]})
@@ -84,22 +90,34 @@ class SavedSteps(_Made):
         record = self.outputs.find(self.STAGE, name, self.key(prefix))
         if record is None:
             return None
+        parent = self.teacher if len(prefix) == 1 else self.get(prefix[:-1])
+        if not isinstance(parent, methods.Artifact):
+            return None
         import torch
 
         data = (self.outputs.root / record["files"][0]).read_bytes()
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        step = prefix[-1]
+        try:
+            module = methods.get(step.method)().restore(parent, replace(self.ctx, chain=name),
+                                                        state, **dict(step.params)).eval()
+        except Exception as exc:  # noqa: BLE001 - a step that cannot be rebuilt is made again
+            log(f"{name}: the model an earlier attempt built cannot be rebuilt "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); making it again")
+            return None
         log(f"{name}: reusing the model an earlier attempt at this run built")
-        module = restore(record["arch"], self.num_outputs, state)
         self.made[prefix] = methods.Artifact(
             name=name, arch=record["arch"], module=module, float_module=module,
             steps=tuple(prefix), precision=record["precision"], notes=tuple(record["notes"]),
             seconds=record["seconds"], train_steps=record.get("train_steps", 0))
         return self.made[prefix]
 
+
 class SavedExports(_Made):
     """cell ('model/backend[/variant]') -> backends.Deployed, as bench.pipeline.export asks
     for them: the deployed files stay where the run keeps them (RUN/artifacts/...); the
-    record holds their sha256, precision, notes and runtime options."""
+    record holds their sha256, precision, notes, runtime options and what the method's
+    realisation cost there (seconds, train_steps: the row's cost adds them)."""
 
     STAGE = "exports"
 
@@ -114,14 +132,16 @@ class SavedExports(_Made):
         root = self.outputs.root
         self.made[cell] = backends.Deployed([root / f for f in record["files"]],
                                             record["precision"], record["notes"],
-                                            record["options"])
+                                            record["options"], record.get("seconds", 0.0),
+                                            record.get("train_steps", 0))
         return self.made[cell]
 
     def __setitem__(self, cell: str, deployed: backends.Deployed) -> None:
         self.made[cell] = deployed
         self.outputs.keep(self.STAGE, cell, cell, deployed.files,
                           precision=deployed.precision, notes=list(deployed.notes),
-                          options={str(k): str(v) for k, v in deployed.options.items()})
+                          options={str(k): str(v) for k, v in deployed.options.items()},
+                          seconds=deployed.seconds, train_steps=deployed.train_steps)
 
     def manifest_records(self) -> dict[str, dict]:
         """Every recorded export as the manifest's `exports` keeps it (the run's record of
@@ -133,4 +153,5 @@ class SavedExports(_Made):
 
 def saved_steps(outputs: SavedOutputs, cfg, data, teacher) -> SavedSteps:
     """The method steps saved in `outputs` (a run's, or a search's) for this teacher."""
-    return SavedSteps(outputs, base_key(cfg, data, teacher), data.task.num_outputs)
+    return SavedSteps(outputs, base_key(cfg, data, teacher), teacher_artifact(teacher),
+                      context(cfg, data, teacher))

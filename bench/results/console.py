@@ -33,11 +33,9 @@ def table(rows: list[Result]) -> str:
                 + (f" [{r.delta_auc_vs_student_ci_low:+.3f}, {r.delta_auc_vs_student_ci_high:+.3f}]"
                    if r.delta_auc_vs_student_ci_low is not None else "")
                 + ("" if p is None else f", p = {p:.2g}"))
-    costs = {r.model: (r.compress_seconds, r.compress_steps) for r in rows
-             if r.compress_seconds is not None}
+    costs = _costs(rows)
     if costs:
-        lines.append("cost from the teacher: " + ", ".join(
-            f"{model} {seconds:.0f} s, {steps} steps" for model, (seconds, steps) in costs.items()))
+        lines.append("cost from the teacher: " + ", ".join(costs))
     transfer = nothing_to_transfer([r.to_dict() for r in rows])
     if transfer:
         lines.append("note: " + transfer)
@@ -48,3 +46,23 @@ def table(rows: list[Result]) -> str:
                      + ", ".join(f"{b} {f:.1%}" for b, f in floors.items())
                      + "; 'no difference': the speedup's 95% interval, widened by it, holds 1")
     return "\n".join(lines)
+
+
+def _costs(rows: list[Result]) -> list[str]:
+    """Each model's cost from the teacher, in words: one figure where every backend's row
+    has it, else its range (a realisation's work when deployed, pt2e QAT on the edge
+    backends or a calibration, is its backend's row's own)."""
+    by_model: dict[str, list[tuple]] = {}
+    for r in rows:
+        if r.compress_seconds is not None:
+            by_model.setdefault(r.model, []).append((r.compress_seconds, r.compress_steps))
+    out = []
+    for model, costs in by_model.items():
+        seconds, steps = sorted({round(c[0]) for c in costs}), sorted({c[1] for c in costs})
+        out.append(f"{model} {_span(seconds)} s, {_span(steps)} steps"
+                   + (" (by backend)" if len(seconds) > 1 or len(steps) > 1 else ""))
+    return out
+
+
+def _span(values: list) -> str:
+    return f"{values[0]}" if len(values) == 1 else f"{values[0]}-{values[-1]}"

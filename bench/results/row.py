@@ -117,8 +117,8 @@ class Result:
     ece: float | None = col("", "lower", "expected calibration error, 15 equal-width bins", views=('main', 'seeds'))
     brier: float | None = col("", "lower", "Brier score", views=('seeds',))
     flip_rate: float | None = col("", "lower", "share of test cases whose predicted label differs from the teacher's", views=('main', 'seeds'))
-    compress_seconds: float | None = col("s", "lower", "wall time that produced the model from the teacher: every step of its chain (training, pruning, calibration); the teacher's own training is the manifest's `teacher`", views=('main', 'seeds'))
-    compress_steps: int | None = col("count", "lower", "optimiser steps that produced the model from the teacher, every step of its chain (0: no training)", views=('main', 'seeds'))
+    compress_seconds: float | None = col("s", "lower", "wall time that produced the model from the teacher: every step of its chain (training, pruning, calibration), plus what the method's realisation on this backend did when deployed (its calibration, max_drop's layer search, pt2e QAT); the teacher's own training is the manifest's `teacher`", views=('main', 'seeds'))
+    compress_steps: int | None = col("count", "lower", "optimiser steps that produced the model from the teacher, every step of its chain plus its realisation on this backend (pt2e QAT trains when deployed) (0: no training)", views=('main', 'seeds'))
     seed: int | None = col("", None, "seed of the pipeline that made this row")
     notes: str = col(doc="what the method did, in words (e.g. what dynamic int8 really quantized)", default="")
 

@@ -22,8 +22,9 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from itertools import product
 from pathlib import Path
 
 import methods
@@ -86,8 +87,28 @@ def check(cfg, opts: SearchOptions):
     return templates, objectives
 
 
+def student_budget(cfg, templates, reference: str | None):
+    """`cfg` with the teacher's floor (training.student_epochs_max) the most epochs a
+    trial or the reference chain may train the student architecture for (each choice, a
+    range's top; --methods plays no part in a search): the search's teacher and its
+    finalists' run's, which keeps this configuration, are then the same."""
+    run = cfg.training.student_epochs
+    most = methods.student_budget(methods.expand(reference) if reference else [], run)
+    for step in (step for template in templates for step in template.steps):
+        cls = methods.get(step.method)
+        given = {p.name: p.default for p in cls.params} | dict(step.fixed)
+        options = [[(name, v) for v in (dim.values if isinstance(dim, space.Choice)
+                                        else (dim.low, dim.high))]
+                   for name, dim in step.searched]
+        for drawn in product(*options):
+            most = max(most, cls.student_epochs(given | dict(drawn), run) or 0.0)
+    return replace(cfg, training=replace(cfg.training,
+                                         student_epochs_max=most if most > run else 0.0))
+
+
 def search(cfg, opts: SearchOptions, root: Path | None = None) -> int:
     templates, objectives = check(cfg, opts)
+    cfg = student_budget(cfg, templates, opts.reference)
     root = Path(root or cfg.output.out or Path("reports") / "searches"
                 / datetime.now(UTC).strftime("%Y%m%d-%H%M%S"))
     executor = execution.connect(cfg)  # first: a cluster may settle --train-threads
@@ -119,7 +140,7 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
                                     saved_steps(SavedOutputs(root), cfg, data, teacher))
         plan = QUICK_LATENCY if cfg.profile and "quick" in cfg.profile else SEARCH_LATENCY
         s = study.open_study(root / "study.db", objectives, cfg.seed, opts.trials)
-        stale = study.close_interrupted(s)
+        stale = study.close_interrupted(s, root / "study.db")
         if stale:
             log(f"search: {stale} trial{'s' if stale > 1 else ''} the stopped attempt left "
                 f"unfinished recorded as failed; {study.finished(s)} finished trials kept")

@@ -142,33 +142,52 @@ def _quality(logits, shared: dict) -> dict:
 
 class _Space:
     """The define-by-run space Tune's OptunaSearch draws from: the search's own draw
-    (bench.search.space.suggest), the chain's name returned as the trial's `model`."""
+    (bench.search.space.suggest), the chain's name returned as the trial's `model`. The
+    Optuna trial of the latest draw is kept (`last`): the searcher's own record of which
+    Optuna trial each Tune trial is, rather than OptunaSearch's private table."""
 
     def __init__(self, templates):
         self.templates = templates
+        self.last = None
 
     def __call__(self, trial) -> dict:
+        self.last = trial
         return {"model": methods.chain_name(search_space.suggest(trial, self.templates))}
 
 
-def _searcher(study, objectives, templates, margin: float, pooled: dict, started: float):
-    """OptunaSearch on the search's study, telling Optuna what a local search tells it:
-    the figures as user attributes, the constraint, the pooled latency, or the error."""
+def _searcher(study, storage_path, objectives, templates, margin: float, pooled: dict,
+              started: float):
+    """OptunaSearch on the search's study (its storage opened from `storage_path`),
+    telling Optuna what a local search tells it: the figures as user attributes, the
+    constraint, the pooled latency, or the error. Public APIs only: Tune's Searcher
+    methods, Optuna's Trial and Study.tell."""
     from optuna.trial import TrialState
     from ray.tune.search.optuna import OptunaSearch
 
+    space = _Space(templates)
+    drawn: dict = {}  # Tune's trial id -> the Optuna trial it drew
+    told: set = set()  # Tune's trial ids told as failed here
+
     class Search(OptunaSearch):
+        def suggest(self, trial_id):
+            config = super().suggest(trial_id)
+            if config is not None and space.last is not None:
+                drawn[trial_id] = space.last
+            return config
+
         def on_trial_complete(self, trial_id, result=None, error=False):
-            ot_trial = self._ot_trials.get(trial_id)
-            if ot_trial is None or trial_id in self._completed_trials:
+            if trial_id in told:
+                return None
+            ot_trial = drawn.get(trial_id)
+            if ot_trial is None:
                 return super().on_trial_complete(trial_id, result, error)
             result = dict(result or {})
             if error or "error" in result or "val_auc" not in result:
                 ot_trial.set_user_attr("model", result.get("model", "?"))
                 ot_trial.set_user_attr("error", result.get("error") or "the trial's worker failed")
-                self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-                self._completed_trials.add(trial_id)
-                _log(self._ot_study, ot_trial.number, objectives, started)
+                study.tell(ot_trial.number, state=TrialState.FAIL)
+                told.add(trial_id)
+                _log(study, ot_trial.number, objectives, started)
                 return None
             runs = pooled.setdefault(result["model"], [])
             runs.append(result["latency_ms_process"])
@@ -182,7 +201,7 @@ def _searcher(study, objectives, templates, margin: float, pooled: dict, started
             ot_trial.set_user_attr("constraint", bound)
             ot_trial.set_constraint("non_inferiority", bound)
             out = super().on_trial_complete(trial_id, result, error)
-            _log(self._ot_study, ot_trial.number, objectives, started)
+            _log(study, ot_trial.number, objectives, started)
             return out
 
         def save(self, checkpoint_path: str) -> None:
@@ -192,9 +211,9 @@ def _searcher(study, objectives, templates, margin: float, pooled: dict, started
         def restore(self, checkpoint_path: str) -> None:
             pass
 
-    return Search(space=_Space(templates), metric=objectives.columns,
+    return Search(space=space, metric=objectives.columns,
                   mode=["min"] * len(objectives.names), sampler=study.sampler,
-                  study_name=study.study_name, storage=study._storage)
+                  study_name=study.study_name, storage=search_study.storage(storage_path))
 
 
 def _log(study, number: int, objectives, started: float) -> None:
@@ -226,8 +245,8 @@ def optimize(study, shared: dict, templates, objectives, margin: float, trials: 
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=_searcher(study, objectives, templates, margin, shared["pooled"],
-                                 started),
+            search_alg=_searcher(study, root / "study.db", objectives, templates, margin,
+                                 shared["pooled"], started),
             num_samples=left if left is not None else -1, time_budget_s=seconds),
         run_config=tune.RunConfig(name="trials", storage_path=str((root / "tune").resolve()),
                                   verbose=0))

@@ -3,10 +3,11 @@
     kd:temperature=2|4|8,alpha=0.3..0.9/0.1+prune.structured:ratio=0.1..0.8/0.05
 
 Each item (comma-separated, as in `--methods`) is one chain template; a parameter is
-a value (fixed), `lo..hi` (a range; `lo..hi/step` samples on a grid), or `a|b|c` (a
-choice). Values are parsed and checked by the method's own `Param`, so a range of a
-parameter the method does not have, or an end its type refuses, is a one-line error
-before anything is trained. Optuna samples the template first (`chain`), then that
+a value (fixed), `lo..hi` (a range; `lo..hi/step` samples on a grid; an end left out,
+`alpha=0.3..` or `alpha=..`, is the parameter's declared one), or `a|b|c` (a choice).
+Values are parsed and checked by the method's own `Param`, so a range of a parameter
+the method does not have, or an end its type or declared bounds refuse, is a one-line
+error before anything is trained. Optuna samples the template first (`chain`), then that
 template's parameters, named `c<i>.<method>.<param>` (a define-by-run conditional
 space). Grids and choices make repeated prefixes likely, and a chain prefix is built
 once per search (bench.search.trials).
@@ -15,7 +16,7 @@ once per search (bench.search.trials).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import methods
 from methods import Step, split_items
@@ -38,7 +39,7 @@ DEFAULT_SPACE = (
     "per_channel=true|false"
 )
 
-_RANGE = re.compile(r"^\s*(?P<lo>[^.|/]+(?:\.\d+)?)\s*\.\.\s*(?P<hi>[^|/]+?)\s*(?:/\s*(?P<step>.+?))?\s*$")
+_RANGE = re.compile(r"^\s*(?P<lo>[^.|/]*(?:\.\d+)?)\s*\.\.\s*(?P<hi>[^|/]*?)\s*(?:/\s*(?P<step>.+?))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -139,14 +140,29 @@ def _dimension(param, value: str) -> Range | Choice | None:
     if param.type not in (int, float):
         raise ValueError(f"parameter {param.name}: a {param.type.__name__} takes choices "
                          f"(a|b), not a range")
-    low, high = param.parse(match["lo"]), param.parse(match["hi"])
-    step = param.parse(match["step"]) if match["step"] else None
+    low, high = (_end(param, match[end], which, value) for which, end in enumerate(("lo", "hi")))
+    # a step is a width, not a value: its type applies, not the bounds or choices
+    step = replace(param, bounds=None, choices=None).parse(match["step"]) if match["step"] else None
     if not low < high:
         raise ValueError(f"parameter {param.name}: range {value!r} must run from low to high")
     if step is not None and not 0 < step <= high - low:
         raise ValueError(f"parameter {param.name}: step {step!r} must be above 0 and at most "
                          f"the range's width")
     return Range(low, high, step)
+
+
+def _end(param, text: str, which: int, value: str):
+    """A range's end as written, or, left out (`ratio=0.2..`, `alpha=..`), the parameter's
+    declared end (methods.base.Param.bounds) where that end is finite and included."""
+    if text:
+        return param.parse(text)
+    end = param.closed_end(which)
+    if end is None:
+        raise ValueError(f"parameter {param.name}: range {value!r} leaves out its "
+                         f"{('low', 'high')[which]} end, which "
+                         + (f"its bounds {param.bounds} do not include"
+                            if param.bounds else "it does not declare"))
+    return end
 
 
 def suggest(trial, templates: list[ChainTemplate]) -> tuple[Step, ...]:

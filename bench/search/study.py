@@ -7,7 +7,8 @@ constraint is the non-inferiority of its validation AUC against the teacher's: t
 lower end of the paired bootstrap interval of delta AUC must lie above -margin.
 It is set with `Trial.set_constraint` (Optuna 5's constrained optimisation, which TPE
 and NSGA-II read), so a trial that breaks it is kept (infeasible) and steers the sampler
-away, and a failed trial is kept as FAIL with its error.
+away, and a failed trial is kept as FAIL with its error. Only Optuna's public API is used:
+the storage is one the search opens itself (`storage`), never a study's private one.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ def constraint(figures: dict, margin: float) -> float:
     return -margin - low
 
 
+def storage(path):
+    """The search's SQLite file as Optuna's public RDBStorage: the study, the errors of
+    the trials a killed search left running, and Ray Tune's searcher all open it so."""
+    import optuna
+
+    return optuna.storages.RDBStorage(f"sqlite:///{path}")
+
+
 def open_study(storage_path, objectives: Objectives, seed: int, budget: int | None):
     import optuna
 
@@ -84,19 +93,27 @@ def open_study(storage_path, objectives: Objectives, seed: int, budget: int | No
     else:  # a first generation sized to the budget: 50 would be random search here
         sampler = optuna.samplers.NSGAIISampler(
             seed=seed, population_size=min(50, max(4, (budget or 40) // 4)))
-    return optuna.create_study(storage=f"sqlite:///{storage_path}", study_name=STUDY_NAME,
+    return optuna.create_study(storage=storage(storage_path), study_name=STUDY_NAME,
                                sampler=sampler, load_if_exists=True,
                                directions=["minimize"] * len(objectives.names))
 
 
-def close_interrupted(study) -> int:
+def close_interrupted(study, storage_path) -> int:
     """Trials a killed search left RUNNING become FAIL, saying so (none is lost: the
-    finished ones are in the storage); returns how many."""
+    finished ones are in the storage); returns how many. A trial of another process
+    has no Trial object here, so its error is written through the storage's public API
+    (optuna.storages.fail_stale_trials needs heartbeats, which Ray Tune's trials, asked
+    and told without study.optimize, never send)."""
     from optuna.trial import TrialState
 
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if not stale:
+        return 0
+    store = storage(storage_path)
+    study_id = store.get_study_id_from_name(study.study_name)
     for t in stale:
-        study._storage.set_trial_user_attr(t._trial_id, "error", INTERRUPTED)
+        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        store.set_trial_user_attr(trial_id, "error", INTERRUPTED)
         study.tell(t.number, state=TrialState.FAIL)
     return len(stale)
 

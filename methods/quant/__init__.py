@@ -58,7 +58,8 @@ class StaticQuant(Method):
     summary = ("int8 static post-training quantization calibrated on a training subset "
                "(PyTorch: FX graph mode, x86 qconfig; ONNX Runtime: QDQ; OpenVINO: NNCF; "
                "ExecuTorch and LiteRT: their pt2e quantizers)")
-    params = (Param("calibration_size", int, 128, "training images used for calibration"),
+    params = (Param("calibration_size", int, 128, "training images used for calibration",
+                    bounds="[1, inf)"),
               Param("per_channel", bool, True, "one int8 scale per output channel of a weight "
                     "(false: one per tensor)"),
               accuracy.DropParam("max_drop", float, accuracy.OFF,

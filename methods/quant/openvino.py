@@ -48,7 +48,8 @@ def static(artifact, ov_model, env: ExportEnv, out_dir: Path,
 def _controlled(ov_model, data, subset_size: int, per_channel: bool, control):
     """nncf.quantize_with_accuracy_control with an absolute drop of control.max_drop in
     the validation AUC (bench.stats.auc.auc_roc), ranking on accuracy.RANKING_SIZE images
-    and returning at most as many layers to float as our rule does.
+    (one fewer than the split where it is that small) and returning at most as many
+    layers to float as our rule does.
 
     Its validation_fn runs in NNCF's metric mode: the metric of the whole split is the
     AUC; each image's value, and the metric of the subsets NNCF ranks on, is minus the
@@ -64,6 +65,11 @@ def _controlled(ov_model, data, subset_size: int, per_channel: bool, control):
 
     x = control.inputs()
     items = [(x[i:i + 1], i) for i in range(len(x))]
+    # `validate` tells NNCF's ranking subsets from the whole split by their size, so a
+    # subset must be a proper one: with RANKING_SIZE images or fewer NNCF ranked on the
+    # whole split, and its ranking calls were answered with AUCs and counted as the
+    # whole split's figures
+    ranking = max(1, min(RANKING_SIZE, len(x) - 1))
 
     def logits_of(compiled, items):
         return np.concatenate([np.array(compiled(image)[0]) for image, _ in items])  # a reused buffer
@@ -88,10 +94,12 @@ def _controlled(ov_model, data, subset_size: int, per_channel: bool, control):
             max_drop=control.max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=subset_size,
             advanced_quantization_parameters=_granularity(per_channel),
             advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                max_num_iterations=control.cap(n_layers), ranking_subset_size=RANKING_SIZE,
+                max_num_iterations=control.cap(n_layers), ranking_subset_size=ranking,
                 num_ranking_workers=1))
     float_auc = control.auc(reference)
     int8_auc = control.auc(logits_of(_compile(model), items))
+    # NNCF validates the whole split for the float model, then all-int8, then after each
+    # revert: the second is the AUC before any layer went back to float
     outcome = Outcome(model, tuple(reverted), float_auc, int8_auc, control.max_drop,
                       whole_split[1] if len(whole_split) > 1 else None,
                       capped=not within(float_auc - int8_auc, control.max_drop))

@@ -21,7 +21,6 @@ torchvision's QAT recipe does) so that the weights adapt to the scales they ship
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,9 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench import deprecated
 from bench.backends import ExportEnv, NotApplicable, Realised
 from bench.backends.onnx_export import export_onnx
 from bench.modelling.architectures import clone
+from bench.modelling.parent import Parent
 from bench.modelling.training import batches, predict_logits, train
 from bench.modelling.training_rule import QAT_LR, finetune_settings
 from methods import register
@@ -48,13 +49,15 @@ class QuantAwareTraining(Method):
                "weights and activations (distilling from its fp32 self); every backend deploys "
                "the trained scales (PyTorch FX QAT, exported as QDQ for ONNX Runtime and "
                "OpenVINO; pt2e QAT with each edge quantizer)")
-    params = (Param("epochs", float, 1.0, "fine-tuning epochs of the labelled images"),
+    params = (Param("epochs", float, 1.0, "fine-tuning epochs of the labelled images",
+                    bounds="(0, inf)"),
               Param("lr", float, QAT_LR, "peak AdamW learning rate while fine-tuning (the training "
-                                 "rule's for QAT)"),
-              Param("alpha", float, 0.5, "weight of distillation from the parent (0-1)"),
-              Param("temperature", float, 4.0, "KD temperature"),
+                                 "rule's for QAT)", bounds="(0, inf)"),
+              Param("alpha", float, 0.5, "weight of distillation from the parent",
+                    bounds="[0, 1]"),
+              Param("temperature", float, 4.0, "KD temperature", bounds="(0, inf)"),
               Param("calibration_size", int, 128, "training images that initialise the "
-                    "observers before training"),
+                    "observers before training", bounds="[1, inf)"),
               Param("relu", bool, False, "replace ReLU6 by ReLU before FX QAT (torch, "
                     "onnxruntime, openvino), as torchvision's quantizable MobileNetV2 does: "
                     "faster on ONNX Runtime, lower AUC at the default epochs (docs/run.md)"))
@@ -72,15 +75,15 @@ class QuantAwareTraining(Method):
                   else predict_logits(parent.float_module, ctx.train_images))
         recipe = Recipe(ctx.train_images, ctx.train_labels, ctx.task, logits,
                         ctx.calibration_images[:calibration_size], epochs, lr, ctx.seed, alpha,
-                        temperature, parent.name)
+                        temperature, parent.name, ctx.augment, parent.float_module)
         prepared = prepare_fx(parent.float_module, recipe, ctx.image_size, relu)
         recipe.fine_tune(prepared, self.name, _freeze_fx)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch.ao deprecation notices
+        with deprecated.silenced("fx-quantization"):
             from torch.ao.quantization.quantize_fx import convert_fx
 
             q = convert_fx(prepared.eval())
-        edge = {b: Pt2eQat(recipe, b) for b in QUANTIZERS}
+        shared: dict = {}  # one pt2e QAT per quantizer: torch-export and torch-aoti share it
+        edge = {b: Pt2eQat(recipe, b, shared) for b in QUANTIZERS}
         return Artifact(
             name=self.name, arch=parent.arch, module=q, float_module=parent.float_module,
             precision="int8",
@@ -116,6 +119,10 @@ class Recipe:
     alpha: float
     temperature: float
     parent: str
+    #: the run's augmentation policy, and the float parent that then scores each
+    #: augmented view (its precomputed `parent_logits` are exact without augmentation)
+    augment: str = "none"
+    source: nn.Module | None = None
 
     @property
     def steps(self) -> int:
@@ -141,10 +148,12 @@ class Recipe:
         would undo the frozen statistics the weights were trained against (and leave
         frozen ConvBn modules reset)."""
         schedule = _Schedule(max(1, int(round(self.steps * FREEZE_AT))), freeze)
-        settings = replace(finetune_settings(self.epochs, self.seed, self.lr), steps=self.steps)
+        settings = replace(finetune_settings(self.epochs, self.seed, self.lr, self.augment),
+                           steps=self.steps, mixed_precision=False)  # fake quantizers: fp32
         train(prepared, self.images, self.labels, self.task, settings, label,
               teacher_logits=self.parent_logits, alpha=self.alpha, temperature=self.temperature,
-              after_step=schedule, recalibrate=False)
+              after_step=schedule, recalibrate=False,
+              parent=None if self.source is None else Parent((self.source,)))
 
 
 class _Schedule:
@@ -170,8 +179,7 @@ def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int,
 
     model = clone(float_module)
     model = (relu6_to_relu(model) if relu else model).train()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao deprecation notices
+    with deprecated.silenced("fx-quantization"):
         torch.backends.quantized.engine = "x86"
         prepared = prepare_qat_fx(model, get_default_qat_qconfig_mapping("x86"),
                                   (torch.zeros(2, 3, image_size, image_size),))
@@ -237,7 +245,8 @@ def _export_qdq(module: nn.Module, path: Path, env: ExportEnv) -> None:
     (DenseNet), which gets the same form as torch's own quantized norms."""
     _register_batch_norm()
     try:
-        export_onnx(module, path, env.image_size)
+        with deprecated.silenced("fx-quantization"):  # its quantized tensors (the ONNX
+            export_onnx(module, path, env.image_size)  # exporter's own: export_onnx)
     except Exception as exc:  # noqa: BLE001 - an op torch.onnx cannot write
         raise NotApplicable(f"torch.onnx cannot export this FX int8 model: "
                             f"{str(exc).splitlines()[0][:200]}") from exc

@@ -185,3 +185,17 @@ def test_static_int8_settings_reach_every_backend(env, float_artifact, tiny_cont
     assert "per-tensor" in art.notes[0]
     ov = backends.deploy(backends.get("openvino"), art, tmp_path / "ov", env)
     assert "per-tensor weights" in ov.notes[0]
+
+
+def test_a_realisation_is_timed_and_a_float_export_is_not(env, float_artifact, tiny_context,
+                                                          tmp_path):
+    """What a method's realisation does when deployed (ONNX Runtime's calibration here) is
+    the row's cost: deploy times it. A float model is only exported, as every model is."""
+    backend = backends.get("onnxruntime")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "q").mkdir()
+    fp32 = backends.deploy(backend, float_artifact, tmp_path / "f", env)
+    assert (fp32.seconds, fp32.train_steps) == (0.0, 0)
+    art = quantized(float_artifact, tiny_context, "quant.static")
+    int8 = backends.deploy(backend, art, tmp_path / "q", env)
+    assert int8.seconds > 0 and int8.train_steps == 0  # calibration trains nothing

@@ -391,8 +391,11 @@ def test_nameless_and_repeated_method_parameters(capsys, monkeypatch):
 
 def test_a_5000_digit_parameter_is_quoted_short(capsys, monkeypatch):
     # was: the whole 5000-digit value repeated in the error line
-    line = one_error(capsys, ["run", "--methods", "kd:unlabelled=" + "9" * 5000], monkeypatch)
+    line = one_error(capsys, ["run", "--methods", "prune.structured:round_to=" + "9" * 5000],
+                     monkeypatch)
     assert "is not an int" in line and "(5000 characters)" in line and len(line) < 150
+    line = one_error(capsys, ["run", "--methods", "kd:unlabelled=" + "9" * 5000], monkeypatch)
+    assert "is not a bool" in line and "(5000 characters)" in line and len(line) < 150
 
 
 def test_param_parse_rejects_non_finite_and_odd_bools():

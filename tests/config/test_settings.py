@@ -179,6 +179,7 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch):
         settings.validate(_build("--device", "cuda"))
 
 
+@pytest.mark.alone  # timed
 def test_good_input_passes_fast():
     settings.validate(_build("--quick"))  # warm the imports (torchvision's model list)
     start = time.perf_counter()

@@ -9,6 +9,7 @@ tests/measuring/test_faults.py).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -41,9 +42,19 @@ def install_plugin(root: Path, name: str, package: str, modules: dict[str, str],
     (pkg / "__init__.py").write_text("")
     for module, source in modules.items():
         (pkg / f"{module}.py").write_text(textwrap.dedent(source))
+    return install_folder(src, name, root)
+
+
+def install_folder(src: Path, name: str, root: Path) -> Path:
+    """Install the distribution `name` whose source (pyproject.toml and modules) is the
+    folder `src` (docs/examples/lowrank, say) under `root`, and return the folder to put
+    on PYTHONPATH. The source folder is left as it was: it is copied first."""
+    build = Path(root) / "build"
+    shutil.copytree(src, build, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     site = Path(root) / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                           "--no-build-isolation", "--no-index", "--target", str(site), str(src)],
+                           "--no-build-isolation", "--no-index", "--target", str(site), str(build)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pip could not install the test plugin: {proc.stderr[-2000:]}")

@@ -175,6 +175,31 @@ def test_cli_empty_checkpoint_is_one_error_line(tmp_path, capsys):
     assert err.strip().splitlines()[-1] == f"error: {empty}: empty file (0 bytes)"
 
 
+@pytest.mark.parametrize("where", ["file", "file/run"])
+def test_cli_out_naming_a_file_is_one_error_line_before_anything_trains(tmp_path, capsys,
+                                                                       monkeypatch, where):
+    """--out FILE (or a folder under a file): not a 26-line FileExistsError traceback from
+    the run directory's mkdir, but one line naming the file, exit 2, before the data is
+    loaded or the teacher trained."""
+    from bench.cli import main
+    from bench.pipeline import runner
+
+    def started(*args, **kwargs):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(runner, "data_stage", started)
+    (tmp_path / "file").write_text("not a folder\n")
+    out = tmp_path / where
+    for command in (["run", "--quick", "--methods", "quant.dynamic", "--backends", "torch"],
+                    ["search", "--quick", "--trials", "1", "--backends", "onnxruntime"]):
+        code = main([*command, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err, err
+        assert err.strip().splitlines() == [f"error: --out {out}: {tmp_path / 'file'} is a "
+                                            "file, not a folder"], err
+    assert (tmp_path / "file").read_text() == "not a folder\n"
+
+
 # ---------------------------------------------------------------- images
 
 def png(path: Path, value: int):

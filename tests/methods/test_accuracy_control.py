@@ -158,6 +158,47 @@ def test_test_labels_are_never_read(setup, data, tmp_path):
     assert SealedLabels.reads == 0
 
 
+def test_openvino_ranks_on_a_subset_when_the_split_is_small(tmp_path, monkeypatch):
+    """A validation split of at most RANKING_SIZE (64) images: NNCF must still rank on a
+    proper subset, or the validation function takes its ranking calls for the whole
+    split's and answers them with AUCs (not the squared error it ranks by), each one
+    added to the figures the note reads (`with every layer int8`)."""
+    import nncf
+
+    from bench.data import SyntheticSizes
+    from bench.data.generated import synthetic_bundle
+    from methods.quant.accuracy import RANKING_SIZE
+
+    n = 48
+    assert n <= RANKING_SIZE
+    small = synthetic_bundle(SIZE, 0, "binary", 2, SyntheticSizes(train=32, val=n, test=32,
+                                                                  calibration=32))
+    net = sensitive(small.val.images)
+    ctx = methods.Context(
+        task=small.task, train_images=small.train.images, train_labels=small.train.labels,
+        calibration_images=small.calibration, teacher=net,
+        teacher_logits=predict_logits(net, small.train.images), student_arch="tiny",
+        image_size=SIZE, student_epochs=0, finetune_epochs=0,
+        val_images=small.val.images, val_labels=own_ranking(net, small.val.images))
+    sizes: list[int] = []  # how many images each call of the validation function got
+    real = nncf.quantize_with_accuracy_control
+
+    def controlled(model, calibration, validation, validate, **kwargs):
+        def counted(compiled, items):
+            items = list(items)
+            sizes.append(len(items))
+            return validate(compiled, items)
+
+        return real(model, calibration, validation, counted, **kwargs)
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", controlled)
+    note = accuracy_note(deployed_notes(quant("quant.static:max_drop=0.01", net, ctx),
+                                        "openvino", small, tmp_path))
+    assert any(1 < size < n for size in sizes), sizes  # the ranking's subset
+    assert sizes.count(n) <= 3, sizes  # float, all int8, after the revert: no ranking call
+    assert ", 0.500 with every layer int8" in note and "features.3" in note, note
+
+
 @pytest.mark.parametrize("value", ["1.5", "1", "-0.5", "nan", "inf"])
 def test_a_bad_max_drop_is_a_one_line_error(value):
     with pytest.raises(ValueError) as err:

@@ -1,8 +1,8 @@
 """quant.qat on a tiny model: int8 on PyTorch, and the scales training learned (not a
-recalibration) in the files ONNX Runtime and OpenVINO run as int8 kernels."""
+recalibration) in the files ONNX Runtime and OpenVINO run as int8 kernels, and in the
+programs the edge runtimes run (their own pt2e QAT, trained once per quantizer)."""
 
 import collections
-import warnings
 
 import numpy as np
 import onnx
@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from bench import backends
+from bench import backends, deprecated
 from tests.helpers import assert_unchanged, quantized, snapshot
 
 
@@ -69,8 +69,7 @@ def test_training_moves_the_scales_away_from_their_initial_observation(qat, tiny
     from methods.quant.qat import prepare_fx
 
     recipe = qat.realisations["executorch"].recipe  # the step's own recipe, before training
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao deprecation notices
+    with deprecated.silenced("fx-quantization"):
         initial = convert_fx(prepare_fx(tiny_teacher.float_module, recipe, 16).eval())
     assert torch_scales(initial) != torch_scales(qat.module)
 
@@ -152,36 +151,110 @@ def test_openvino_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path, ti
 @pytest.mark.parametrize("bad", ["epochs=0", "lr=-1", "alpha=1.5", "temperature=0",
                                  "calibration_size=0"])
 def test_bad_parameters_are_one_line_errors(bad, tiny_teacher, tiny_context):
+    """Refused with --methods, by the declared bounds; and by `apply` too, for a value
+    given in code."""
     import methods
 
     key, value = bad.split("=")
-    ((step,),) = methods.expand(f"quant.qat:{bad}")  # parses: the value is a number
+    with pytest.raises(ValueError, match=f"parameter {key}: .* is not in "):
+        methods.expand(f"quant.qat:{bad}")
+    cls = methods.get("quant.qat")
+    params = {p.name: p.default for p in cls.params} | {key: cls.param(key).type(value)}
     with pytest.raises(ValueError, match=f"quant.qat: {key} must") as err:
-        methods.get("quant.qat")().apply(tiny_teacher, tiny_context, **dict(step.params))
+        cls().apply(tiny_teacher, tiny_context, **params)
     assert "\n" not in str(err.value)
+
+
+def pt2e_scales(graph_module) -> set[float]:
+    """The activation scales of a pt2e graph (its quantize_per_tensor nodes'), to 6
+    decimals: what flatc prints of XNNPACK's."""
+    return {round(float(n.args[1]), 6) for n in graph_module.graph.nodes
+            if n.op == "call_function" and ".quantize_per_tensor." in str(n.target)}
+
+
+def xnnpack_scales(pte) -> set[float]:
+    """The per-tensor scales of the XNNPACK delegate in a .pte (its flatbuffer read back
+    as JSON by ExecuTorch's own flatc, with XNNPACK's schema)."""
+    import json
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import (
+        XNNHeader,
+        _get_schema_bytes,
+    )
+    from executorch.exir._serialize._flatbuffer import _flatc_decompile
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    (delegate,) = deserialize_pte_binary(Path(pte).read_bytes()).program.backend_delegate_data
+    header = XNNHeader.from_bytes(delegate.data[:XNNHeader.EXPECTED_LENGTH])
+    graph = delegate.data[header.flatbuffer_offset:header.flatbuffer_offset + header.flatbuffer_size]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "schema.fbs").write_bytes(_get_schema_bytes())
+        (Path(tmp) / "graph.bin").write_bytes(graph)
+        _flatc_decompile(tmp, str(Path(tmp) / "schema.fbs"), str(Path(tmp) / "graph.bin"))
+        text = re.sub(r"\binf\b", "Infinity", (Path(tmp) / "graph.json").read_text())
+    return {round(v["xvalue_union"]["quant_params"]["scale"], 6)
+            for v in json.loads(text)["xvalues"]
+            if v["xvalue_union_type"] == "XNNQuantizedTensorValue"
+            and v["xvalue_union"]["quant_params_type"] == "PerTensorQuant"}
+
+
+def tflite_scales(path) -> set[float]:
+    """The per-tensor scales of a .tflite's int8 tensors, as LiteRT's interpreter reads them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(path)).get_tensor_details()
+    return {round(float(t["quantization_parameters"]["scales"][0]), 6) for t in details
+            if t["dtype"] == np.int8 and len(t["quantization_parameters"]["scales"]) == 1}
+
+
+def program_scales(path) -> set[float]:
+    return pt2e_scales(torch.export.load(str(path)).graph_module)
+
+
+DEPLOYED_SCALES = {"executorch": xnnpack_scales, "torch-export": program_scales,
+                   "litert": tflite_scales}
 
 
 @pytest.mark.slow
 @pytest.mark.edge
-@pytest.mark.parametrize("name", ["executorch", "torch-export"])
-def test_edge_backends_train_their_own_quantizer(name, qat, env, tmp_path, tiny_data):
+@pytest.mark.parametrize("name", list(DEPLOYED_SCALES))
+def test_edge_backends_deploy_the_scales_their_own_qat_trained(name, qat, env, tmp_path,
+                                                               monkeypatch):
+    """The program each edge runtime runs holds the activation scales of the pt2e QAT it
+    trained when deployed, every one of them (a recalibrated or post-training program has
+    others), and its row costs that training."""
+    from methods.quant.qat_pt2e import Pt2eQat
+
+    if name == "litert":
+        pytest.importorskip("litert_torch")
+    made, train = [], Pt2eQat.trained
+    monkeypatch.setattr(Pt2eQat, "trained",
+                        lambda self, *a, **k: made.append(train(self, *a, **k)) or made[-1])
     deployed, predict = deploy(name, qat, env, tmp_path / name)
-    assert deployed.precision == "int8"
-    assert "pt2e QAT" in deployed.notes[0] and "2 of 2 Conv, 1 of 1 Linear" in deployed.notes[0]
-    x = tiny_data.test.images[:4].repeat(3, axis=1)
-    with torch.no_grad():
-        ref = qat.float_module(torch.from_numpy(x)).numpy()
-    assert np.abs(predict(x) - ref).max() < 0.2 * np.abs(ref).max() + 0.05
+    assert deployed.precision == "int8" and "2 of 2 Conv, 1 of 1 Linear" in deployed.notes[0]
+    (trained,) = made
+    expected = pt2e_scales(trained.module)
+    assert len(expected) >= 3 and DEPLOYED_SCALES[name](deployed.files[0]) == expected
+    assert deployed.train_steps == qat.realisations[name].recipe.steps and deployed.seconds > 0
+    x = np.zeros((1, 3, 16, 16), np.float32)
+    assert predict(x).shape == (1, 2)
 
 
 @pytest.mark.edge
-def test_litert_qat_is_deployed_or_says_why(qat, env, tmp_path):
-    from bench.backends import NotApplicable
+def test_torch_export_and_torch_aoti_train_one_qat_and_each_row_costs_it(qat, env, tmp_path):
+    """One X86Inductor pt2e QAT per step, shared by torch-export and torch-aoti; each
+    realisation reports its steps, the second the seconds of the training it reuses."""
+    from bench.modelling.training import steps_taken
 
-    pytest.importorskip("litert_torch")
-    try:
-        deployed, _ = deploy("litert", qat, env, tmp_path / "litert")
-    except NotApplicable as exc:
-        assert "PT2EQuantizer" in str(exc) and "\n" not in str(exc)
-    else:
-        assert deployed.precision == "int8"
+    steps = qat.realisations["torch-export"].recipe.steps
+    float_module = qat.float_module.eval()
+    before = steps_taken()
+    first = qat.realisations["torch-export"](qat, float_module, env, tmp_path / "export")
+    second = qat.realisations["torch-aoti"](qat, float_module, env, tmp_path / "aoti")
+    assert steps_taken() - before == steps  # trained once
+    assert first.train_steps == second.train_steps == steps
+    assert first.reused_seconds == 0 and second.reused_seconds > 0
+    assert pt2e_scales(first.graph.graph_module) == pt2e_scales(second.graph.graph_module)

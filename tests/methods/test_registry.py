@@ -77,3 +77,42 @@ def test_built_in_backends_keep_their_order_whatever_is_imported_first():
     assert out[0].split(",")[:3] == ["torch", "onnxruntime", "openvino"]
     assert out[0].split(",") == BACKENDS.names()
     assert out[1] == "torch,onnxruntime,openvino"
+
+
+def test_declared_bounds_refuse_a_value_when_it_is_parsed():
+    from methods.base import Param
+
+    ratio = Param("ratio", float, 0.5, "", bounds="(0, 1]")
+    assert ratio.parse("1") == 1.0 and ratio.domain == "in (0, 1]"
+    for bad in ("0", "1.5", "-2"):
+        with pytest.raises(ValueError, match=r"parameter ratio: .* is not in \(0, 1\]"):
+            ratio.parse(bad)
+    assert (ratio.closed_end(0), ratio.closed_end(1)) == (None, 1.0)
+    assert Param("n", int, 2, "", bounds="[1, inf)").closed_end(0) == 1
+    for malformed in ("[1, inf]", "1..3", "(1, 1)", "[nan, 2]"):
+        with pytest.raises(ValueError, match="bounds"):
+            Param("x", float, 1.0, "", bounds=malformed)
+
+
+def test_every_builtin_default_lies_within_its_declared_values():
+    from methods.base import within
+
+    for name, cls in methods.all_methods().items():
+        for p in cls.params:
+            assert p.bounds is None or within(p.default, p.bounds), (name, p.name)
+            assert p.choices is None or p.default in p.choices, (name, p.name)
+            assert isinstance(p.default, p.type), (name, p.name)
+
+
+def test_a_parameter_outside_its_bounds_fails_when_the_methods_are_read():
+    with pytest.raises(ValueError, match=r"parameter ratio: 1.5 is not in \(0, 1\)"):
+        methods.expand("kd+prune.structured:ratio=1.5")
+    with pytest.raises(ValueError, match=r"parameter calibration_size: 0 is not in \[1, inf\)"):
+        methods.expand("quant.static:calibration_size=0")
+
+
+def test_on_off_parameters_are_bools_written_either_way():
+    (kd,), (pruned,) = methods.expand("kd:unlabelled=0"), methods.expand("prune.magnitude:unlabelled=true")
+    assert dict(kd[0].params)["unlabelled"] is False
+    assert dict(pruned[0].params)["unlabelled"] is True
+    assert names("kd:unlabelled=1") == ["kd"]  # the default: not in the name

@@ -116,7 +116,7 @@ def test_a_chain_records_its_cost_in_steps_from_the_teacher(tiny_data, tiny_cont
 
 
 def test_pruning_distils_its_parent_by_default(tiny_context, monkeypatch):
-    import methods.prune as prune
+    import methods.finetune as finetune
 
     parent_module = TinyNet(width=8).eval()
     parent = methods.Artifact(name="kd", arch="tiny", module=parent_module,
@@ -127,7 +127,7 @@ def test_pruning_distils_its_parent_by_default(tiny_context, monkeypatch):
         taught[name] = teacher_logits
         return model.eval()
 
-    monkeypatch.setattr(prune, "train", fake_train)
+    monkeypatch.setattr(finetune, "train", fake_train)
     cls = methods.get("prune.structured")
     defaults = {p.name: p.default for p in cls.params}
     cls().apply(parent, tiny_context, **{**defaults, "ratio": 0.25})
@@ -163,7 +163,7 @@ def test_iterative_pruning_prunes_in_rounds_to_the_same_size(tiny_teacher, tiny_
 
 def test_pruning_also_distils_on_the_unlabelled_images_in_the_same_steps(tiny_context,
                                                                           monkeypatch):
-    import methods.prune as prune
+    import methods.finetune as finetune
     from bench.modelling.training import predict_logits
 
     rng = np.random.default_rng(1)
@@ -178,10 +178,10 @@ def test_pruning_also_distils_on_the_unlabelled_images_in_the_same_steps(tiny_co
         seen.update(images=images, labels=labels, logits=teacher_logits, settings=settings)
         return model.eval()
 
-    monkeypatch.setattr(prune, "train", fake_train)
+    monkeypatch.setattr(finetune, "train", fake_train)
     cls = methods.get("prune.structured")
     defaults = {p.name: p.default for p in cls.params}
-    made = cls().apply(parent, ctx, **{**defaults, "ratio": 0.25, "unlabelled": 1})
+    made = cls().apply(parent, ctx, **{**defaults, "ratio": 0.25, "unlabelled": True})
     n = len(ctx.train_images)
     assert len(seen["images"]) == n + 40
     assert torch.allclose(seen["logits"][n:], predict_logits(parent_module, transfer))
@@ -189,5 +189,5 @@ def test_pruning_also_distils_on_the_unlabelled_images_in_the_same_steps(tiny_co
     assert seen["settings"].total_steps(len(seen["images"])) == \
         finetune_settings(ctx.finetune_epochs, 0).total_steps(n)  # labelled epochs, not more
     assert "also on 40 unlabelled images" in made.notes[1]
-    cls().apply(parent, ctx, **{**defaults, "ratio": 0.25, "unlabelled": 0})
+    cls().apply(parent, ctx, **{**defaults, "ratio": 0.25, "unlabelled": False})
     assert len(seen["images"]) == n

@@ -29,11 +29,11 @@ from methods.base import Artifact, Method, Param
 class RoundWeights(Method):
     name = "demo.round_bf16"
     summary = "weights rounded to bfloat16 and back (a plugin's method)"
-    params = (Param("keep_classifier", int, 1, "1: leave the last Linear layer alone"),)
+    params = (Param("keep_classifier", bool, True, "true: leave the last Linear layer alone"),)
 
     def apply(self, parent, ctx, keep_classifier):
         start = time.perf_counter()
-        model = clone(parent.float_module).eval()
+        model = clone(parent.module).eval()
         last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
         with torch.no_grad():
             for m in model.modules():

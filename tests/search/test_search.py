@@ -57,6 +57,13 @@ def test_the_default_space_parses_and_every_draw_is_a_chain_the_bench_runs():
     assert len(seen) == 5  # every template drawn
 
 
+def test_a_range_takes_the_ends_it_leaves_out_from_the_declared_bounds():
+    (t,) = space.parse("kd:alpha=..,temperature=1..8+prune.structured:iterative_steps=2..")
+    kd, prune = t.steps
+    assert dict(kd.searched)["alpha"] == space.Range(0.0, 1.0, None)
+    assert dict(prune.searched)["iterative_steps"] == space.Range(2, 100, None)
+
+
 @pytest.mark.parametrize("spec, message", [
     ("kd:temperature=8..2", "from low to high"),
     ("kd:tempo=1..2", "has no parameter 'tempo'"),
@@ -66,6 +73,9 @@ def test_the_default_space_parses_and_every_draw_is_a_chain_the_bench_runs():
     ("quant.static+kd", "last step of a chain"),
     ("student", "baselines are measured"),
     ("kd:alpha=0.1..0.9/2", "step 2.0 must be above 0"),
+    ("kd:alpha=0.3..1.5", "parameter alpha: 1.5 is not in [0, 1]"),
+    ("prune.structured:ratio=0.2..", "leaves out its high end, which its bounds (0, 1) do not"),
+    ("quant.static:max_drop=..0.1", "leaves out its low end, which it does not declare"),
     ("kd:temperature=2|2", "repeats a choice"),
     ("kd:alpha", "key=value"),
     ("nosuch", "unknown method"),
@@ -146,20 +156,6 @@ def test_a_chain_drawn_again_pools_its_processes_and_its_latest_trial_is_the_fin
 def test_failed_trials_are_kept_but_never_chosen():
     s = _study(["minimize"], [([1.0], True, TrialState.COMPLETE), (None, True, TrialState.FAIL)])
     assert len(s.trials) == 2 and [t.number for t in fin.choose(s, 5)] == [0]
-
-
-def test_a_stopped_attempts_running_trial_becomes_failed_and_nothing_else_changes(tmp_path):
-    o = study.Objectives(("latency",), "onnxruntime")
-    s = study.open_study(tmp_path / "study.db", o, 0, 10)
-    done = s.ask()
-    s.tell(done, 1.5)
-    s.ask()  # left RUNNING, as a killed search leaves it
-    again = study.open_study(tmp_path / "study.db", o, 0, 10)
-    assert study.close_interrupted(again) == 1
-    states = [t.state for t in again.trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL]
-    assert again.trials[1].user_attrs["error"] == study.INTERRUPTED
-    assert again.trials[0].values == [1.5] and study.finished(again) == 2
 
 
 # --------------------------------------------------------------------------- sealing

@@ -1,5 +1,6 @@
 """The bench's one AUC (bench.stats.auc) against scikit-learn's roc_auc_score, computed
-independently here; and accuracy at a threshold (bench.stats.threshold)."""
+independently here; accuracy at a threshold (bench.stats.threshold); and the
+scikit-learn the multiclass Brier score needs (bench.stats.calibration)."""
 
 import numpy as np
 import pytest
@@ -101,3 +102,26 @@ def test_accuracy_binary_and_multiclass():
     assert accuracy(Task("binary", ("n", "p")), y, probs) == 0.5
     assert accuracy("binary", y, probs[:, 1], threshold=0.35) == 0.75
     assert accuracy(Task("multiclass", ("a", "b")), y, probs) == 0.5
+
+
+def test_the_scikit_learn_floor_covers_the_multiclass_brier_call():
+    """bench.stats.calibration.brier's multiclass call (`labels=`, (N, K) probabilities)
+    is scikit-learn 1.7's (1.6 takes P(positive) only): the floor pyproject.toml declares
+    must be at least that, and the call gives the mean over cases of the sum over
+    classes."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from bench.stats.calibration import brier
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    (floor,) = [re.fullmatch(r"scikit-learn>=(\d+)\.(\d+).*", d)
+                for d in project["project"]["dependencies"] if d.startswith("scikit-learn")]
+    assert floor is not None and (int(floor[1]), int(floor[2])) >= (1, 7), floor
+    y = np.array([0, 2, 1, 2])
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3], [0.5, 0.0, 0.5]])
+    expected = np.mean(((p - np.eye(3)[y]) ** 2).sum(axis=1))
+    assert brier("multiclass", y, p) == pytest.approx(expected)
+    assert brier("multiclass", np.array([0, 0]), p[:2]) == pytest.approx(  # a class absent
+        np.mean(((p[:2] - np.eye(3)[[0, 0]]) ** 2).sum(axis=1)))
