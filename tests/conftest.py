@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tests.helpers import TinyNet
-from tests.helpers.workers import one_at_a_time_where_marked, worker_group
+from tests.helpers.workers import group_of, one_at_a_time_where_marked
 
 # Tests never touch the user's cache.
 os.environ.setdefault("MEDBENCH_CACHE", os.path.join(os.path.dirname(__file__), "..", ".bench-cache", "tests"))
@@ -14,18 +14,24 @@ _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Every test gets its pytest-xdist group (tests.helpers.workers.worker_group): one
-    module's tests stay on one worker, so a module-scoped fixture is made once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scope scheduling with our groups (tests.helpers.workers.group_of):
+    a module's tests, or a group of modules, on one worker. (Markers for `--dist
+    loadgroup` do not work under pytest 9.2: xdist 3.8 writes the group into
+    `item._nodeid`, which pytest 9.2 no longer reads, so every test was its own group.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """A test marked `alone` runs with no other test running (its fixtures too)."""
-    with one_at_a_time_where_marked(item):
+    with one_at_a_time_where_marked(item, nextitem):
         yield
 
 

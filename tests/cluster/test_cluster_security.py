@@ -102,7 +102,6 @@ def _one_line_refusal(proc, seconds: float, tmp_path: Path) -> str:
     return err
 
 
-@pytest.mark.alone  # refused within FAST_S
 def test_a_cluster_without_authentication_is_refused_in_one_line(open_head, tmp_path):
     proc, seconds = _bench(open_head, tmp_path)
     err = _one_line_refusal(proc, seconds, tmp_path)
@@ -121,7 +120,6 @@ def test_the_opt_out_joins_an_open_cluster_loudly_and_says_so(open_head):
     assert "WITHOUT AUTHENTICATION (--allow-unauthenticated-ray)" in out.stderr
 
 
-@pytest.mark.alone  # refused within FAST_S
 def test_a_wrong_token_fails_in_one_line_within_seconds(token_head, tmp_path):
     address, token = token_head
     wrong = secrets.token_hex(16)
@@ -131,7 +129,6 @@ def test_a_wrong_token_fails_in_one_line_within_seconds(token_head, tmp_path):
     assert wrong not in proc.stderr + proc.stdout and token not in proc.stderr + proc.stdout
 
 
-@pytest.mark.alone  # refused within FAST_S
 def test_no_token_at_all_fails_in_one_line(token_head, tmp_path):
     address, _ = token_head
     proc, seconds = _bench(address, tmp_path)

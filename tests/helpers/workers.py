@@ -30,33 +30,59 @@ SHARED = {
 }
 
 
-def worker_group(item) -> str:
-    """The xdist group of a test: its module's, or the group its module shares."""
-    module = item.module.__name__
+def group_of(nodeid: str) -> str:
+    """The scope pytest-xdist schedules a test in (conftest's GroupScheduling): its
+    module's, or the group its module shares."""
+    module = nodeid.split("::", 1)[0].removesuffix(".py").replace("/", ".")
     return SHARED.get(module, module)
 
 
+def _alone(item) -> bool:
+    return item is not None and item.get_closest_marker("alone") is not None
+
+
+class _Room:
+    """This worker's hold on the room: shared for a test, exclusive for an `alone` test,
+    and kept exclusive while the next test on this worker is `alone` too, so that a run
+    of them (one module's, in order) waits for the other worker once, not once each."""
+
+    def __init__(self):
+        self.file = None
+
+    def enter(self, folder: Path, alone: bool) -> None:
+        with open(folder / "turnstile", "a") as gate:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            if not alone:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+            self.file = open(folder / "room", "a")  # noqa: SIM115 - held across tests
+            fcntl.flock(self.file, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            # leaving the with-block lets the gate go: the next test may queue at the room
+
+    def leave(self) -> None:
+        if self.file is not None:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None
+
+
+_ROOM = _Room()
+
+
 @contextlib.contextmanager
-def one_at_a_time_where_marked(item):
-    """Hold the room for the test's whole protocol: exclusive if it is marked `alone`,
-    shared otherwise; nothing outside a pytest-xdist session."""
+def one_at_a_time_where_marked(item, nextitem):
+    """Hold the room for the test's whole protocol: exclusive if it is marked `alone`
+    (until the next test on this worker is not), shared otherwise; nothing outside a
+    pytest-xdist session."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:
         yield
         return
     folder = Path(tempfile.gettempdir()) / f"medbench-pytest-{run}"
     folder.mkdir(exist_ok=True)
-    alone = item.get_closest_marker("alone") is not None
-    with open(folder / "turnstile", "a") as gate, open(folder / "room", "a") as room:
-        fcntl.flock(gate, fcntl.LOCK_EX)
-        try:
-            if not alone:
-                fcntl.flock(gate, fcntl.LOCK_UN)
-            fcntl.flock(room, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
-        finally:
-            if alone:
-                fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
-            fcntl.flock(room, fcntl.LOCK_UN)
+    if _ROOM.file is None:  # else: the previous `alone` test kept it for this one
+        _ROOM.enter(folder, _alone(item))
+    try:
+        yield
+    finally:
+        if not (_alone(item) and _alone(nextitem)):
+            _ROOM.leave()
