@@ -133,6 +133,11 @@ def _run_options(r) -> None:
                    help="threads for training and the bench's own inference (default: physical "
                         "cores; with --executor ray the fewest CPUs of a cluster node that "
                         "trains); part of the teacher cache key")
+    r.add_argument("--train-precision", default=None, choices=["auto", "fp32"],
+                   help="what training computes in: auto (bf16 autocast on CPUs with AMX or "
+                        "AVX512-BF16 for architectures without depthwise convolutions, fp16 "
+                        "autocast on CUDA, fp32 otherwise) or fp32 everywhere; part of the "
+                        f"teacher cache key (default {d.training.precision})")
     r.add_argument("--device", default=None, choices=["cpu", "cuda"],
                    help="where backends run: cuda uses torch on the GPU and ONNX Runtime's CUDA "
                         "provider when installed; OpenVINO rows are n/a "

@@ -133,7 +133,8 @@ class RayExecutor:
                     continue
                 art_ref, where_ref = self._remote["apply_step"].options(
                     num_returns=2, **self._train_options(cfg)).remote(
-                    refs[prefix[:-1]], prefix, ctx_ref, cfg.training.train_threads, cfg.device)
+                    refs[prefix[:-1]], prefix, ctx_ref, cfg.training.train_threads, cfg.device,
+                    cfg.training.precision)
                 pending[where_ref] = (prefix, art_ref)
             self._collect(pending, builder.made, refs)
         self.spent["chains_s"] += time.perf_counter() - start

@@ -24,13 +24,14 @@ from bench.results.saved import file_sha256
 _SERVERS: dict = {}
 
 
-def on_node(threads: int, device: str = "cpu") -> None:
+def on_node(threads: int, device: str = "cpu", precision: str = "auto") -> None:
     import torch
 
-    from bench.modelling.training import use_device
+    from bench.modelling.training import use_device, use_precision
 
     telemetry.switch_off()
     use_device(device)
+    use_precision(precision)
     torch.set_num_threads(threads)  # CPU training is reproducible for a thread count only
 
 
@@ -49,7 +50,7 @@ def train_teacher(cfg, data) -> tuple:
 
     from bench.modelling.teacher import for_config
 
-    on_node(cfg.training.train_threads, cfg.device)
+    on_node(cfg.training.train_threads, cfg.device, cfg.training.precision)
     torch.manual_seed(cfg.seed)
     start = time.perf_counter()
     teacher = for_config(cfg, data)
@@ -58,10 +59,11 @@ def train_teacher(cfg, data) -> tuple:
     return teacher, _where(start)
 
 
-def apply_step(parent, prefix: tuple, ctx, threads: int, device: str) -> tuple:
+def apply_step(parent, prefix: tuple, ctx, threads: int, device: str,
+               precision: str = "auto") -> tuple:
     """One method step on its parent's model (bench.pipeline.artifacts.apply_one: a failure comes back
     as the exception, as in a local run); and where and how long."""
-    on_node(threads, device)
+    on_node(threads, device, precision)
     start = time.perf_counter()
     made = apply_one(parent, prefix, ctx)
     return made, _where(start)

@@ -49,6 +49,10 @@ class TrainingConfig:
     #: set from --methods by bench.config.settings.build, from the space by `bench
     #: search` (whose finalists' run keeps it: the same teacher); 0: none above it
     student_epochs_max: float = 0.0
+    #: --train-precision: `auto` trains in the precision rule's (bf16 autocast where the
+    #: CPU multiplies bf16 natively and the architecture gains: bench.modelling.precision),
+    #: `fp32` everywhere (what a CPU without bf16 trains in: comparable across machines)
+    precision: str = "auto"
     #: pruning's fine-tune: the most it trains (it stops once validation AUC stops improving)
     finetune_epochs: float = 4.0
     #: training: every core here; with --executor ray 0 until the cluster is joined, then

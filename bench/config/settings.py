@@ -106,6 +106,7 @@ def command_line(args) -> dict[str, Any]:
              "repeats": "measurement.repeats", "retime_budget": "measurement.retime_budget_s",
              "margin": "measurement.margin", "operating_point": "measurement.operating_point",
              "bootstrap": "measurement.n_boot", "out": "output.out", "device": "device",
+             "train_precision": "training.precision",
              "executor": "execution.executor", "ray_address": "execution.ray_address",
              "measure_on": "execution.measure_on",
              "allow_unauthenticated_ray": "execution.allow_unauthenticated"}

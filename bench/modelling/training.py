@@ -33,6 +33,7 @@ from bench.stats.auc import auc_roc
 from bench.task_kinds import Task
 
 _DEVICE = "cpu"
+_PRECISION = "auto"  # --train-precision (use_precision)
 #: optimiser steps taken in this process (bench.pipeline.artifacts reads it around each method step:
 #: a row's cost in steps, whichever method trained)
 _STEPS_TAKEN = 0
@@ -52,6 +53,16 @@ def use_device(device: str) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: torch sees no CUDA device on this machine")
     _DEVICE = device
+
+
+def use_precision(mode: str) -> None:
+    """What training computes in (`--train-precision`): `auto`, the precision rule
+    (bench.modelling.precision), or `fp32`; process-wide like `use_device`, set by the
+    same entry points."""
+    global _PRECISION
+    if mode not in ("auto", "fp32"):
+        raise ValueError(f"--train-precision {mode!r}: choose auto or fp32")
+    _PRECISION = mode
 
 
 def device_of(model: nn.Module) -> torch.device:
@@ -222,7 +233,8 @@ def train(model: nn.Module, images: np.ndarray, labels, task: Task, settings: Tr
 def trained_in(model: nn.Module, settings: TrainSettings) -> torch.dtype | None:
     """The autocast dtype `train` runs `model` under (None: fp32), by the precision rule
     (bench.modelling.precision) on the run's device; `precision.name` says it in words."""
-    return precision.autocast_dtype(model, _DEVICE) if settings.mixed_precision else None
+    mixed = settings.mixed_precision and _PRECISION == "auto"
+    return precision.autocast_dtype(model, _DEVICE) if mixed else None
 
 
 def _should_stop(model: nn.Module, stop: EarlyStop, step: int, name: str) -> bool:

@@ -84,12 +84,13 @@ def run_one(cfg: RunConfig, executor=None) -> int:
     run again is each stage finding what the earlier attempt saved."""
     import torch
 
-    from bench.modelling.training import use_device
+    from bench.modelling.training import use_device, use_precision
 
     telemetry.switch_off()  # before any runtime is imported
     executor = executor or executors.LocalExecutor()
     t_start = time.perf_counter()
     use_device(cfg.device)
+    use_precision(cfg.training.precision)
     torch.set_num_threads(cfg.training.train_threads)  # measuring processes pin their own
     torch.manual_seed(cfg.seed)
     store = open_store(cfg)

@@ -125,11 +125,12 @@ def _search(cfg, opts: SearchOptions, root: Path, state: dict, templates, object
 
     from bench.config.settings import QUICK_LATENCY
     from bench.data import load_dataset
-    from bench.modelling.training import use_device
+    from bench.modelling.training import use_device, use_precision
 
     telemetry.switch_off()
     t_start = time.perf_counter()
     use_device(cfg.device)
+    use_precision(cfg.training.precision)
     torch.set_num_threads(cfg.training.train_threads)
     torch.manual_seed(cfg.seed)
     log(f"search directory: {root}" + (" (resumed)" if state.get("resumed") else ""))

@@ -76,7 +76,7 @@ def _trial_figures(model: str, shared: dict) -> dict:
     import ray
 
     cfg, ctx = shared["cfg"], shared["ctx"]
-    on_node(cfg.training.train_threads, cfg.device)
+    on_node(cfg.training.train_threads, cfg.device, cfg.training.precision)
     (chain,) = methods.expand(model)
     cache = shared["cache"]
     artifact = shared["teacher"]

@@ -55,3 +55,25 @@ def test_a_tiny_models_auc_is_unchanged_by_bf16(tiny_data, monkeypatch):
 
     fp32, bf16 = trained(False), trained(True)
     assert abs(bf16 - fp32) <= 0.05, (fp32, bf16)
+
+
+def test_train_precision_fp32_turns_the_rule_off(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    try:
+        training.use_precision("fp32")
+        assert training.trained_in(TinyNet(), TrainSettings(epochs=1)) is None
+        training.use_precision("auto")
+        assert training.trained_in(TinyNet(), TrainSettings(epochs=1)) is torch.bfloat16
+        with pytest.raises(ValueError, match="--train-precision 'bf16'"):
+            training.use_precision("bf16")
+    finally:
+        training.use_precision("auto")
+
+
+def test_train_precision_is_a_run_option():
+    from bench import cli
+    from bench.config import settings
+
+    cfg = settings.build(cli._parser().parse_args(["run", "--train-precision", "fp32"]))
+    assert cfg.training.precision == "fp32"
+    assert settings.build(cli._parser().parse_args(["run"])).training.precision == "auto"
