@@ -67,6 +67,9 @@ class Realised:
     notes: tuple[str, ...] = ()
     train_steps: int = 0
     reused_seconds: float = 0.0
+    #: the PyTorch int8 module this graph exports as it is (quant.qat's QDQ export), which
+    #: `deploy` checks the saved file against (bench.backends.rendering)
+    renders: Any = None
 
 
 @dataclass
@@ -176,8 +179,13 @@ def deploy(backend: Backend, artifact, out_dir: Path, env: ExportEnv,
         start = time.perf_counter()
         realised = adapter(artifact, float_graph, env, Path(out_dir))
         seconds = time.perf_counter() - start + realised.reused_seconds
-        return replace(backend.save(realised, Path(out_dir), env, precision), seconds=seconds,
-                       train_steps=realised.train_steps)
+        deployed = replace(backend.save(realised, Path(out_dir), env, precision),
+                           seconds=seconds, train_steps=realised.train_steps)
+        if realised.renders is not None and precision == "fp32":
+            from bench.backends import rendering
+
+            rendering.check(backend, deployed, realised.renders, env)
+        return deployed
     realised = Realised(backend.float_graph(artifact.module, env), artifact.precision)
     return backend.save(realised, Path(out_dir), env, precision)
 

@@ -37,6 +37,7 @@ from bench.modelling.training import batches, predict_logits, train
 from bench.modelling.training_rule import QAT_LR, finetune_settings
 from methods import register
 from methods.base import Artifact, Context, Method, Param
+from methods.quant import relu6 as relu6_rule
 from methods.quant.qat_pt2e import QUANTIZERS, Pt2eQat
 
 FREEZE_AT = 0.5  # share of the steps after which observers and batch-norm statistics freeze
@@ -58,9 +59,11 @@ class QuantAwareTraining(Method):
               Param("temperature", float, 4.0, "KD temperature", bounds="(0, inf)"),
               Param("calibration_size", int, 128, "training images that initialise the "
                     "observers before training", bounds="[1, inf)"),
-              Param("relu", bool, False, "replace ReLU6 by ReLU before FX QAT (torch, "
-                    "onnxruntime, openvino), as torchvision's quantizable MobileNetV2 does: "
-                    "faster on ONNX Runtime, lower AUC at the default epochs (docs/run.md)"))
+              Param("relu6", str, "range", "how FX QAT (torch, onnxruntime, openvino) quantizes "
+                    "ReLU6: `range` fuses it into its convolution as ReLU with the int8 "
+                    "output range fixed to [0, 6]; `clip` keeps a requantizing clip after "
+                    "the convolution; `relu` replaces it by ReLU (methods.quant.relu6, "
+                    "docs/run.md)", choices=relu6_rule.CHOICES))
     terminal = True
     travels = False  # FX int8 modules do not unpickle in torch 2.14 (see quant.static)
     #: it trains (an epoch of the parent by default, ~2x a float step): asked for by name,
@@ -68,7 +71,7 @@ class QuantAwareTraining(Method):
     in_family = False
 
     def apply(self, parent: Artifact, ctx: Context, epochs: float, lr: float, alpha: float,
-              temperature: float, calibration_size: int, relu: bool = False) -> Artifact:
+              temperature: float, calibration_size: int, relu6: str = "range") -> Artifact:
         _check(epochs, lr, alpha, temperature, calibration_size)
         start = time.perf_counter()
         logits = (ctx.teacher_logits if parent.float_module is ctx.teacher
@@ -76,7 +79,7 @@ class QuantAwareTraining(Method):
         recipe = Recipe(ctx.train_images, ctx.train_labels, ctx.task, logits,
                         ctx.calibration_images[:calibration_size], epochs, lr, ctx.seed, alpha,
                         temperature, parent.name, ctx.augment, parent.float_module)
-        prepared = prepare_fx(parent.float_module, recipe, ctx.image_size, relu)
+        prepared = prepare_fx(parent.float_module, recipe, ctx.image_size, relu6)
         recipe.fine_tune(prepared, self.name, _freeze_fx)
         with deprecated.silenced("fx-quantization"):
             from torch.ao.quantization.quantize_fx import convert_fx
@@ -89,8 +92,8 @@ class QuantAwareTraining(Method):
             precision="int8",
             realisations={"torch": as_trained, "onnxruntime": qdq_onnx,
                           "openvino": qdq_openvino, **edge},
-            notes=(recipe.describe(),
-                   *(["ReLU6 replaced by ReLU before FX QAT (relu=true)"] if relu else [])),
+            notes=(recipe.describe(), *([relu6_rule.NOTES[relu6]] if any(
+                isinstance(m, nn.ReLU6) for m in parent.float_module.modules()) else [])),
             seconds=parent.seconds + time.perf_counter() - start)
 
 
@@ -171,36 +174,27 @@ class _Schedule:
 # -- PyTorch FX (torch) and its QDQ export (onnxruntime, openvino) ---------------------------
 
 def prepare_fx(float_module: nn.Module, recipe: Recipe, image_size: int,
-               relu: bool = False) -> nn.Module:
-    """The parent's clone with FX QAT fake-quantization (x86 qconfig), observers initialised;
-    with `relu`, its ReLU6 replaced by ReLU first (`relu6_to_relu`)."""
+               relu6: str = "range") -> nn.Module:
+    """The parent's clone with FX QAT fake-quantization (x86 qconfig), observers
+    initialised; its ReLU6 quantized as `relu6` says (methods.quant.relu6)."""
     from torch.ao.quantization import get_default_qat_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_qat_fx
 
     model = clone(float_module)
-    model = (relu6_to_relu(model) if relu else model).train()
+    mapping = get_default_qat_qconfig_mapping("x86")
+    base = mapping.global_qconfig
+    fused = relu6_rule.fold(model) if relu6 == "range" else []
+    if relu6 == "relu":
+        relu6_rule.to_relu(model)
+    for name in fused:
+        mapping.set_module_name(name, relu6_rule.fixed_range_qconfig(base))
     with deprecated.silenced("fx-quantization"):
         torch.backends.quantized.engine = "x86"
-        prepared = prepare_qat_fx(model, get_default_qat_qconfig_mapping("x86"),
+        prepared = prepare_qat_fx(model.train(), mapping,
                                   (torch.zeros(2, 3, image_size, image_size),))
+    relu6_rule.learned_inputs(prepared, fused, base)
     recipe.calibrate(prepared, nn.Module.eval)
     return prepared
-
-
-def relu6_to_relu(model: nn.Module) -> nn.Module:
-    """ReLU6 replaced by ReLU (in place), as torchvision's quantizable MobileNetV2 does
-    before its QAT: FX fuses convolution, batch norm and ReLU into one int8 op, and the
-    QDQ export becomes QLinearConv with the activation folded in on ONNX Runtime. A
-    ReLU6 stays a requantizing DequantizeLinear -> Clip -> QuantizeLinear after each such
-    convolution (35 in MobileNetV2). The fine-tune adapts the weights to ReLU; on the
-    default data one epoch of it did not recover the AUC it cost (docs/run.md), so it is
-    a parameter (`relu`), off by default."""
-    for name, child in model.named_children():
-        if isinstance(child, nn.ReLU6):
-            setattr(model, name, nn.ReLU(inplace=child.inplace))
-        else:
-            relu6_to_relu(child)
-    return model
 
 
 def _freeze_fx(model: nn.Module) -> None:
@@ -225,7 +219,8 @@ def qdq_onnx(artifact, float_onnx, env: ExportEnv, out_dir: Path) -> Realised:
     _export_qdq(artifact.module, out, env)
     return Realised(out, "int8", (
         "trained scales deployed (not recalibrated): the FX QAT int8 model exported as QDQ "
-        "(uint8 activations, per-channel int8 weights), run by ONNX Runtime as QLinearConv/QGemm",))
+        "(uint8 activations, per-channel int8 weights), run by ONNX Runtime as QLinearConv/QGemm",),
+        renders=artifact.module)
 
 
 def qdq_openvino(artifact, ov_model, env: ExportEnv, out_dir: Path) -> Realised:
@@ -234,9 +229,13 @@ def qdq_openvino(artifact, ov_model, env: ExportEnv, out_dir: Path) -> Realised:
     path = env.work_dir / "onnx" / f"{Path(out_dir).parent.name}-qat.onnx"
     path.parent.mkdir(parents=True, exist_ok=True)
     _export_qdq(artifact.module, path, env)
-    return Realised(ov.convert_model(str(path)), "int8", (
+    # Core.read_model, not ov.convert_model: convert_model's MOC transformations changed
+    # this QDQ graph's results from its first depthwise convolution on (kd+quant.qat,
+    # relu6=clip, default data: test AUC 0.914 read against 0.891 converted, ONNX Runtime
+    # 0.914; OpenVINO 2026.4, docs/run.md); read_model's graph matches ONNX Runtime's.
+    return Realised(ov.Core().read_model(str(path)), "int8", (
         "trained scales deployed (not recalibrated): the FX QAT int8 model exported as QDQ "
-        "ONNX, read by OpenVINO as FakeQuantize (int8 convolutions)",))
+        "ONNX, read by OpenVINO as FakeQuantize (int8 convolutions)",), renders=artifact.module)
 
 
 def _export_qdq(module: nn.Module, path: Path, env: ExportEnv) -> None:

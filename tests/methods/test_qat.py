@@ -11,7 +11,7 @@ import torch
 from onnx import numpy_helper
 
 from bench import backends, deprecated
-from tests.helpers import assert_unchanged, quantized, snapshot
+from tests.helpers import TinyNet, assert_unchanged, quantized, snapshot
 
 
 @pytest.fixture
@@ -92,42 +92,83 @@ def test_onnxruntime_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path,
     assert np.abs(predict(x) - ref).max() < 1e-5  # the same int8 arithmetic
 
 
-def test_qat_with_relu_runs_a_relu6_network_as_fused_int8_convolutions_on_onnxruntime(tiny_context, env,
-                                                                       tmp_path):
-    """With relu=true, ReLU6 becomes ReLU before QAT (as torchvision's quantizable
-    MobileNetV2), so each convolution, its batch norm and activation are one QLinearConv:
-    no requantizing DequantizeLinear -> Clip -> QuantizeLinear is left between them. By
-    default ReLU6 stays, and so do those requantizations."""
-    import onnxruntime as ort
+def _relu6_net():
     from torch import nn
 
-    import methods
     from tests.helpers import TinyNet
 
-    def optimized_ops(net, out, **relu):
-        parent = methods.Artifact(name="teacher", arch="tiny", module=net.eval(),
-                                  float_module=net)
-        art = quantized(parent, tiny_context, "quant.qat", epochs=1.0, calibration_size=16,
-                        **relu)
-        deployed, _ = deploy("onnxruntime", art, env, out)
-        options = ort.SessionOptions()
-        options.optimized_model_filepath = str(out / "optimized.onnx")
-        ort.InferenceSession(str(deployed.files[0]), options, providers=["CPUExecutionProvider"])
-        graph = onnx.load(options.optimized_model_filepath).graph
-        return art, collections.Counter(n.op_type for n in graph.node)
-
     torch.manual_seed(0)
-    relu6 = TinyNet()
-    relu6.features[2], relu6.features[5] = nn.ReLU6(), nn.ReLU6()
-    art, ops = optimized_ops(relu6, tmp_path / "relu6", relu=True)
+    net = TinyNet()
+    net.features[2], net.features[5] = nn.ReLU6(), nn.ReLU6()
+    return net
+
+
+def _qat_ops(net, tiny_context, env, out, **params):
+    """quant.qat of `net`, and the op counts of ONNX Runtime's optimised graph of its QDQ export."""
+    import onnxruntime as ort
+
+    import methods
+
+    parent = methods.Artifact(name="teacher", arch="tiny", module=net.eval(), float_module=net)
+    art = quantized(parent, tiny_context, "quant.qat", epochs=1.0, calibration_size=16, **params)
+    deployed, _ = deploy("onnxruntime", art, env, out)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(out / "optimized.onnx")
+    ort.InferenceSession(str(deployed.files[0]), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(options.optimized_model_filepath).graph
+    return art, collections.Counter(n.op_type for n in graph.node)
+
+
+def test_relu6_by_default_is_relu_fused_into_its_convolution_with_the_range_fixed_to_0_6(
+        tiny_context, env, tmp_path):
+    """relu6=range: each convolution, its batch norm and ReLU6 become one QLinearConv on
+    ONNX Runtime (the graph of a network built with ReLU), and still compute ReLU6: the
+    fused op's int8 output is uint8 on [0, 6] (scale 6/255, zero point 0), so 6 is where
+    it saturates. The image itself keeps a learned range."""
+    from torch import nn
+
+    net = _relu6_net()
+    art, ops = _qat_ops(net, tiny_context, env, tmp_path / "range")
+    assert ops["QLinearConv"] == 2 and "Clip" not in ops, ops
+    assert "range fixed to [0, 6]" in art.notes[-1]
+    assert any(isinstance(m, nn.ReLU6) for m in net.modules())  # the parent is left alone
+    fused = [m for m in art.module.modules() if type(m).__name__ == "ConvReLU2d"]
+    assert len(fused) == 2
+    for m in fused:
+        assert float(m.scale) == pytest.approx(6 / 255) and int(m.zero_point) == 0
+    assert 6 / 255 not in {round(float(v), 9) for k, v in art.module.state_dict().items()
+                           if k.endswith("_scale_0")}  # the input quantizer learned its own
+    _, relu_ops = _qat_ops(TinyNet(), tiny_context, env, tmp_path / "relu-net")
+    assert ops == relu_ops  # the same int8 graph as a network built with ReLU
+
+
+def test_relu6_clip_keeps_the_requantizing_clip_and_relu6_relu_drops_the_clip(
+        tiny_context, env, tmp_path):
+    from torch import nn
+
+    art, relu = _qat_ops(_relu6_net(), tiny_context, env, tmp_path / "relu", relu6="relu")
     assert not any(isinstance(m, nn.ReLU6) for m in art.module.modules())
     assert "ReLU6 replaced by ReLU" in art.notes[-1]
-    assert any(isinstance(m, nn.ReLU6) for m in relu6.modules())  # the parent is left alone
-    assert ops["QLinearConv"] == 2 and "Clip" not in ops, ops
-    _, relu_ops = optimized_ops(TinyNet(), tmp_path / "relu")
-    assert ops == relu_ops  # the same int8 graph as a network built with ReLU
-    _, kept = optimized_ops(relu6, tmp_path / "kept")  # the default keeps ReLU6
+    assert relu["QLinearConv"] == 2 and "Clip" not in relu, relu
+    fused = [m for m in art.module.modules() if type(m).__name__ == "ConvReLU2d"]
+    assert fused and all(float(m.scale) != pytest.approx(6 / 255) for m in fused)  # learned
+    _, kept = _qat_ops(_relu6_net(), tiny_context, env, tmp_path / "clip", relu6="clip")
     assert kept["Clip"] == 2 and kept["QLinearConv"] == 2, kept
+
+
+def test_fold_fuses_only_the_relu6_that_follow_a_convolution():
+    import torchvision
+    from torch import nn
+
+    from methods.quant import relu6
+
+    net = torchvision.models.mobilenet_v2(num_classes=2)
+    names = relu6.fold(net)
+    assert len(names) == 35 and names[:2] == ["features.0.0", "features.1.conv.0.0"]
+    assert not any(isinstance(m, nn.ReLU6) for m in net.modules())
+    other = nn.Sequential(nn.Linear(4, 4), nn.ReLU6(), nn.Conv2d(3, 3, 1), nn.ReLU6())
+    assert relu6.fold(other) == ["2"]
+    assert isinstance(other[1], nn.ReLU6) and isinstance(other[3], nn.ReLU)
 
 
 def test_openvino_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path, tiny_data):
