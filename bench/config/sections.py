@@ -43,7 +43,7 @@ class TrainingConfig:
     #: the teacher's own budget; it never trains fewer steps than the students'
     #: (bench.modelling.teacher.teacher_plan)
     teacher_epochs: float = 2.0
-    student_epochs: float = 6.0  # of the labelled images, for kd and the student alike
+    student_epochs: float = 9.0  # of the labelled images, for kd and the student alike
     #: the most epochs a step of the run trains the student architecture for (a
     #: `kd:epochs=N` above student_epochs), which the teacher's budget never falls below;
     #: set from --methods by bench.config.settings.build, from the space by `bench
