@@ -38,12 +38,12 @@ def relative_rms(got: np.ndarray, ref: np.ndarray) -> float:
 def check(backend, deployed, module, env) -> float:
     """The deployed file's logits on the calibration images against `module`'s; raises
     RenderingError beyond TOLERANCE, else returns the difference."""
-    x = np.concatenate(list(env.calibration_batches(64)))
+    batches = list(env.calibration_batches(64))
+    x = np.concatenate(batches)
     predict = backend.load([str(f) for f in deployed.files], 1, env.device, deployed.options)
     got = predict(x)
     with torch.no_grad():
-        ref = torch.cat([module(torch.from_numpy(x[i:i + 64]))
-                         for i in range(0, len(x), 64)]).numpy()
+        ref = torch.cat([module(torch.from_numpy(b)) for b in batches]).numpy()
     diff = relative_rms(got, ref)
     if diff > TOLERANCE:
         raise RenderingError(

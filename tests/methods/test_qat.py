@@ -95,8 +95,6 @@ def test_onnxruntime_runs_the_trained_scales_as_int8_kernels(qat, env, tmp_path,
 def _relu6_net():
     from torch import nn
 
-    from tests.helpers import TinyNet
-
     torch.manual_seed(0)
     net = TinyNet()
     net.features[2], net.features[5] = nn.ReLU6(), nn.ReLU6()
