@@ -82,6 +82,10 @@ def _run_options(r) -> None:
     r.add_argument("--augment", default=None,
                    help="training augmentation: dataset (the dataset's own policy), none, "
                         f"upright or any-orientation (default {data.augment})")
+    r.add_argument("--class-weights", default=None, choices=["auto", "balanced", "none"],
+                   help="the hard-label loss's class weights: balanced (n / (k * n_class)), "
+                        "none, or auto (balanced where the training split's largest class has "
+                        f"1.5x its smallest's images; default {data.class_weights})")
     r.add_argument("--frontal-only", action="store_true",
                    help="CheXpert-style CSVs: keep frontal views only")
     r.add_argument("--labels", default=None,

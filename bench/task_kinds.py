@@ -19,12 +19,18 @@ TASK_KINDS = ("binary", "multiclass", "multilabel")
 class Task:
     kind: str
     class_names: tuple[str, ...]
+    #: the hard-label loss's weight per class (multilabel: per label's positives), for
+    #: imbalanced training splits (bench.data.class_weights); None: unweighted
+    class_weight: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in TASK_KINDS:
             raise ValueError(f"unknown task kind {self.kind!r}; expected one of {TASK_KINDS}")
         if self.kind == "binary" and len(self.class_names) != 2:
             raise ValueError("a binary task has exactly two class names (negative, positive)")
+        if self.class_weight is not None and len(self.class_weight) != len(self.class_names):
+            raise ValueError(f"{len(self.class_weight)} class weights for "
+                             f"{len(self.class_names)} classes")
 
     @property
     def num_outputs(self) -> int:
@@ -32,15 +38,25 @@ class Task:
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Hard-label loss over the labelled targets: multilabel NaN ('ignore', or an
-        unlabelled image) and class -1 (an unlabelled image) are masked out."""
+        unlabelled image) and class -1 (an unlabelled image) are masked out. With
+        `class_weight`, torch's weighted losses: multilabel positives scaled by
+        `pos_weight`; otherwise each image weighs its class's weight, in a weighted mean
+        (as `cross_entropy(weight=...)` averages)."""
+        weight = None if self.class_weight is None else torch.tensor(
+            self.class_weight, dtype=logits.dtype, device=logits.device)
         if self.kind == "multilabel":
             mask = ~torch.isnan(y)
-            per = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), reduction="none")
+            per = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), reduction="none",
+                                                     pos_weight=weight)
             return (per * mask).sum() / mask.sum().clamp(min=1)
         y = y.long()
         mask = y >= 0
-        per = F.cross_entropy(logits, y.clamp(min=0), reduction="none")
-        return (per * mask).sum() / mask.sum().clamp(min=1)
+        target = y.clamp(min=0)
+        per = F.cross_entropy(logits, target, reduction="none", weight=weight)
+        if weight is None:
+            return (per * mask).sum() / mask.sum().clamp(min=1)
+        total = (weight[target] * mask).sum()
+        return (per * mask).sum() / torch.where(total > 0, total, torch.ones_like(total))
 
     def unlabelled(self, n: int) -> torch.Tensor:
         """Targets that mark n images as unlabelled (no hard-label loss: KD only)."""

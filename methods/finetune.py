@@ -16,7 +16,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from bench.modelling.training import EarlyStop, auc_of, predict_logits, train
-from bench.modelling.training_rule import FINETUNE_LR, finetune_settings
+from bench.modelling.training_rule import (
+    FINETUNE_LR,
+    WARMUP_FRACTION,
+    finetune_settings,
+    warmup_steps,
+)
 from methods.base import Artifact, Context, Param
 from methods.student import distillation_set, online_parent
 
@@ -39,8 +44,9 @@ PARAMS = (
                                      "images only (better on validation here at the same steps)"),
 )
 
-#: validation scores in a row without a gain before a fine-tune stops (half an epoch apart)
-PATIENCE = 2
+#: the steps without a validation gain after which a fine-tune stops, as a fraction of its
+#: schedule: as long as its warm-up, whose scores do not count (EarlyStop)
+PATIENCE = WARMUP_FRACTION
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class FineTune:
         images, labels, soft, source = targets
         settings = finetune_settings(epochs, ctx.seed, self.lr, ctx.augment)
         settings = replace(settings, steps=settings.total_steps(len(ctx.train_images)))
-        stop = validation_stop(ctx)
+        stop = validation_stop(ctx, settings.steps)
         if stop is not None:
             self.stops.append(stop)
         return train(model, images, labels, ctx.task, settings, label or ctx.chain or "fine-tune",
@@ -125,16 +131,18 @@ class FineTune:
                 + (f", also on {extra} unlabelled images it labels" if extra else ""))
 
 
-def validation_stop(ctx: Context) -> EarlyStop | None:
-    """The fine-tune's stop (the training rule): its budget is the most it trains; it
-    stops once the validation AUC has not improved for two half-epochs, scored from the
-    changed model on, and keeps the best weights. None where the run has no validation split."""
+def validation_stop(ctx: Context, steps: int) -> EarlyStop | None:
+    """The stop of a `steps`-long fine-tune (the training rule): scored on the validation
+    AUC every half epoch from the changed model on, it stops once a fifth of the schedule
+    (`PATIENCE`) has passed without a gain, counted from the end of the warm-up (the
+    first dip a warm-up to the peak learning rate causes does not stop it), and keeps the
+    best weights. None where the run has no validation split."""
     if ctx.val_images is None or ctx.val_labels is None:
         return None
 
     def score(model):
-        return auc_of(model, ctx.task, ctx.val_images, ctx.val_labels)
+        return auc_of(model, ctx.task, ctx.val_images, ctx.val_labels, fast=True)
 
     half_epoch = max(1, finetune_settings(1, 0).steps_per_epoch(len(ctx.train_images)) // 2)
-    return EarlyStop(score=score, every=half_epoch, patience=PATIENCE, min_steps=0,
-                     score_start=True)
+    return EarlyStop(score=score, every=half_epoch, patience=max(1, round(PATIENCE * steps)),
+                     warmup=warmup_steps(steps), score_start=True)

@@ -9,6 +9,7 @@ and their dependants, so the model really gets smaller and faster.
 from __future__ import annotations
 
 import time
+from importlib.metadata import version
 
 import torch
 from torch import nn
@@ -91,14 +92,17 @@ class StructuredPrune(Method):
         model = clone(parent.module).eval()
         before, _ = count_params(model)
         example = torch.zeros(1, 3, ctx.image_size, ctx.image_size)
-        pruner = tp.pruner.BasePruner(  # MetaPruner is its deprecated alias
-            model, example,
-            importance=tp.importance.GroupMagnitudeImportance(p=1),
-            pruning_ratio=ratio,
-            iterative_steps=iterative_steps,
-            ignored_layers=[classifier_layer(model)],
-            round_to=round_to,
-        )
+        try:
+            pruner = tp.pruner.BasePruner(  # MetaPruner is its deprecated alias
+                model, example,
+                importance=tp.importance.GroupMagnitudeImportance(p=1),
+                pruning_ratio=ratio,
+                iterative_steps=iterative_steps,
+                ignored_layers=[classifier_layer(model)],
+                round_to=round_to,
+            )
+        except Exception as exc:  # its graph tracing fails deep inside, with no context
+            raise untraceable(parent.arch, exc) from exc
         epochs = fine.epochs(ctx)
         for round_ in range(iterative_steps):
             pruner.step()
@@ -114,3 +118,13 @@ class StructuredPrune(Method):
             seconds=parent.seconds + time.perf_counter() - start,
         )
 
+
+def untraceable(arch: str, exc: Exception) -> ValueError:
+    """The one-line error for an architecture torch-pruning's dependency graph cannot
+    trace: ShuffleNetV2's channel shuffle (a view and transpose of the channel axis in a
+    plain function) makes it divide by zero (VainF/Torch-Pruning#14, open since 2020)."""
+    return ValueError(
+        f"prune.structured: torch-pruning {version('torch-pruning')}'s dependency graph cannot "
+        f"trace {arch} ({type(exc).__name__}: {exc}); it does not follow reshapes of the "
+        "channel axis such as ShuffleNet's channel shuffle. Prune another architecture, or "
+        "use prune.magnitude")

@@ -94,7 +94,8 @@ def command_line(args) -> dict[str, Any]:
     given = {k: v for k, v in vars(args).items() if v is not None and v is not False}
     plain = {"methods": "methods.spec", "dataset": "data.dataset", "data_root": "data.data_root",
              "uncertainty": "data.uncertainty",
-             "augment": "data.augment", "frontal_only": "data.frontal_only",
+             "augment": "data.augment", "class_weights": "data.class_weights",
+             "frontal_only": "data.frontal_only",
              "task": "data.task", "num_classes": "data.num_classes",
              "image_size": "data.image_size", "teacher": "training.teacher",
              "teacher_checkpoint": "training.teacher_checkpoint",

@@ -13,12 +13,12 @@ edit here. `check` is cheap (no image is read) so a run fails on bad input befor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from bench.data import augmentation
+from bench.data import augmentation, class_weights
 from bench.data.formats import (
     FORMATS,
     OPTIONS,
@@ -91,6 +91,8 @@ class DataConfig:
     #: --augment: `dataset` (the dataset's policy), `none`, or a policy's name
     #: (bench.data.augmentation.POLICIES)
     augment: str = "none"
+    #: --class-weights: the hard-label loss's class weights (bench.data.class_weights)
+    class_weights: str = "none"
 
 
 def spec_forms() -> str:
@@ -181,6 +183,7 @@ def check(data: DataConfig) -> Source:
     the spec, paths and card, the image size, and that every option given applies to the
     format. The run calls it before any training, so bad input costs no minutes."""
     augmentation.check(data.augment)
+    class_weights.check(data.class_weights)
     default = DataConfig()
     # --task and --num-classes shape the generated data; "given" is read as "differs from
     # the default", as for the options below
@@ -244,10 +247,16 @@ def _check_synthetic_classes(data: DataConfig) -> None:
 
 def load_dataset(data: DataConfig, seed: int) -> DataBundle:
     """The data section as splits: `synthetic`, `FORMAT:PATH`, or a card with `data_root`,
-    with the augmentation policy training uses (`dataset_policy`, or --augment's)."""
+    with the augmentation policy training uses (`dataset_policy`, or --augment's) and the
+    loss's class weights (--class-weights: bench.data.class_weights) in its task."""
     bundle = _load(data, seed)
     bundle.augment = augmentation.resolve(data.augment, dataset_policy(data))
     bundle.info["augment"] = augmentation.POLICIES[bundle.augment].describe()
+    task, labels = bundle.task, bundle.train.labels
+    weight = class_weights.weights(data.class_weights, task.kind, task.num_outputs, labels)
+    bundle.task = replace(task, class_weight=weight)
+    bundle.info["class_weights"] = class_weights.describe(
+        data.class_weights, task.kind, weight, class_weights.imbalance(task.kind, labels))
     return bundle
 
 

@@ -26,12 +26,14 @@ from bench.modelling.training import auc_of, predict_logits, steps_taken, train,
 from bench.modelling.training_rule import TrainSettings, from_scratch_settings
 from bench.progress import log
 
-RECIPE_VERSION = 5  # bump when training code changes what a cached teacher would be
+RECIPE_VERSION = 6  # bump when training code changes what a cached teacher would be
 # 2: initial weights seeded right before the build (they depended on what ran earlier)
 # 3: channels-last training; logits on the unlabelled transfer images cached too
 # 4: the one training rule (AdamW, bench.modelling.training), never fewer steps than the students
 # 5: the augmentation policy (settings.augment: bench.modelling.augment); the precision
 #    it trained in (bench.modelling.precision: bf16 autocast where faster)
+# 6: its soft targets computed under the same autocast (predict_logits' `fast`); batch
+#    norm re-estimated on a seeded random draw of the training images, not the first ones
 
 
 @dataclass
@@ -65,7 +67,7 @@ def get_ensemble(archs: list[str], data: DataBundle, epochs: float, seed: int,
     members = [get_teacher(a, data, epochs, seed, None, use_cache, pretrained, student_epochs)
                for a in archs]
     module = EnsembleTeacher([m.module for m in members], data.task.kind == "multilabel").eval()
-    logits = predict_logits(module, data.train.images)
+    logits = predict_logits(module, data.train.images, fast=True)
     return Teacher(module, logits, "+".join(archs), "ensemble",
                    {"members": [{"arch": m.arch, "source": m.source, **m.info} for m in members],
                     "combine": "mean of the members' probabilities; KD from their averaged soft targets"},
@@ -92,7 +94,7 @@ def _read_cached(path, arch: str, data: DataBundle) -> tuple[nn.Module, dict]:
 
 
 def _transfer_logits(module: nn.Module, data: DataBundle) -> torch.Tensor | None:
-    return None if data.transfer is None else predict_logits(module, data.transfer)
+    return None if data.transfer is None else predict_logits(module, data.transfer, fast=True)
 
 
 def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
@@ -103,7 +105,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
         with open(checkpoint, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()[:16]
         log(f"teacher: loaded {arch} from {checkpoint} (sha256 {digest})")
-        return Teacher(module, predict_logits(module, data.train.images), arch, "checkpoint",
+        return Teacher(module, predict_logits(module, data.train.images, fast=True), arch,
+                       "checkpoint",
                        {"checkpoint": str(checkpoint), "sha256": digest},
                        transfer_logits=_transfer_logits(module, data))
     plan = teacher_plan(len(data.train), epochs, student_epochs)
@@ -116,6 +119,8 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
             "precision": precision.name(trained_in(fresh, settings))}
     if pretrained:
         info["pretrained"] = "imagenet"  # old cache keys stay valid without it
+    if data.task.class_weight is not None:  # likewise
+        info["class_weight"] = list(data.task.class_weight)
     # CPU training is reproducible for a given thread count, not across counts: a teacher
     # trained by the tests at 2 threads differed from the ci preset's at 1 thread.
     info["threads"] = torch.get_num_threads()
@@ -135,7 +140,7 @@ def get_teacher(arch: str, data: DataBundle, epochs: float, seed: int,
     before = steps_taken()
     module = train(fresh, data.train.images, data.train.labels, data.task, settings, "teacher")
     seconds = time.perf_counter() - start
-    logits = predict_logits(module, data.train.images)
+    logits = predict_logits(module, data.train.images, fast=True)
     transfer = _transfer_logits(module, data)
     meta = {"train_seconds": round(seconds, 1), "train_steps": steps_taken() - before,
             "validation_auc": round(validation_auc(module, data), 4), "rule": rule_text(plan)}

@@ -10,7 +10,8 @@ The rule (docs/run.md, "The training rule"), measured on both architectures here
     depthwise convolutions, fp16 autocast with a GradScaler on CUDA, fp32 otherwise
     (bench.modelling.precision);
   * schedule: linear warm-up over the first 20% of the steps, then cosine decay to zero;
-    batch 32; batch-norm statistics re-estimated on training data at the end (QAT keeps
+    batch 32; batch-norm statistics re-estimated at the end on 512 training images drawn
+    at random (a folder's split is in class order) (QAT keeps
     the frozen ones it trained against);
   * budget: optimiser steps, given as epochs of the labelled images; the teacher never
     trains fewer steps than the students (bench.modelling.teacher.teacher_plan); a fine-tune of a
@@ -100,9 +101,18 @@ def finetune_settings(epochs: float, seed: int, lr: float = FINETUNE_LR,
     return TrainSettings(epochs=epochs, lr=lr, seed=seed, augment=augment)
 
 
-def warmup_cosine(total: int, warmup_frac: float = 0.2):
+#: the schedule's linear warm-up, as a fraction of its steps
+WARMUP_FRACTION = 0.2
+
+
+def warmup_steps(total: int, warmup_frac: float = WARMUP_FRACTION) -> int:
+    """The steps of a `total`-step schedule's warm-up (at least one)."""
+    return max(1, int(total * warmup_frac))
+
+
+def warmup_cosine(total: int, warmup_frac: float = WARMUP_FRACTION):
     """LR multiplier per step; valid for any length (OneCycleLR divides by zero below ~5 steps)."""
-    warmup = max(1, int(total * warmup_frac))
+    warmup = warmup_steps(total, warmup_frac)
 
     def factor(step: int) -> float:
         if step < warmup:

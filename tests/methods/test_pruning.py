@@ -37,9 +37,12 @@ def _parent():
 
 def test_a_pruning_fine_tune_stops_early_keeps_the_best_step_and_says_so(validated,
                                                                         monkeypatch):
-    """Validation scores scripted (the AUC each scoring pass returns): best at step 1,
-    then two scores without a gain, so the fine-tune stops at step 3 of its 30."""
-    scripted = iter([0.60, 0.70, 0.65, 0.66, 0.90, 0.90])
+    """Validation scores scripted (the AUC each scoring pass returns), one per step of a
+    30-step fine-tune: its warm-up (steps 0-5) peaks at step 1 and dips; after it step 6
+    is the reference and step 7 gains; six steps (a fifth of the schedule) later without a
+    gain it stops, at step 13, keeping step 1's weights."""
+    scripted = iter([0.60, 0.70, 0.50, 0.45, 0.40, 0.42, 0.55, 0.56, 0.555, 0.56, 0.558, 0.5,
+                     0.52, 0.53, 0.90, 0.90])
     scored: dict[int, dict] = {}  # step -> the weights of the last model scored there
     real_predict = training.predict_logits
 
@@ -55,14 +58,15 @@ def test_a_pruning_fine_tune_stops_early_keeps_the_best_step_and_says_so(validat
     budget = round(10 * -(-len(validated.train_images) // 32))  # 10 epochs: 30 steps
     before = steps_taken()
     made = _prune(_parent(), validated, ratio=0.25, finetune_epochs=10.0)
-    assert steps_taken() - before == 3 < budget
-    assert sorted(scored) == [0, 1, 2, 3]  # the pruned model, then after each step
+    assert steps_taken() - before == 13 < budget
+    assert sorted(scored) == list(range(14))  # the pruned model, then after each step
     kept = snapshot(made.module)
     for key, value in scored[1].items():  # step 1's weights (batch norm re-estimated)
         if "running" not in key and "num_batches" not in key:
             assert torch.equal(kept[key], value), key
     note = made.notes[1]
-    assert f"stopped early at step 3 of {budget}" in note, note
+    assert f"stopped early at step 13 of {budget}, no validation gain in 6 steps after the " \
+           "warm-up's 6" in note, note
     assert "kept the weights of step 1" in note, note
     assert "fine-tuned 10 epochs" not in note, note  # it did not
 
@@ -90,3 +94,20 @@ def test_structured_pruning_uses_torch_prunings_base_pruner(tiny_context, monkey
     parent = _parent()
     made = _prune(parent, tiny_context, ratio=0.5, finetune_epochs=0.0)
     assert count_params(made.module)[0] < count_params(parent.module)[0]
+
+
+def test_an_architecture_torch_pruning_cannot_trace_fails_in_one_line(tiny_context):
+    """ShuffleNetV2's channel shuffle makes torch-pruning's graph divide by zero; the row's
+    error says which architecture, why, and what to do instead."""
+    from bench.modelling.architectures import build
+
+    torch.manual_seed(0)
+    module = build("shufflenet_v2_x0_5", tiny_context.task.num_outputs).eval()
+    parent = methods.Artifact(name="kd", arch="shufflenet_v2_x0_5", module=module,
+                              float_module=module)
+    with pytest.raises(ValueError) as caught:
+        _prune(parent, tiny_context, finetune_epochs=0.0)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "dependency graph cannot trace shufflenet_v2_x0_5 (ZeroDivisionError" in message
+    assert "use prune.magnitude" in message

@@ -57,6 +57,40 @@ def test_a_tiny_models_auc_is_unchanged_by_bf16(tiny_data, monkeypatch):
     assert abs(bf16 - fp32) <= 0.05, (fp32, bf16)
 
 
+def test_fast_passes_score_under_the_rules_autocast_and_reported_ones_in_fp32(tiny_data,
+                                                                              monkeypatch):
+    """`fast` passes (soft targets, early-stop scores) run under the autocast the model
+    trains in; the default pass, which reported figures use, stays fp32; and the tiny
+    model's AUC from a fast pass is the fp32 one within bf16's rounding."""
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    seen = []
+
+    class Recording(TinyNet):
+        def forward(self, x):
+            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                        else None)
+            return super().forward(x)
+
+    torch.manual_seed(0)
+    model = training.train(Recording(), tiny_data.train.images, tiny_data.train.labels,
+                           tiny_data.task, TrainSettings(epochs=4, lr=5e-3), "tiny")
+    images, labels = tiny_data.test.images, tiny_data.test.labels
+    seen.clear()
+    exact = training.auc_of(model, tiny_data.task, images, labels)
+    assert set(seen) == {None}
+    seen.clear()
+    fast = training.auc_of(model, tiny_data.task, images, labels, fast=True)
+    assert set(seen) == {torch.bfloat16}
+    assert training.predict_logits(model, images, fast=True).dtype is torch.float32
+    assert abs(fast - exact) <= 0.02, (exact, fast)
+    assert training.scoring_dtype(_depthwise()) is None  # MobileNet-like: fp32
+    training.use_precision("fp32")
+    try:
+        assert training.scoring_dtype(model) is None
+    finally:
+        training.use_precision("auto")
+
+
 def test_train_precision_fp32_turns_the_rule_off(monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     try:

@@ -49,8 +49,11 @@ def test_steps_are_counted_as_they_are_taken(tiny_data):
     assert steps_taken() - before == 5
 
 
-def test_early_stop_stops_when_the_score_stops_improving_and_keeps_the_best(tiny_data):
-    scores = iter([0.6, 0.7, 0.65, 0.66, 0.64, 0.9, 0.9])  # best at the 2nd score
+def test_early_stop_stops_once_patience_runs_out_after_the_warm_up_and_keeps_the_best(tiny_data):
+    """Scores at steps 2 and 4 fall in the warm-up: the dip to 0.6 does not count, the
+    first score after it (step 6) is the reference, step 8 gains, and four steps later
+    without a gain it stops; the best weights are the warm-up's step 2."""
+    scores = iter([0.8, 0.6, 0.7, 0.75, 0.74, 0.745, 0.9, 0.9])
     seen = {}
 
     def score(model):
@@ -58,24 +61,26 @@ def test_early_stop_stops_when_the_score_stops_improving_and_keeps_the_best(tiny
         seen[value] = {k: v.clone() for k, v in model.state_dict().items()}
         return value
 
-    stop = EarlyStop(score=score, every=2, patience=3, min_steps=4)
+    stop = EarlyStop(score=score, every=2, patience=4, warmup=5)
     before = steps_taken()
     model = train(TinyNet(), tiny_data.train.images, tiny_data.train.labels, tiny_data.task,
                   from_scratch_settings(TinyNet(), 1.0, 0, steps=40), "t", early_stop=stop)
-    assert steps_taken() - before == 10  # scores at 2, 4, 6, 8, 10: three without a gain after 0.7
-    assert stop.best_step == 4 and [s for _, s in stop.history] == [0.6, 0.7, 0.65, 0.66, 0.64]
+    assert steps_taken() - before == 12
+    assert stop.stopped_at == 12 and stop.best_step == 2
+    assert [s for _, s in stop.history] == [0.8, 0.6, 0.7, 0.75, 0.74, 0.745]
+    assert "stopped early at step 12 of 40, no validation gain in 4 steps" in stop.outcome()
     weights = {k: v for k, v in model.state_dict().items() if "running" not in k
                and "num_batches" not in k}
     for k, v in weights.items():  # the best step's weights (batch norm re-estimated after)
-        assert torch.equal(v, seen[0.7][k]), k
+        assert torch.equal(v, seen[0.8][k]), k
 
 
-def test_early_stop_never_stops_before_its_floor(tiny_data):
-    stop = EarlyStop(score=lambda m: 0.5, every=1, patience=1, min_steps=6)
+def test_early_stop_never_stops_within_its_warm_up(tiny_data):
+    stop = EarlyStop(score=lambda m: 0.5, every=1, patience=1, warmup=6)
     before = steps_taken()
     train(TinyNet(), tiny_data.train.images, tiny_data.train.labels, tiny_data.task,
           from_scratch_settings(TinyNet(), 1.0, 0, steps=20), "t", early_stop=stop)
-    assert steps_taken() - before == 6
+    assert steps_taken() - before == 7  # step 6 the reference, step 7 without a gain
 
 
 def test_teacher_plan_trains_at_least_as_long_as_the_students_may():
