@@ -86,8 +86,9 @@ class FineTune:
             soft_u = ctx.transfer_soft_targets(self.temperature) if use_transfer else None
             source = ctx.teacher
         else:
-            soft = predict_logits(parent.module, ctx.train_images)
-            soft_u = predict_logits(parent.module, ctx.transfer_images) if use_transfer else None
+            soft = predict_logits(parent.module, ctx.train_images, fast=True)
+            soft_u = (predict_logits(parent.module, ctx.transfer_images, fast=True)
+                      if use_transfer else None)
             source = parent.module
         # with augmentation on, the source scores each augmented view online instead
         return (*distillation_set(ctx, soft, soft_u),

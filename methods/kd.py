@@ -48,8 +48,9 @@ class Distill(Method):
             soft = ctx.soft_targets(temperature)
             soft_u = ctx.transfer_soft_targets(temperature) if use_transfer else None
         else:
-            soft = predict_logits(parent.module, ctx.train_images)
-            soft_u = predict_logits(parent.module, ctx.transfer_images) if use_transfer else None
+            soft = predict_logits(parent.module, ctx.train_images, fast=True)
+            soft_u = (predict_logits(parent.module, ctx.transfer_images, fast=True)
+                      if use_transfer else None)
         student = train_student(ctx, epochs, lr, soft, alpha, temperature, ctx.chain or "kd",
                                 soft_u, online_parent(parent.module, ctx, temperature))
         notes = [f"distilled from {parent.name} ({parent.arch}), T={temperature}, alpha={alpha}",

@@ -288,8 +288,9 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128,
     `fast`: under the autocast the training rule gives `model` (`trained_in`: bf16 on a
     CPU with AMX for an architecture without depthwise convolutions; DenseNet-121's logits
     on 512 images 2.8x faster here), for passes whose logits train or decide rather than
-    report: a teacher's soft targets and a fine-tune's early-stop scores. Reported
-    figures (the manifest's validation AUC, parity references) stay fp32."""
+    report: the soft targets of the model a step distils (the teacher's or a parent's) and
+    a fine-tune's early-stop scores. Reported figures (the manifest's validation AUC,
+    parity references) stay fp32."""
     model.eval()
     fmt = (torch.channels_last if all(p.is_floating_point() for p in model.parameters())
            else torch.preserve_format)
@@ -304,7 +305,7 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 128,
         finally:
             if fmt is torch.channels_last:
                 model.to(memory_format=torch.contiguous_format)
-    return torch.cat(out).float()
+    return torch.cat(out)
 
 
 def scoring_dtype(model: nn.Module) -> torch.dtype | None:

@@ -80,6 +80,17 @@ def teacher_artifact(teacher) -> methods.Artifact:
                             float_module=teacher.module, notes=(f"teacher ({teacher.source})",))
 
 
+def as_the_teacher(parent: methods.Artifact, ctx) -> methods.Artifact:
+    """`parent`, and where it is the teacher's artifact, holding the context's very teacher
+    module. A Ray task receives the parent and the context as separate objects, each
+    unpickled on its own: without this, a method's `parent.module is ctx.teacher` (read the
+    cached soft targets, or an ensemble's averaged ones) is False on a cluster and True in
+    one process, and a cluster run distilled from different targets than a local one."""
+    if parent.steps or parent.name != "teacher" or parent.module is ctx.teacher:
+        return parent
+    return replace(parent, module=ctx.teacher, float_module=ctx.teacher)
+
+
 def chains_of(cfg) -> list[tuple]:
     """The baselines, then every chain of --methods: the chains a run builds."""
     chains = methods.baselines()
@@ -89,6 +100,7 @@ def chains_of(cfg) -> list[tuple]:
 def apply_one(parent, prefix: tuple, ctx) -> methods.Artifact | Exception:
     if isinstance(parent, Exception):
         return parent
+    parent = as_the_teacher(parent, ctx)
     step, name = prefix[-1], methods.chain_name(prefix)
     cls = methods.get(step.method)
     log(f"{name}: " + (f"training {ctx.student_arch} without distillation (the baseline)"

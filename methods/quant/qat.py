@@ -75,7 +75,7 @@ class QuantAwareTraining(Method):
         _check(epochs, lr, alpha, temperature, calibration_size)
         start = time.perf_counter()
         logits = (ctx.teacher_logits if parent.float_module is ctx.teacher
-                  else predict_logits(parent.float_module, ctx.train_images))
+                  else predict_logits(parent.float_module, ctx.train_images, fast=True))
         recipe = Recipe(ctx.train_images, ctx.train_labels, ctx.task, logits,
                         ctx.calibration_images[:calibration_size], epochs, lr, ctx.seed, alpha,
                         temperature, parent.name, ctx.augment, parent.float_module)
