@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from bench.modelling.training import EarlyStop, auc_of, predict_logits, train
+from bench.modelling.training import EarlyStop, auc_of, train
 from bench.modelling.training_rule import (
     FINETUNE_LR,
     WARMUP_FRACTION,
@@ -23,7 +23,7 @@ from bench.modelling.training_rule import (
     warmup_steps,
 )
 from methods.base import Artifact, Context, Param
-from methods.student import distillation_set, online_parent
+from methods.student import distillation_set, online_parent, soft_targets_of
 
 if TYPE_CHECKING:
     from torch import nn
@@ -81,15 +81,9 @@ class FineTune:
         teacher's (cached), on the labelled images and, with `unlabelled`, the transfer
         images too."""
         use_transfer = bool(self.unlabelled) and ctx.transfer_images is not None
-        if self.distil_from == "teacher" or parent.module is ctx.teacher:
-            soft = ctx.soft_targets(self.temperature)
-            soft_u = ctx.transfer_soft_targets(self.temperature) if use_transfer else None
-            source = ctx.teacher
-        else:
-            soft = predict_logits(parent.module, ctx.train_images, fast=True)
-            soft_u = (predict_logits(parent.module, ctx.transfer_images, fast=True)
-                      if use_transfer else None)
-            source = parent.module
+        source = (ctx.teacher if self.distil_from == "teacher" or parent.module is ctx.teacher
+                  else parent.module)
+        soft, soft_u = soft_targets_of(source, ctx, self.temperature, use_transfer)
         # with augmentation on, the source scores each augmented view online instead
         return (*distillation_set(ctx, soft, soft_u),
                 online_parent(source, ctx, self.temperature))

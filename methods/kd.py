@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import time
 
-from bench.modelling.training import predict_logits
 from methods import register
 from methods.base import Artifact, Context, Method, Param
-from methods.student import online_parent, student_with, train_student, trained_precision
+from methods.student import (
+    online_parent,
+    soft_targets_of,
+    student_with,
+    train_student,
+    trained_precision,
+)
 
 
 @register
@@ -44,13 +49,7 @@ class Distill(Method):
               epochs: float, lr: float, unlabelled: bool) -> Artifact:
         start = time.perf_counter()
         use_transfer = bool(unlabelled) and ctx.transfer_images is not None and alpha > 0
-        if parent.module is ctx.teacher:
-            soft = ctx.soft_targets(temperature)
-            soft_u = ctx.transfer_soft_targets(temperature) if use_transfer else None
-        else:
-            soft = predict_logits(parent.module, ctx.train_images, fast=True)
-            soft_u = (predict_logits(parent.module, ctx.transfer_images, fast=True)
-                      if use_transfer else None)
+        soft, soft_u = soft_targets_of(parent.module, ctx, temperature, use_transfer)
         student = train_student(ctx, epochs, lr, soft, alpha, temperature, ctx.chain or "kd",
                                 soft_u, online_parent(parent.module, ctx, temperature))
         notes = [f"distilled from {parent.name} ({parent.arch}), T={temperature}, alpha={alpha}",

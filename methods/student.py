@@ -16,7 +16,7 @@ import torch
 from bench.modelling import precision
 from bench.modelling.architectures import build
 from bench.modelling.parent import Parent
-from bench.modelling.training import train, trained_in
+from bench.modelling.training import predict_logits, train, trained_in
 from bench.modelling.training_rule import from_scratch_settings
 from bench.progress import log
 from methods import register
@@ -90,6 +90,19 @@ def online_parent(module: torch.nn.Module, ctx: Context, temperature: float) -> 
         members = tuple(module.members)
         return Parent(members, lambda outs: ctx.task.ensemble_soft_logits(outs, temperature))
     return Parent((module,))
+
+
+def soft_targets_of(module: torch.nn.Module, ctx: Context, temperature: float,
+                    use_transfer: bool) -> tuple:
+    """(logits on the training images, on the unlabelled transfer images or None) of the
+    model a step distils: the run's teacher's cached ones (an ensemble's averaged soft
+    targets) where `module` is the teacher, else `module`'s own through the pass that
+    computed the teacher's (predict_logits, `fast`)."""
+    if module is ctx.teacher:
+        return (ctx.soft_targets(temperature),
+                ctx.transfer_soft_targets(temperature) if use_transfer else None)
+    return (predict_logits(module, ctx.train_images, fast=True),
+            predict_logits(module, ctx.transfer_images, fast=True) if use_transfer else None)
 
 
 def trained_precision(ctx: Context) -> str:
